@@ -1,0 +1,196 @@
+package spec
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/docker/go-units"
+)
+
+// ParseVolume parses SRC:DST[:ro|rw] with an absolute or ./-relative
+// SRC, resolved against cwd, and an absolute DST.
+func ParseVolume(v, cwd string) (Mount, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:ro|rw]", v)
+	}
+	src, dst := parts[0], parts[1]
+	m := Mount{Kind: MountBind, Target: filepath.Clean(dst)}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+				m.ReadOnly = false
+			case "z", "Z", "":
+			default:
+				return Mount{}, fmt.Errorf("volume %q: unknown option %q; use ro or rw", v, o)
+			}
+		}
+	}
+	if !filepath.IsAbs(dst) {
+		return Mount{}, fmt.Errorf("volume %q: the target %q is not an absolute path", v, dst)
+	}
+	if src == "" {
+		return Mount{}, fmt.Errorf("volume %q: the source is empty", v)
+	}
+	if !filepath.IsAbs(src) && !strings.HasPrefix(src, ".") {
+		return Mount{}, fmt.Errorf("volume %q: named volumes are not supported; give a path (./%s for a relative one)", v, src)
+	}
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(cwd, src)
+	}
+	// The user's own symlinks are resolved here, once; the sandbox later
+	// opens the result without following a final symlink.
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return Mount{}, fmt.Errorf("volume %q: the source does not exist: %v", v, unwrapPath(err))
+	}
+	m.Source = real
+	return m, nil
+}
+
+// ParseTmpfs parses DST[:size=N[,mode=M]].
+func ParseTmpfs(v string) (Mount, error) {
+	dst, opts, _ := strings.Cut(v, ":")
+	if !filepath.IsAbs(dst) {
+		return Mount{}, fmt.Errorf("tmpfs %q: the target is not an absolute path", v)
+	}
+	m := Mount{Kind: MountTmpfs, Target: filepath.Clean(dst)}
+	for _, o := range strings.Split(opts, ",") {
+		k, val, _ := strings.Cut(o, "=")
+		switch k {
+		case "":
+		case "size":
+			n, err := ParseSize(val)
+			if err != nil {
+				return Mount{}, fmt.Errorf("tmpfs %q: %w", v, err)
+			}
+			m.SizeBytes = n
+		case "ro":
+			m.ReadOnly = true
+		case "rw":
+		default:
+			return Mount{}, fmt.Errorf("tmpfs %q: unknown option %q; use size=N, ro or rw", v, o)
+		}
+	}
+	return m, nil
+}
+
+// ParseSize parses sizes like 64m, 1g, 512k or a plain byte count.
+func ParseSize(v string) (int64, error) {
+	n, err := units.RAMInBytes(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid size %q: use a number with an optional unit, like 64m or 1g", v)
+	}
+	return n, nil
+}
+
+// ParseUser parses UID[:GID] (numbers only). A missing GID equals UID.
+func ParseUser(v string) (User, error) {
+	us, gs, hasG := strings.Cut(v, ":")
+	uid, err := strconv.ParseUint(us, 10, 32)
+	if err != nil {
+		return User{}, fmt.Errorf("invalid user %q: use numeric UID[:GID], like 1000 or 1000:1000", v)
+	}
+	gid := uid
+	if hasG {
+		if gid, err = strconv.ParseUint(gs, 10, 32); err != nil {
+			return User{}, fmt.Errorf("invalid group in %q: use numeric UID[:GID], like 1000:1000", v)
+		}
+	}
+	return User{UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+// ParseEnv turns -e values into KEY=VALUE; a bare KEY takes the caller's
+// value and is skipped when the caller has none, like podman.
+func ParseEnv(v string) (string, bool, error) {
+	k, _, hasValue := strings.Cut(v, "=")
+	if k == "" || strings.ContainsAny(k, "\x00") {
+		return "", false, fmt.Errorf("invalid environment variable %q: use KEY=VALUE", v)
+	}
+	if hasValue {
+		return v, true, nil
+	}
+	val, ok := os.LookupEnv(k)
+	return k + "=" + val, ok, nil
+}
+
+// ReadEnvFile reads KEY=VALUE lines, skipping blanks and # comments.
+func ReadEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("env file: %v", unwrapPath(err))
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kv, ok, err := ParseEnv(line)
+		if err != nil {
+			return nil, fmt.Errorf("env file %s line %d: %w", path, n, err)
+		}
+		if ok {
+			out = append(out, kv)
+		}
+	}
+	return out, sc.Err()
+}
+
+// SetEnv replaces or appends KEY=VALUE in env.
+func SetEnv(env []string, kv string) []string {
+	k, _, _ := strings.Cut(kv, "=")
+	for i, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			env[i] = kv
+			return env
+		}
+	}
+	return append(env, kv)
+}
+
+// ParsePublish parses [IP:]HOSTPORT:PORT[/tcp|udp]; the host IP defaults to
+// 127.0.0.1 so that a sandbox on a shared host is not exposed by accident.
+func ParsePublish(v string) (Port, error) {
+	p := Port{HostIP: "127.0.0.1", Proto: "tcp"}
+	rest, proto, hasProto := strings.Cut(v, "/")
+	if hasProto {
+		if proto != "tcp" && proto != "udp" {
+			return Port{}, fmt.Errorf("publish %q: protocol must be tcp or udp", v)
+		}
+		p.Proto = proto
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 {
+		return Port{}, fmt.Errorf("publish %q: want [IP:]HOSTPORT:PORT[/tcp|udp]", v)
+	}
+	hostPart, port := rest[:i], rest[i+1:]
+	hostPort := hostPart
+	if j := strings.LastIndex(hostPart, ":"); j >= 0 {
+		p.HostIP, hostPort = strings.Trim(hostPart[:j], "[]"), hostPart[j+1:]
+	}
+	hp, err1 := strconv.ParseUint(hostPort, 10, 16)
+	cp, err2 := strconv.ParseUint(port, 10, 16)
+	if err1 != nil || err2 != nil || cp == 0 {
+		return Port{}, fmt.Errorf("publish %q: ports must be numbers from 1 to 65535", v)
+	}
+	p.HostPort, p.Port = uint16(hp), uint16(cp)
+	return p, nil
+}
+
+// unwrapPath drops the Go operation prefix from a path error.
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}

@@ -1,0 +1,127 @@
+package spec
+
+// Spec is everything needed to start one sandbox.
+type Spec struct {
+	// ID is the unique identifier of this sandbox (hex).
+	ID string `json:"id"`
+	// Name is the user-given or generated name; empty for an anonymous run.
+	Name string `json:"name,omitempty"`
+	// Argv is the command and its arguments.
+	Argv []string `json:"argv"`
+	// Env is the command's environment as KEY=VALUE strings.
+	Env []string `json:"env"`
+	// Cwd is the working directory of the command inside the sandbox.
+	Cwd string `json:"cwd"`
+	// User is the identity the command runs as inside the sandbox.
+	User User `json:"user"`
+	// Hostname is the UTS name inside the sandbox.
+	Hostname string `json:"hostname"`
+	// Rootfs is the absolute path of the root filesystem; empty means a
+	// read-only view of the host's /.
+	Rootfs string `json:"rootfs,omitempty"`
+	// ReadOnly makes the root filesystem read-only.
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// Overlay selects the copy-on-write implementation: auto, kernel or fuse.
+	Overlay string `json:"overlay,omitempty"`
+	// Mounts are the volumes and tmpfs mounts, in the order given.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// UserNS is the id mapping mode requested: auto, full, single or keep-id.
+	UserNS string `json:"userns"`
+	// UIDMap and GIDMap are the resolved mappings written for the sandbox.
+	UIDMap []IDMapping `json:"uidMap,omitempty"`
+	GIDMap []IDMapping `json:"gidMap,omitempty"`
+	// Network describes the sandbox's network.
+	Network Network `json:"network"`
+	// Limits are the cgroup limits; zero values mean unlimited.
+	Limits Limits `json:"limits"`
+	// TTY gives the command a pseudo-terminal.
+	TTY bool `json:"tty,omitempty"`
+	// Interactive keeps stdin attached.
+	Interactive bool `json:"interactive,omitempty"`
+	// WinSize is the caller's terminal size when TTY is set.
+	WinSize *WinSize `json:"winSize,omitempty"`
+	// Security holds the settings applied last, just before the command runs.
+	Security Security `json:"security"`
+}
+
+// User is a numeric identity inside the sandbox.
+type User struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+// MountKind tells how a Mount is made.
+type MountKind string
+
+// The kinds of mount a sandbox can have.
+const (
+	MountBind  MountKind = "bind"
+	MountTmpfs MountKind = "tmpfs"
+)
+
+// Mount is one volume or tmpfs.
+type Mount struct {
+	Kind MountKind `json:"kind"`
+	// Source is the absolute host path of a bind mount.
+	Source string `json:"source,omitempty"`
+	// Target is the absolute path inside the sandbox.
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	// SizeBytes limits a tmpfs; zero means the kernel's default.
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+}
+
+// IDMapping is one line of a uid_map or gid_map: Size ids starting at
+// Inside in the sandbox are Outside.. on the host.
+type IDMapping struct {
+	Inside  uint32 `json:"inside"`
+	Outside uint32 `json:"outside"`
+	Size    uint32 `json:"size"`
+}
+
+// Network describes the sandbox's network namespace.
+type Network struct {
+	// Mode is auto, none, host, pasta, slirp4netns, builtin or sandbox:NAME.
+	Mode              string `json:"mode"`
+	Publish           []Port `json:"publish,omitempty"`
+	AllowHostLoopback bool   `json:"allowHostLoopback,omitempty"`
+}
+
+// Port is one published port.
+type Port struct {
+	HostIP   string `json:"hostIP"`
+	HostPort uint16 `json:"hostPort"`
+	Port     uint16 `json:"port"`
+	Proto    string `json:"proto"`
+}
+
+// Limits are the resource limits set on the sandbox's cgroup leaf.
+type Limits struct {
+	MemoryBytes     int64   `json:"memoryBytes,omitempty"`
+	MemorySwapBytes int64   `json:"memorySwapBytes,omitempty"`
+	PidsLimit       int64   `json:"pidsLimit,omitempty"`
+	CPUs            float64 `json:"cpus,omitempty"`
+	CpusetCpus      string  `json:"cpusetCpus,omitempty"`
+	CgroupParent    string  `json:"cgroupParent,omitempty"`
+}
+
+// Any reports whether at least one limit is set.
+func (l Limits) Any() bool {
+	return l.MemoryBytes != 0 || l.MemorySwapBytes != 0 || l.PidsLimit != 0 || l.CPUs != 0 || l.CpusetCpus != ""
+}
+
+// WinSize is a terminal size in characters.
+type WinSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// Security is what confines the command once the sandbox is built.
+type Security struct {
+	// Capabilities kept in the bounding set, named like CAP_CHOWN.
+	Capabilities []string `json:"capabilities"`
+	// MaskedPaths are hidden (empty file or tmpfs) inside the sandbox.
+	MaskedPaths []string `json:"maskedPaths"`
+	// ReadonlyPaths are made read-only inside the sandbox.
+	ReadonlyPaths []string `json:"readonlyPaths"`
+}

@@ -1,0 +1,102 @@
+package state
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// RuntimeDir returns ursb's runtime directory, creating it if needed.
+func RuntimeDir() (string, error) {
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" || !filepath.IsAbs(base) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("neither XDG_RUNTIME_DIR nor HOME is set; set one of them")
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return private(filepath.Join(base, "ursb"))
+}
+
+// DataDir returns ursb's data directory, creating it if needed.
+func DataDir() (string, error) {
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" || !filepath.IsAbs(base) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("neither XDG_DATA_HOME nor HOME is set; set one of them")
+		}
+		base = filepath.Join(home, ".local", "share")
+	}
+	return private(filepath.Join(base, "ursb"))
+}
+
+// private makes dir (and its parents) and insists that dir itself is a
+// real directory owned by the caller with mode 0700.
+func private(dir string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %v", filepath.Dir(dir), errors.Unwrap(err))
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("creating %s: %v", dir, errors.Unwrap(err))
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return "", err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return "", fmt.Errorf("%s is not a directory; remove it and try again", dir)
+	case int(st.Uid) != os.Geteuid():
+		return "", fmt.Errorf("%s belongs to uid %d, not to you; remove it or point XDG_RUNTIME_DIR/XDG_DATA_HOME elsewhere", dir, st.Uid)
+	case st.Mode&0o077 != 0:
+		if err := unix.Chmod(dir, 0o700); err != nil {
+			return "", fmt.Errorf("%s is open to other users and cannot be made private: %v", dir, err)
+		}
+	}
+	return dir, nil
+}
+
+// NewID returns a fresh random sandbox id (32 hex digits).
+func NewID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Stage is a sandbox's private runtime directory with an empty "root"
+// directory inside, on which the sandbox's root is assembled.
+type Stage struct {
+	Dir  string
+	Root string
+}
+
+// NewStage creates the runtime directory of sandbox id.
+func NewStage(id string) (*Stage, error) {
+	run, err := RuntimeDir()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(run, id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
+	}
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
+	}
+	return &Stage{Dir: dir, Root: root}, nil
+}
+
+// Remove deletes the stage; the mounts on it lived only in the sandbox's
+// mount namespace, so on the host it is a pair of empty directories.
+func (s *Stage) Remove() error {
+	return os.RemoveAll(s.Dir)
+}
