@@ -1,0 +1,17 @@
+// Package userns is ursb's start sequence.
+//
+// The parent side (Start, Sandbox.Wait) validates nothing itself: it takes a
+// validated spec, clones the child with a new user namespace and, in the same
+// clone, new pid, mount, uts, ipc, net and cgroup namespaces, writes the id
+// maps, sends the spec and forwards signals until the sandbox ends.
+//
+// The child side (Init) runs as the re-executed ursb binary, PID 1 of the new
+// pid namespace and root in the new user namespace. It turns the spec into an
+// ordered list of setup steps before it changes anything, runs them (mounts,
+// pivot_root, hostname, security settings last), starts the command, reaps
+// every zombie, forwards signals and reports the command's exit status.
+//
+// Parent and child talk over a SOCK_SEQPACKET socket pair with the typed
+// messages in msg.go; the child never trusts the parent less than itself, but
+// the parent treats everything the child says as coming from the sandbox.
+package userns

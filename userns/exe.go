@@ -1,0 +1,52 @@
+package userns
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+)
+
+// initExecutable returns a file the child can be executed from such that no
+// process in the sandbox can write ursb's binary through /proc/PID/exe
+// (CVE-2019-5736). The caller closes it once the child has started.
+//
+// When the binary belongs to an id that is not mapped into the sandbox and
+// is not group- or world-writable (an installed ursb), root inside has no
+// right to write it and the binary itself is used. Otherwise (a binary in the
+// user's own directories) the sandbox's root is its owner, so the child runs
+// from a sealed in-memory copy.
+func initExecutable(uids []spec.IDMapping) (*os.File, error) {
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("opening ursb's own binary: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(self.Fd()), &st); err != nil {
+		self.Close()
+		return nil, err
+	}
+	if !idmap.HostIDMapped(uids, st.Uid) && st.Mode&0o022 == 0 {
+		return self, nil
+	}
+	defer self.Close()
+	fd, err := unix.MemfdCreate("ursb", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("creating a sealed copy of ursb: %w", err)
+	}
+	sealed := os.NewFile(uintptr(fd), "ursb")
+	if _, err := io.Copy(sealed, self); err != nil {
+		sealed.Close()
+		return nil, fmt.Errorf("copying ursb into a sealed file: %w", err)
+	}
+	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		sealed.Close()
+		return nil, fmt.Errorf("sealing the copy of ursb: %w", err)
+	}
+	return sealed, nil
+}

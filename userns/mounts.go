@@ -1,0 +1,353 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+)
+
+// step is one effect of the sandbox's setup. The whole list is built from
+// the spec before the first effect, so a bad spec changes nothing.
+type step struct {
+	what string
+	do   func() error
+}
+
+// rootfs is the sandbox's root while it is assembled on the stage.
+type rootfs struct {
+	stage string
+	dir   *os.File // O_PATH handle of the stage once the root is mounted
+}
+
+// devices are bind-mounted from the host: a user namespace cannot mknod.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+func setupSteps(s *spec.Spec, stage string) ([]step, error) {
+	r := &rootfs{stage: stage}
+	sources := make([]*os.File, len(s.Mounts))
+	var steps []step
+	add := func(what string, do func() error) { steps = append(steps, step{what, do}) }
+
+	add("making mount propagation private", func() error {
+		// Nothing mounted below may propagate back to the host's
+		// mount namespace, whatever the host's propagation is.
+		return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+	})
+	for i, m := range s.Mounts {
+		if m.Kind != spec.MountBind {
+			continue
+		}
+		add("opening volume source "+m.Source, func() error {
+			// Opened once, not following a final symlink, and mounted
+			// by this descriptor: the source cannot be swapped later.
+			f, err := openPath(m.Source)
+			sources[i] = f
+			return err
+		})
+	}
+	if s.Rootfs != "" {
+		add("mounting the root filesystem "+s.Rootfs, func() error {
+			return unix.Mount(s.Rootfs, stage, "", unix.MS_BIND|unix.MS_REC, "")
+		})
+	} else {
+		add("mounting a read-only view of the host's /", func() error {
+			if err := unix.Mount("/", stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return err
+			}
+			return setattr(stage, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true)
+		})
+	}
+	add("opening the new root", func() error {
+		f, err := os.OpenFile(stage, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.dir = f
+		return err
+	})
+	add("mounting /proc", func() error {
+		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	})
+	add("mounting /dev", func() error { return r.setupDev(s) })
+	add("mounting /sys", func() error { return r.setupSys(s) })
+	if s.Rootfs == "" {
+		add("mounting /tmp and /run", func() error {
+			if err := r.mountFS("/tmp", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+				return err
+			}
+			return r.mountFS("/run", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755")
+		})
+	}
+	for i, m := range s.Mounts {
+		switch m.Kind {
+		case spec.MountBind:
+			add("mounting volume "+m.Source+" on "+m.Target, func() error { return r.bind(sources[i], m.Target, m.ReadOnly) })
+		case spec.MountTmpfs:
+			add("mounting tmpfs on "+m.Target, func() error {
+				data := "mode=1777"
+				if m.SizeBytes > 0 {
+					data += ",size=" + strconv.FormatInt(m.SizeBytes, 10)
+				}
+				return r.mountFS(m.Target, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data)
+			})
+		}
+	}
+	add("masking paths", func() error { return r.mask(s.Security.MaskedPaths) })
+	add("making paths read-only", func() error { return r.readOnly(s.Security.ReadonlyPaths) })
+	if s.ReadOnly {
+		add("making the root read-only", func() error { return setattr(stage, unix.MOUNT_ATTR_RDONLY, false) })
+	}
+	add("entering the new root", func() error {
+		for _, f := range sources {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return r.pivot()
+	})
+	add("setting the hostname", func() error { return unix.Sethostname([]byte(s.Hostname)) })
+	add("entering the working directory "+s.Cwd, func() error {
+		// Like podman, a missing working directory is created.
+		err := os.MkdirAll(s.Cwd, 0o755)
+		if st, serr := os.Stat(s.Cwd); serr == nil && st.IsDir() {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return err
+	})
+	add("applying the security settings", func() error { return confine(s) })
+	return steps, nil
+}
+
+// openPath opens path as an O_PATH handle without following a final symlink.
+func openPath(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// dirIn resolves path inside the new root without leaving it, creating the
+// missing directories, and returns an O_PATH handle to mount on. Symlinks
+// in the rootfs are followed as if the rootfs were / (CVE-2021-30465).
+func (r *rootfs) dirIn(path string) (*os.File, error) {
+	return pathrs.MkdirAllHandle(r.dir, path, 0o755)
+}
+
+// fileIn is dirIn for a mount target that must be a non-directory.
+func (r *rootfs) fileIn(path string) (*os.File, error) {
+	if f, err := pathrs.OpenatInRoot(r.dir, path); err == nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			f.Close()
+			return nil, fmt.Errorf("%s exists in the sandbox and is not a file", path)
+		}
+		return f, nil
+	}
+	parent, err := r.dirIn(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(path), unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	unix.Close(fd)
+	return pathrs.OpenatInRoot(r.dir, path)
+}
+
+func (r *rootfs) mountFS(target, source, fstype string, flags uintptr, data string) error {
+	dst, err := r.dirIn(target)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	return unix.Mount(source, fdPath(dst), fstype, flags, data)
+}
+
+func (r *rootfs) bind(src *os.File, target string, ro bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
+		return err
+	}
+	var dst *os.File
+	var err error
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		dst, err = r.dirIn(target)
+	} else {
+		dst, err = r.fileIn(target)
+	}
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	if err := unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if !ro {
+		return nil
+	}
+	return r.setattrIn(target, unix.MOUNT_ATTR_RDONLY)
+}
+
+// setattrIn changes the attributes of the mount now on top of path, all of
+// its sub-mounts included.
+func (r *rootfs) setattrIn(path string, attr uint64) error {
+	top, err := pathrs.OpenatInRoot(r.dir, path)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	return unix.MountSetattr(int(top.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr})
+}
+
+func setattr(path string, attr uint64, recursive bool) error {
+	flags := 0
+	if recursive {
+		flags = unix.AT_RECURSIVE
+	}
+	return unix.MountSetattr(unix.AT_FDCWD, path, uint(flags), &unix.MountAttr{Attr_set: attr})
+}
+
+func (r *rootfs) setupDev(s *spec.Spec) error {
+	if err := r.mountFS("/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	for _, d := range devices {
+		host, err := openPath("/dev/" + d)
+		if err != nil {
+			continue
+		}
+		dst, err := r.fileIn("/dev/" + d)
+		if err == nil {
+			err = unix.Mount(fdPath(host), fdPath(dst), "", unix.MS_BIND, "")
+			dst.Close()
+		}
+		host.Close()
+		if err != nil {
+			return fmt.Errorf("/dev/%s: %w", d, err)
+		}
+	}
+	pts := "newinstance,ptmxmode=0666,mode=0620"
+	if idmap.Contains(s.GIDMap, 5) {
+		pts += ",gid=5"
+	}
+	if err := r.mountFS("/dev/pts", "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, pts); err != nil {
+		return err
+	}
+	if err := r.mountFS("/dev/shm", "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
+		return err
+	}
+	if err := r.mountFS("/dev/mqueue", "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	links := [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
+	dev, err := r.dirIn("/dev")
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	// /dev is a fresh tmpfs of ours, so these names cannot be attacker links.
+	devfd, err := unix.Openat(int(dev.Fd()), ".", unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(devfd)
+	for _, l := range links {
+		if err := unix.Symlinkat(l[0], devfd, l[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rootfs) setupSys(s *spec.Spec) error {
+	const flags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	err := r.mountFS("/sys", "sysfs", "sysfs", flags, "")
+	if err != nil {
+		// sysfs needs a network namespace of our own; with --net host
+		// the host's /sys is shown read-only instead.
+		dst, derr := r.dirIn("/sys")
+		if derr != nil {
+			return derr
+		}
+		defer dst.Close()
+		if err := unix.Mount("/sys", fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		return r.setattrIn("/sys", unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	}
+	// The cgroup namespace makes the sandbox's own cgroup the root of
+	// this view; read-only so limits cannot be raised from inside.
+	_ = r.mountFS("/sys/fs/cgroup", "cgroup2", "cgroup2", flags, "")
+	return nil
+}
+
+// mask hides paths that reveal or control the host (podman's list).
+func (r *rootfs) mask(paths []string) error {
+	for _, p := range paths {
+		f, err := pathrs.OpenatInRoot(r.dir, p)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		if err == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				err = unix.Mount("tmpfs", fdPath(f), "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+			} else {
+				err = unix.Mount("/dev/null", fdPath(f), "", unix.MS_BIND, "")
+			}
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (r *rootfs) readOnly(paths []string) error {
+	for _, p := range paths {
+		f, err := pathrs.OpenatInRoot(r.dir, p)
+		if err != nil {
+			continue
+		}
+		err = unix.Mount(fdPath(f), fdPath(f), "", unix.MS_BIND|unix.MS_REC, "")
+		f.Close()
+		if err == nil {
+			err = r.setattrIn(p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// pivot makes the stage the root and detaches the old root entirely, so no
+// path leads back to the host's tree.
+func (r *rootfs) pivot() error {
+	if err := unix.Fchdir(int(r.dir.Fd())); err != nil {
+		return err
+	}
+	r.dir.Close()
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the old root: %w", err)
+	}
+	return unix.Chdir("/")
+}

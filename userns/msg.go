@@ -1,0 +1,93 @@
+package userns
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
+)
+
+// message kinds exchanged over the sync socket.
+const (
+	msgStart   = "start"   // parent → child: the spec; maps are written
+	msgTTY     = "tty"     // child → parent: pty master attached as SCM_RIGHTS
+	msgStarted = "started" // child → parent: the command runs
+	msgError   = "error"   // child → parent: setup failed; Code is the exit code
+)
+
+// message is one datagram on the sync socket.
+type message struct {
+	Kind string     `json:"kind"`
+	Spec *spec.Spec `json:"spec,omitempty"`
+	PID  int        `json:"pid,omitempty"`
+	Err  string     `json:"err,omitempty"`
+	Code int        `json:"code,omitempty"`
+}
+
+// maxMessage bounds what the parent reads from the sandbox.
+const maxMessage = 1 << 20
+
+type channel struct{ f *os.File }
+
+func (c channel) send(m message, fds ...int) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	return unix.Sendmsg(int(c.f.Fd()), b, oob, nil, 0)
+}
+
+// recv reads one message and any descriptors sent with it.
+func (c channel) recv() (message, []int, error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, flags, _, err := unix.Recvmsg(int(c.f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return message{}, nil, err
+	}
+	var fds []int
+	if oobn > 0 {
+		scms, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err == nil {
+			for _, scm := range scms {
+				got, err := unix.ParseUnixRights(&scm)
+				if err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll(fds)
+		return message{}, nil, fmt.Errorf("oversized message on the sync socket")
+	}
+	if n == 0 {
+		closeAll(fds)
+		return message{}, nil, errClosed
+	}
+	var m message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		closeAll(fds)
+		return message{}, nil, fmt.Errorf("bad message on the sync socket: %w", err)
+	}
+	return m, fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "sync socket closed" }
+
+var errClosed = closedError{}
