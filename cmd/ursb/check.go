@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/userns"
+)
+
+type checkCmd struct{}
+
+// item is one line of 'ursb check'.
+type item struct {
+	name string
+	err  error
+	// essential items decide whether ursb can run at all.
+	essential bool
+}
+
+func (c *checkCmd) Run() error {
+	host := idmap.LookupHost()
+	items := []item{
+		{name: "unprivileged user namespaces", err: userns.ProbeUserNS(), essential: true},
+		{name: "newuidmap/newgidmap", err: wrap(host.HelperErr, "install them: "+idmap.FixHelpers)},
+		{name: "subordinate id range for " + host.Username, err: wrap(host.RangeErr, "add one: "+idmap.FixRange(host.Username))},
+		{name: "pasta", err: lookup("pasta", "sudo apt-get install passt")},
+		{name: "slirp4netns", err: lookup("slirp4netns", "sudo apt-get install slirp4netns")},
+	}
+	ok := true
+	for _, it := range items {
+		if it.err == nil {
+			fmt.Printf("ok       %s\n", it.name)
+			continue
+		}
+		fmt.Printf("missing  %s: %v\n", it.name, it.err)
+		if it.essential {
+			ok = false
+		}
+	}
+	if host.RunsAsRoot {
+		plan, _ := idmap.Resolve(idmap.Auto, host)
+		fmt.Printf("note     running as root: %s\n", plan.Notice)
+	}
+	if !ok {
+		return &exitError{code: 1, msg: "ursb cannot run on this host; fix the lines marked missing above"}
+	}
+	return nil
+}
+
+func wrap(err error, fix string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%v; %s", err, fix)
+}
+
+func lookup(name, fix string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("not installed; %s", fix)
+	}
+	return nil
+}
+

@@ -1,0 +1,80 @@
+// Command ursb runs a command in a rootless sandbox: a user namespace in
+// which the caller is root, with its own pid, mount, uts, ipc, network and
+// cgroup namespaces.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/userns"
+)
+
+// cli is the whole command line; each command lives in its own file.
+type cli struct {
+	Run   runCmd   `cmd:"" help:"Run a command in a new sandbox."`
+	Check checkCmd `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
+}
+
+// exitError ends ursb with a code after printing its message, if any.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func main() {
+	// Descriptors inherited from whoever started ursb must not reach the
+	// sandbox (CVE-2024-21626): mark them all close-on-exec first.
+	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	switch os.Args[0] {
+	case userns.InitArg0:
+		userns.Init()
+	case userns.ProbeArg0:
+		os.Exit(0)
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("ursb"),
+		kong.Description("A rootless sandbox: run a command as root in a user namespace, without sudo."),
+		kong.Exit(func(code int) { os.Exit(code) }),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ursb:", err)
+		return 125
+	}
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ursb: %s; see 'ursb --help'\n", oneLine(err.Error()))
+		return 125
+	}
+	err = ctx.Run()
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, "ursb:", oneLine(ee.msg))
+		}
+		return ee.code
+	default:
+		fmt.Fprintln(os.Stderr, "ursb:", oneLine(err.Error()))
+		return 125
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/state"
+	"github.com/ursb/ursb/userns"
+)
+
+type runCmd struct {
+	Rootfs      string   `help:"Root filesystem directory (default: a read-only view of the host's /)." placeholder:"DIR"`
+	Interactive bool     `short:"i" help:"Keep stdin attached to the command."`
+	TTY         bool     `short:"t" name:"tty" help:"Give the command a terminal."`
+	Env         []string `short:"e" sep:"none" help:"Set an environment variable (KEY=VALUE, or KEY to copy the caller's)." placeholder:"K=V"`
+	EnvFile     []string `name:"env-file" sep:"none" help:"Read environment variables from a file." placeholder:"FILE"`
+	Workdir     string   `short:"w" help:"Working directory inside the sandbox." placeholder:"DIR"`
+	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox." placeholder:"UID[:GID]"`
+	Hostname    string   `help:"Host name inside the sandbox (default: generated)."`
+	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:ro|rw]." placeholder:"SRC:DST[:ro|rw]"`
+	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N]." placeholder:"DST[:size=N]"`
+	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
+	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
+	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto, none or host."`
+
+	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
+}
+
+func (r *runCmd) Run() error {
+	host := idmap.LookupHost()
+	s, plan, err := r.spec(host)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	if plan.Notice != "" {
+		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
+	}
+	stage, err := state.NewStage(s.ID)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	defer stage.Remove()
+	exit, err := userns.Run(s, userns.Options{
+		Plan: plan, Host: host, Stage: stage.Root, CgroupFD: -1,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if err != nil {
+		if f, ok := err.(*userns.Failure); ok {
+			return &exitError{code: f.Code, msg: f.Msg}
+		}
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	if exit.Code != 0 {
+		return &exitError{code: exit.Code}
+	}
+	return nil
+}
+
+// spec turns the flags into a validated spec; nothing exists yet.
+func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
+	fail := func(format string, a ...any) (*spec.Spec, idmap.Plan, error) {
+		return nil, idmap.Plan{}, fmt.Errorf(format, a...)
+	}
+	argv := r.Command
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	if len(argv) == 0 {
+		return fail("no command given; usage: ursb run [flags] [--] CMD [ARG...]")
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fail("cannot read the current directory: %v", err)
+	}
+	id := state.NewID()
+	s := &spec.Spec{ID: id, Argv: argv, UserNS: r.Userns, Hostname: r.Hostname, ReadOnly: r.ReadOnly, TTY: r.TTY, Interactive: r.Interactive}
+	if s.Hostname == "" {
+		s.Hostname = id[:12]
+	}
+	if r.Rootfs != "" {
+		root, err := filepath.Abs(r.Rootfs)
+		if err == nil {
+			root, err = filepath.EvalSymlinks(root)
+		}
+		if err != nil {
+			return fail("--rootfs %s: does not exist; give a directory holding a root filesystem", r.Rootfs)
+		}
+		if st, err := os.Stat(root); err != nil || !st.IsDir() {
+			return fail("--rootfs %s: not a directory; give a directory holding a root filesystem", r.Rootfs)
+		}
+		s.Rootfs = root
+	}
+	switch r.Net {
+	case "auto", "none":
+		s.Network.Mode = "none"
+	case "host":
+		s.Network.Mode = "host"
+	default:
+		return fail("unknown --net %q; use auto, none or host", r.Net)
+	}
+	plan, err := idmap.Resolve(r.Userns, host)
+	if err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	s.UIDMap, s.GIDMap = plan.UID, plan.GID
+	s.User = plan.DefaultUser
+	if r.User != "" {
+		if s.User, err = spec.ParseUser(r.User); err != nil {
+			return nil, idmap.Plan{}, err
+		}
+	}
+	if !idmap.Contains(s.UIDMap, s.User.UID) || !idmap.Contains(s.GIDMap, s.User.GID) {
+		return fail("user %d:%d is not mapped in the sandbox (--userns %s maps %s); use --userns full", s.User.UID, s.User.GID, plan.Mode, describeMap(s.UIDMap))
+	}
+	for _, v := range r.Volume {
+		m, err := spec.ParseVolume(v, cwd)
+		if err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range r.Tmpfs {
+		m, err := spec.ParseTmpfs(v)
+		if err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	s.Cwd = "/"
+	if s.Rootfs == "" {
+		s.Cwd = cwd
+	}
+	if r.Workdir != "" {
+		if !filepath.IsAbs(r.Workdir) {
+			return fail("--workdir %q is not an absolute path", r.Workdir)
+		}
+		s.Cwd = filepath.Clean(r.Workdir)
+	}
+	if s.Env, err = r.environment(s); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	s.Security = spec.Security{
+		Capabilities:  userns.DefaultCapabilities,
+		MaskedPaths:   userns.DefaultMaskedPaths,
+		ReadonlyPaths: userns.DefaultReadonlyPaths,
+	}
+	if s.TTY {
+		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
+	}
+	return s, plan, nil
+}
+
+// environment is podman's clean default plus what the user asked for; a
+// host-root sandbox keeps the caller's PATH, since it runs host programs.
+func (r *runCmd) environment(s *spec.Spec) ([]string, error) {
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if p := os.Getenv("PATH"); s.Rootfs == "" && p != "" {
+		path = p
+	}
+	home := "/root"
+	if s.User.UID != 0 {
+		home = "/"
+		if h := os.Getenv("HOME"); h != "" && s.Rootfs == "" && s.User.UID == uint32(os.Getuid()) {
+			home = h
+		}
+	}
+	env := []string{"PATH=" + path, "HOME=" + home, "HOSTNAME=" + s.Hostname, "container=ursb"}
+	term := os.Getenv("TERM")
+	if s.TTY && term == "" {
+		term = "xterm"
+	}
+	if term != "" {
+		env = append(env, "TERM="+term)
+	}
+	for _, f := range r.EnvFile {
+		kvs, err := spec.ReadEnvFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range kvs {
+			env = spec.SetEnv(env, kv)
+		}
+	}
+	for _, e := range r.Env {
+		kv, ok, err := spec.ParseEnv(e)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			env = spec.SetEnv(env, kv)
+		}
+	}
+	return env, nil
+}
+
+func describeMap(m []spec.IDMapping) string {
+	if len(m) == 1 && m[0].Size == 1 {
+		return fmt.Sprintf("only %d", m[0].Inside)
+	}
+	last := m[len(m)-1]
+	return fmt.Sprintf("%d-%d", m[0].Inside, last.Inside+last.Size-1)
+}
