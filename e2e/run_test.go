@@ -1,0 +1,444 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// subRanges returns the caller's subordinate ranges from file, by start.
+func subRanges(t *testing.T, file string) [][2]uint64 {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Skipf("%s is not readable: the test user needs a subordinate range", file)
+	}
+	var out [][2]uint64
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) != 3 || (f[0] != u.Username && f[0] != u.Uid) {
+			continue
+		}
+		start, _ := strconv.ParseUint(f[1], 10, 32)
+		n, _ := strconv.ParseUint(f[2], 10, 32)
+		out = append(out, [2]uint64{start, n})
+	}
+	if len(out) == 0 {
+		t.Skipf("no range for %s in %s", u.Username, file)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+func TestRootInsideWithFullRange(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	ranges := subRanges(t, "/etc/subuid")
+	res := mustRun(t, "run", "--rootfs", rootfs, "--", "sh", "-c", "id -u; id -g; cat /proc/self/uid_map")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if lines[0] != "0" || lines[1] != "0" {
+		t.Fatalf("want uid and gid 0 inside, got %q", res.Stdout)
+	}
+	first := strings.Fields(lines[2])
+	if strings.Join(first, " ") != fmt.Sprintf("0 %d 1", os.Getuid()) {
+		t.Fatalf("root inside should be the caller: uid_map line %q", lines[2])
+	}
+	second := strings.Fields(lines[3])
+	if strings.Join(second, " ") != fmt.Sprintf("1 %d %d", ranges[0][0], ranges[0][1]) {
+		t.Fatalf("ids 1.. should be the subordinate range %v: uid_map line %q", ranges[0], lines[3])
+	}
+}
+
+func TestSingleMapping(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "--userns", "single", "--rootfs", rootfs, "--", "sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/self/setgroups")
+	f := strings.Fields(res.Stdout)
+	want := []string{"0", "0", strconv.Itoa(os.Getuid()), "1", "deny"}
+	if strings.Join(f, " ") != strings.Join(want, " ") {
+		t.Fatalf("single mapping: got %q, want %q", strings.Join(f, " "), strings.Join(want, " "))
+	}
+	res = ursb(t, "", "run", "--userns", "single", "-u", "1000", "--rootfs", rootfs, "--", "true")
+	if res.Code != 125 || !strings.Contains(res.Stderr, "not mapped") {
+		t.Fatalf("-u 1000 with a single mapping should fail with 125 and say why, got %d %q", res.Code, res.Stderr)
+	}
+}
+
+func TestKeepID(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	subRanges(t, "/etc/subuid")
+	res := mustRun(t, "run", "--userns", "keep-id", "--rootfs", rootfs, "--", "sh", "-c", "id -u; id -g; cat /proc/self/uid_map")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	uid, gid := strconv.Itoa(os.Getuid()), strconv.Itoa(os.Getgid())
+	if lines[0] != uid || lines[1] != gid {
+		t.Fatalf("keep-id: want %s:%s inside, got %q", uid, gid, res.Stdout)
+	}
+	if !containsFields(lines[2:], uid, uid, "1") {
+		t.Fatalf("keep-id: uid %s should map to itself: %q", uid, res.Stdout)
+	}
+}
+
+
+func containsFields(lines []string, want ...string) bool {
+	for _, l := range lines {
+		if strings.Join(strings.Fields(l), " ") == strings.Join(want, " ") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestVolumeChownLandsInSubordinateRange(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	ranges := subRanges(t, "/etc/subuid")
+	granges := subRanges(t, "/etc/subgid")
+	vol := t.TempDir()
+	mustRun(t, "run", "--rootfs", rootfs, "-v", vol+":/vol", "--", "sh", "-c", "touch /vol/f && chown 1000:1000 /vol/f")
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(vol, "f"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(st.Uid) != ranges[0][0]+999 || uint64(st.Gid) != granges[0][0]+999 {
+		t.Fatalf("file chowned to 1000:1000 inside is %d:%d on the host, want %d:%d", st.Uid, st.Gid, ranges[0][0]+999, granges[0][0]+999)
+	}
+	// Files of subordinate ids cannot be removed by the user directly.
+	mustRun(t, "run", "--rootfs", rootfs, "-v", vol+":/vol", "--", "rm", "/vol/f")
+}
+
+func TestOnlySandboxProcessesVisible(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "--rootfs", rootfs, "--", "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -E '^[0-9]+$'")
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if !strings.HasPrefix(lines[1], "ursb-init") {
+		t.Fatalf("PID 1 should be ursb's init, got %q", lines[1])
+	}
+	pids := lines[2:]
+	if len(pids) > 4 {
+		t.Fatalf("only the sandbox's processes should be visible, got pids %v", pids)
+	}
+	self, _ := strconv.Atoi(lines[0])
+	if self == os.Getpid() || self > 1000 {
+		t.Fatalf("the command's pid %d looks like a host pid", self)
+	}
+	for _, p := range pids {
+		if p == strconv.Itoa(os.Getpid()) {
+			t.Fatalf("the test's own pid %s is visible inside", p)
+		}
+	}
+}
+
+func TestHostnameIsolated(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	before, _ := os.Hostname()
+	res := mustRun(t, "run", "--hostname", "box", "--rootfs", rootfs, "--", "sh", "-c", "hostname; hostname other; hostname")
+	if strings.Fields(res.Stdout)[0] != "box" {
+		t.Fatalf("want hostname box, got %q", res.Stdout)
+	}
+	if after, _ := os.Hostname(); after != before {
+		t.Fatalf("host name changed from %q to %q", before, after)
+	}
+	res = mustRun(t, "run", "--rootfs", rootfs, "--", "hostname")
+	if h := strings.TrimSpace(res.Stdout); len(h) != 12 || h == before {
+		t.Fatalf("default hostname should be a generated 12-character name, got %q", h)
+	}
+}
+
+func mountTable(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func TestMountsStayInside(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	before := mountTable(t)
+	cmd := exec.Command(ursbBin(t), "run", "--rootfs", rootfs, "-v", vol+":/vol", "--tmpfs", "/scratch", "--",
+		"sh", "-c", "touch /vol/ready; while [ ! -e /vol/done ]; do sleep 0.05; done")
+	requireUnprivileged(t)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, filepath.Join(vol, "ready"))
+	during := mountTable(t)
+	os.WriteFile(filepath.Join(vol, "done"), nil, 0o644)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	after := mountTable(t)
+	if during != before {
+		t.Fatalf("the host's mount table changed while the sandbox ran:\nbefore:\n%s\nduring:\n%s", before, during)
+	}
+	if after != before {
+		t.Fatalf("the host's mount table changed after the sandbox ran")
+	}
+}
+
+func waitFor(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear", path)
+}
+
+func TestExitCodes(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	if err := os.WriteFile(filepath.Join(rootfs, "notexec"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"success", []string{"true"}, 0},
+		{"own code", []string{"sh", "-c", "exit 42"}, 42},
+		{"not executable", []string{"/notexec"}, 126},
+		{"not found", []string{"/no/such/program"}, 127},
+		{"not in PATH", []string{"no-such-program"}, 127},
+		{"killed by SIGKILL", []string{"sh", "-c", "kill -9 $$"}, 137},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := ursb(t, "", append([]string{"run", "--rootfs", rootfs, "--"}, c.args...)...)
+			if res.Code != c.code {
+				t.Fatalf("%v: exit %d, want %d (stderr %q)", c.args, res.Code, c.code, res.Stderr)
+			}
+			if c.code >= 126 && c.code <= 127 && !strings.HasPrefix(res.Stderr, "ursb: ") {
+				t.Fatalf("%v: want a line from ursb saying why, got %q", c.args, res.Stderr)
+			}
+		})
+	}
+}
+
+func TestSIGTERMReachesCommand(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	requireUnprivileged(t)
+	cmd := exec.Command(ursbBin(t), "run", "--rootfs", rootfs, "--", "sh", "-c",
+		`trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.05; done`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "ready" {
+		t.Fatalf("the command did not start: %q", sc.Text())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Scan() || sc.Text() != "got-term" {
+		t.Fatalf("the command did not see SIGTERM: %q", sc.Text())
+	}
+	err = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("want the command's exit code 3 after its trap, got %v", err)
+	}
+}
+
+func TestOrphansAreReaped(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	// The subshell exits at once, orphaning sleep to PID 1, which must
+	// reap it when it ends.
+	res := mustRun(t, "run", "--rootfs", rootfs, "--", "sh", "-c",
+		"(sleep 0.2 &); (sleep 0.2 &); sleep 1; grep -l 'State:.*Z' /proc/[0-9]*/status || echo none")
+	if strings.TrimSpace(res.Stdout) != "none" {
+		t.Fatalf("zombies left in the sandbox: %q", res.Stdout)
+	}
+}
+
+func TestReadOnlyVolume(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	res := ursb(t, "", "run", "--rootfs", rootfs, "-v", vol+":/ro:ro", "--", "sh", "-c", "touch /ro/x || exit 9; exit 0")
+	if res.Code != 9 {
+		t.Fatalf("writing a :ro volume should fail, exit %d stderr %q", res.Code, res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(vol, "x")); err == nil {
+		t.Fatal("a file appeared in the host directory behind a :ro volume")
+	}
+	res = ursb(t, "", "run", "--rootfs", rootfs, "-v", vol+":/ro:ro", "--", "sh", "-c", "mount -o remount,rw /ro && touch /ro/y")
+	if res.Code == 0 {
+		t.Fatal("the sandbox could remount a :ro volume read-write")
+	}
+}
+
+func TestNoStrayDescriptors(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	requireUnprivileged(t)
+	extra, err := os.Open("/etc/hostname")
+	if err != nil {
+		extra, _ = os.Open("/etc/passwd")
+	}
+	defer extra.Close()
+	cmd := exec.Command(ursbBin(t), "run", "--rootfs", rootfs, "--", "sh", "-c", "ls /proc/self/fd")
+	cmd.ExtraFiles = []*os.File{extra, extra, extra}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ursb: %v", err)
+	}
+	fds := strings.Fields(string(out))
+	// 0, 1, 2 and the directory ls itself has open.
+	if len(fds) != 4 {
+		t.Fatalf("want only stdio (plus ls's own directory) inside, got %v", fds)
+	}
+}
+
+func TestBadInputsFailCleanly(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	cases := map[string][]string{
+		"missing rootfs":         {"run", "--rootfs", "/no/such/dir", "--", "true"},
+		"rootfs is a file":       {"run", "--rootfs", file, "--", "true"},
+		"relative volume target": {"run", "--rootfs", rootfs, "-v", rootfs + ":rel", "--", "true"},
+		"bad user":               {"run", "--rootfs", rootfs, "-u", "abc", "--", "true"},
+		"unknown flag":           {"run", "--no-such-flag", "--", "true"},
+		"missing volume source":  {"run", "--rootfs", rootfs, "-v", "/no/such/src:/x", "--", "true"},
+		"no command":             {"run", "--rootfs", rootfs},
+	}
+	before := mountTable(t)
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := ursb(t, "", args...)
+			if res.Code != 125 {
+				t.Fatalf("exit %d, want 125 (stderr %q)", res.Code, res.Stderr)
+			}
+			lines := strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "ursb: ") {
+				t.Fatalf("want one line from ursb, got %q", res.Stderr)
+			}
+		})
+	}
+	if mountTable(t) != before {
+		t.Fatal("the mount table changed")
+	}
+	assertNoLeftovers(t)
+}
+
+// assertNoLeftovers checks that no sandbox runtime directory is left.
+func assertNoLeftovers(t *testing.T) {
+	t.Helper()
+	base := os.Getenv("XDG_RUNTIME_DIR")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".local", "state")
+	}
+	entries, _ := os.ReadDir(filepath.Join(base, "ursb"))
+	for _, e := range entries {
+		if len(e.Name()) == 32 {
+			t.Fatalf("sandbox runtime directory left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestInitCannotBeTamperedWith(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	// A copy of ursb owned by the user: the sandbox's root owns it too,
+	// so ursb must run its init from a sealed copy (CVE-2019-5736).
+	own := filepath.Join(t.TempDir(), "ursb")
+	data, err := os.ReadFile(ursbBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(own, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{ursbBin(t), own} {
+		requireUnprivileged(t)
+		out, err := exec.Command(bin, "run", "--rootfs", rootfs, "--", "sh", "-c",
+			"echo x >> /proc/1/exe && echo WROTE-EXE; readlink /proc/1/fd/3 && echo READ-FDS; readlink /proc/1/exe && echo READ-EXE; cat /proc/self/status | grep CapEff").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", bin, err, out)
+		}
+		if strings.Contains(string(out), "WROTE-EXE") || strings.Contains(string(out), "READ-FDS") || strings.Contains(string(out), "READ-EXE") {
+			t.Fatalf("the sandbox reached its init: %s", out)
+		}
+	}
+	after, _ := os.ReadFile(own)
+	if len(after) != len(data) {
+		t.Fatal("the user's ursb binary was modified")
+	}
+}
+
+func TestCapabilitiesDropped(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := ursb(t, "", "run", "--rootfs", rootfs, "--", "sh", "-c",
+		"grep CapEff /proc/self/status; mount -t tmpfs none /mnt && echo MOUNTED; umount /proc/kcore && echo UNMASKED; echo 1 > /proc/sys/kernel/ns_last_pid && echo WROTE-SYS; exit 0")
+	if res.Code != 0 {
+		t.Fatalf("exit %d: %s", res.Code, res.Stderr)
+	}
+	for _, bad := range []string{"MOUNTED", "UNMASKED", "WROTE-SYS"} {
+		if strings.Contains(res.Stdout, bad) {
+			t.Fatalf("root inside could do what it must not (%s): %s", bad, res.Stdout)
+		}
+	}
+	f := strings.Fields(res.Stdout)
+	eff, err := strconv.ParseUint(f[1], 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eff&(1<<21) != 0 {
+		t.Fatalf("CAP_SYS_ADMIN is still effective: %s", f[1])
+	}
+	if eff&1 == 0 {
+		t.Fatalf("CAP_CHOWN should be kept: %s", f[1])
+	}
+}
+
+func TestHostRootIsReadOnlyWithPrivateTmp(t *testing.T) {
+	home, _ := os.UserHomeDir()
+	res := ursb(t, "", "run", "--", "sh", "-c", "touch "+filepath.Join(home, "ursb-probe")+" && echo WROTE; touch /tmp/x && echo TMP-OK; ls /tmp")
+	if strings.Contains(res.Stdout, "WROTE") {
+		t.Fatalf("the host's / should be read-only: %s", res.Stdout)
+	}
+	if !strings.Contains(res.Stdout, "TMP-OK") || strings.TrimSpace(strings.SplitN(res.Stdout, "TMP-OK", 2)[1]) != "x" {
+		t.Fatalf("/tmp should be a private, writable, empty tmpfs: %q", res.Stdout)
+	}
+	if _, err := os.Stat(filepath.Join(home, "ursb-probe")); err == nil {
+		t.Fatal("a file appeared on the host")
+	}
+}
+
+func TestStdinPassesThrough(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := ursb(t, "x\n", "run", "-i", "--rootfs", rootfs, "--", "cat")
+	if res.Code != 0 || res.Stdout != "x\n" {
+		t.Fatalf("echo x | ursb run -i -- cat printed %q (exit %d)", res.Stdout, res.Code)
+	}
+}
+
+func TestEnvWorkdirUser(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(envFile, []byte("# comment\nFROMFILE=1\n"), 0o644)
+	res := mustRun(t, "run", "--rootfs", rootfs, "-e", "A=b c", "--env-file", envFile, "-w", "/work/dir", "-u", "1000:1001", "--",
+		"sh", "-c", `echo "$A|$FROMFILE|$(pwd)|$(id -u):$(id -g)"`)
+	if got := strings.TrimSpace(res.Stdout); got != "b c|1|/work/dir|1000:1001" {
+		t.Fatalf("got %q", got)
+	}
+}

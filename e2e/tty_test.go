@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns a new pseudo-terminal pair for the test to act as a user.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+func TestTTY(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	requireUnprivileged(t)
+	master, slave := openPTY(t)
+	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 111}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ursbBin(t), "run", "-i", "-t", "--rootfs", rootfs, "--", "sh", "-c", "tty; stty size; read line; echo got:$line")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, master); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	master.Write([]byte("hello\r"))
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("ursb -t: %v; output %q", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ursb -t did not end; output %q", out.String())
+	}
+	time.Sleep(100 * time.Millisecond)
+	got := out.String()
+	for _, want := range []string{"/dev/pts/0", "33 111", "got:hello"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("want %q in the terminal output, got %q", want, got)
+		}
+	}
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
+		t.Fatalf("the caller's terminal was not restored: lflag %x -> %x", before.Lflag, after.Lflag)
+	}
+}
+
+func TestTTYWithoutTerminal(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "-t", "--rootfs", rootfs, "--", "tty")
+	if !strings.Contains(res.Stdout, "/dev/pts/0") {
+		t.Fatalf("-t should give the command a terminal even when ursb has none: %q", res.Stdout)
+	}
+}
