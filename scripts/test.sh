@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the one way to test ursb, here and in CI.
+#
+# Run as root (as CI does), it installs what the tests need from Debian's
+# packages, creates an unprivileged test user with a subordinate id range,
+# builds ursb, runs the unit tests, then runs the end-to-end suite as that
+# user inside a network namespace of its own (its only uplink a veth pair
+# with both ends inside, so no test traffic can leave the machine), and
+# finally the QEMU lane (a cgroup v2 kernel) when its script is present.
+#
+# Run as a normal user, it runs what it can and says what it skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+export GOFLAGS=${GOFLAGS:--mod=readonly}
+
+TEST_USER=${URSB_TEST_USER:-ursbtest}
+NETNS=ursb-e2e-$$
+skipped=()
+failed=0
+
+say() { printf '== %s\n' "$*"; }
+
+work=$(mktemp -d)
+cleanup() {
+	if [ "$(id -u)" = 0 ]; then ip netns del "$NETNS" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$(id -u)" = 0 ]; then
+	say "installing test prerequisites"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends \
+		uidmap busybox-static iproute2 procps util-linux passwd \
+		fuse-overlayfs fuse3 passt slirp4netns python3 >/dev/null
+	if ! id "$TEST_USER" >/dev/null 2>&1; then
+		useradd -m -s /bin/bash "$TEST_USER"
+	fi
+	# A range of its own; Debian's useradd may already have given one.
+	if ! grep -q "^$TEST_USER:" /etc/subuid; then usermod --add-subuids 200000-265535 "$TEST_USER"; fi
+	if ! grep -q "^$TEST_USER:" /etc/subgid; then usermod --add-subgids 200000-265535 "$TEST_USER"; fi
+	# Distributions ship these 0666; some machines have them 0600.
+	for dev in /dev/net/tun /dev/fuse; do [ -e "$dev" ] && chmod 0666 "$dev"; done
+fi
+
+say "building"
+chmod 755 "$work"
+go vet ./...
+go build -o "$work/ursb" ./cmd/ursb
+go test -c -o "$work/e2e.test" ./e2e
+
+say "unit tests"
+go test $(go list ./... | grep -v /e2e$) || failed=1
+
+# run_e2e runs the end-to-end suite and prints a one-line summary.
+run_e2e() {
+	local log=$work/e2e.log
+	set +e
+	"$@" "$work/e2e.test" -test.v -test.timeout 20m 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	set -e
+	local pass fail skip
+	pass=$(grep -c -- '--- PASS' "$log" || true)
+	fail=$(grep -c -- '--- FAIL' "$log" || true)
+	skip=$(grep -c -- '--- SKIP' "$log" || true)
+	echo "e2e: $pass passed, $fail failed, $skip skipped"
+	if [ "$rc" != 0 ]; then failed=1; fi
+}
+
+say "end-to-end tests"
+if [ "$(id -u)" = 0 ]; then
+	ip netns add "$NETNS"
+	ip -n "$NETNS" link set lo up
+	ip -n "$NETNS" link add up0 type veth peer name sink0
+	ip -n "$NETNS" addr add 192.0.2.2/24 dev up0
+	ip -n "$NETNS" link set up0 up
+	ip -n "$NETNS" link set sink0 up
+	ip -n "$NETNS" route add default via 192.0.2.1
+	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+	run_e2e ip netns exec "$NETNS" runuser -u "$TEST_USER" -- env -i \
+		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		URSB_BIN="$work/ursb" TMPDIR=/tmp
+else
+	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
+	URSB_BIN="$work/ursb" run_e2e env
+fi
+
+if [ -x scripts/qemu-lane.sh ]; then
+	if [ "$(id -u)" = 0 ]; then
+		say "QEMU lane (cgroup v2 kernel)"
+		scripts/qemu-lane.sh "$work/ursb" "$work/e2e.test" || failed=1
+	else
+		skipped+=("QEMU lane: needs root to install the kernel package and qemu")
+	fi
+fi
+
+for s in "${skipped[@]}"; do echo "skipped: $s"; done
+if [ "$failed" != 0 ]; then
+	say "FAILED"
+	exit 1
+fi
+say "all tests passed"
