@@ -412,7 +412,7 @@ func TestCapabilitiesDropped(t *testing.T) {
 
 func TestHostRootIsReadOnlyWithPrivateTmp(t *testing.T) {
 	home, _ := os.UserHomeDir()
-	res := ursb(t, "", "run", "--", "sh", "-c", "touch "+filepath.Join(home, "ursb-probe")+" && echo WROTE; touch /tmp/x && echo TMP-OK; ls /tmp")
+	res := ursb(t, "", "run", "-w", "/", "--", "sh", "-c", "touch "+filepath.Join(home, "ursb-probe")+" && echo WROTE; touch /tmp/x && echo TMP-OK; ls /tmp")
 	if strings.Contains(res.Stdout, "WROTE") {
 		t.Fatalf("the host's / should be read-only: %s", res.Stdout)
 	}
@@ -440,5 +440,23 @@ func TestEnvWorkdirUser(t *testing.T) {
 		"sh", "-c", `echo "$A|$FROMFILE|$(pwd)|$(id -u):$(id -g)"`)
 	if got := strings.TrimSpace(res.Stdout); got != "b c|1|/work/dir|1000:1001" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestHostRootKeepsWorkingDirectoryUnderTmp(t *testing.T) {
+	requireUnprivileged(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte("all:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ursbBin(t), "run", "--", "sh", "-c", "pwd; ls; touch new && echo WROTE")
+	cmd.Dir = dir
+	out, _ := cmd.CombinedOutput()
+	lines := strings.Split(string(out), "\n")
+	if lines[0] != dir || lines[1] != "Makefile" {
+		t.Fatalf("the caller's directory below /tmp should be visible as the working directory: %q", out)
+	}
+	if strings.Contains(string(out), "WROTE") {
+		t.Fatalf("the host view must stay read-only: %q", out)
 	}
 }

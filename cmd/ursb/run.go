@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
@@ -132,6 +133,14 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	s.Cwd = "/"
 	if s.Rootfs == "" {
 		s.Cwd = cwd
+		// /tmp and /run are the sandbox's own; a caller working below
+		// them still finds their directory, read-only like the rest.
+		for _, private := range []string{"/tmp", "/run"} {
+			if strings.HasPrefix(cwd, private+"/") {
+				s.Mounts = append([]spec.Mount{{Kind: spec.MountBind, Source: cwd, Target: cwd, ReadOnly: true}}, s.Mounts...)
+				break
+			}
+		}
 	}
 	if r.Workdir != "" {
 		if !filepath.IsAbs(r.Workdir) {
