@@ -92,3 +92,23 @@ func TestTTYWithoutTerminal(t *testing.T) {
 		t.Fatalf("-t should give the command a terminal even when ursb has none: %q", res.Stdout)
 	}
 }
+
+func TestNoTIOCSTIIntoCallersTerminal(t *testing.T) {
+	requireUnprivileged(t)
+	py := requireTool(t, "python3")
+	master, slave := openPTY(t)
+	_ = master
+	// Without -t the command shares the caller's terminal as stdin; it
+	// must not be able to push input into it (CVE-2017-5226 class).
+	cmd := exec.Command(ursbBin(t), "run", "-i", "-w", "/", "--", py, "-c",
+		"import fcntl, termios, sys\ntry:\n fcntl.ioctl(0, termios.TIOCSTI, b'x')\n print('INJECTED')\nexcept OSError as e:\n print('refused', e.errno)")
+	cmd.Stdin = slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ursb: %v %s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "refused") {
+		t.Fatalf("TIOCSTI into the caller's terminal was not refused: %q", out)
+	}
+}
