@@ -460,3 +460,24 @@ func TestHostRootKeepsWorkingDirectoryUnderTmp(t *testing.T) {
 		t.Fatalf("the host view must stay read-only: %q", out)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	res := ursb(t, "", "check")
+	if res.Code != 0 {
+		t.Fatalf("ursb check exited %d: %s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	for _, want := range []string{"unprivileged user namespaces", "newuidmap/newgidmap", "subordinate id range", "kernel overlayfs", "fuse-overlayfs", "pasta", "slirp4netns"} {
+		found := false
+		for _, line := range strings.Split(res.Stdout, "\n") {
+			if strings.Contains(line, want) && (strings.HasPrefix(line, "ok ") || strings.HasPrefix(line, "missing ")) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("ursb check has no ok/missing line for %q:\n%s", want, res.Stdout)
+		}
+	}
+	if !strings.Contains(res.Stdout, "ok       unprivileged user namespaces") {
+		t.Fatalf("user namespaces work here, check says otherwise:\n%s", res.Stdout)
+	}
+}

@@ -51,6 +51,16 @@ go vet ./...
 go build -o "$work/ursb" ./cmd/ursb
 go test -c -o "$work/e2e.test" ./e2e
 
+if [ "$(id -u)" = 0 ]; then
+	# A root shell is where people often try things first: ursb must run
+	# there too and say which mapping it chose.
+	say "smoke test as root"
+	out=$("$work/ursb" run -- sh -c 'id -u' 2>"$work/root.err") || { cat "$work/root.err"; failed=1; }
+	if [ "$out" != 0 ] || ! grep -q "running as root" "$work/root.err"; then
+		echo "root run: got '$out', stderr: $(cat "$work/root.err")"; failed=1
+	fi
+fi
+
 say "unit tests"
 go test $(go list ./... | grep -v /e2e$) || failed=1
 

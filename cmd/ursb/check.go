@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/userns"
 )
@@ -24,6 +25,8 @@ func (c *checkCmd) Run() error {
 		{name: "unprivileged user namespaces", err: userns.ProbeUserNS(), essential: true},
 		{name: "newuidmap/newgidmap", err: wrap(host.HelperErr, "install them: "+idmap.FixHelpers)},
 		{name: "subordinate id range for " + host.Username, err: wrap(host.RangeErr, "add one: "+idmap.FixRange(host.Username))},
+		{name: "kernel overlayfs inside a user namespace", err: fuseoverlay.ProbeKernel()},
+		{name: "fuse-overlayfs", err: fuseoverlay.ProbeFuse()},
 		{name: "pasta", err: lookup("pasta", "sudo apt-get install passt")},
 		{name: "slirp4netns", err: lookup("slirp4netns", "sudo apt-get install slirp4netns")},
 	}

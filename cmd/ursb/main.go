@@ -13,6 +13,7 @@ import (
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -39,6 +40,8 @@ func main() {
 		userns.Init()
 	case userns.ProbeArg0:
 		os.Exit(0)
+	case fuseoverlay.ProbeArg0:
+		os.Exit(fuseoverlay.ProbeChild())
 	}
 	os.Exit(run(os.Args[1:]))
 }

@@ -1,0 +1,77 @@
+package fuseoverlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ProbeArg0 is the argv[0] of the child that tries a kernel overlay mount.
+const ProbeArg0 = "ursb-probe-overlay"
+
+// ProbeKernel checks whether kernel overlayfs can be mounted inside a user
+// namespace (Linux 5.11+, unless a distribution turned it off), by trying
+// it in a throw-away child with a user and a mount namespace.
+func ProbeKernel() error {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args[0] = ProbeArg0
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("kernel overlayfs cannot be mounted in a user namespace (%s); ursb falls back to fuse-overlayfs (Linux 5.11 or newer has it)", msg)
+	}
+	return nil
+}
+
+// ProbeChild runs in the probe child: it mounts a tmpfs over a directory
+// only it can see (its mount namespace is private) and an overlay in it.
+func ProbeChild() int {
+	err := func() error {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return err
+		}
+		base := "/tmp"
+		if err := unix.Mount("tmpfs", base, "tmpfs", 0, ""); err != nil {
+			return err
+		}
+		for _, d := range []string{"lower", "upper", "work", "merged"} {
+			if err := os.Mkdir(filepath.Join(base, d), 0o755); err != nil {
+				return err
+			}
+		}
+		opts := "lowerdir=/tmp/lower,upperdir=/tmp/upper,workdir=/tmp/work"
+		return unix.Mount("overlay", "/tmp/merged", "overlay", 0, opts)
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// ProbeFuse checks that fuse-overlayfs is installed and /dev/fuse usable.
+func ProbeFuse() error {
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		return errors.New("fuse-overlayfs is not installed; sudo apt-get install fuse-overlayfs")
+	}
+	if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
+		return fmt.Errorf("/dev/fuse is not usable (%v); sudo chmod 0666 /dev/fuse, as distributions ship it", err)
+	}
+	return nil
+}
