@@ -133,6 +133,14 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	s.Cwd = "/"
 	if s.Rootfs == "" {
 		s.Cwd = cwd
+	}
+	if r.Workdir != "" {
+		if !filepath.IsAbs(r.Workdir) {
+			return fail("--workdir %q is not an absolute path", r.Workdir)
+		}
+		s.Cwd = filepath.Clean(r.Workdir)
+	}
+	if s.Rootfs == "" && s.Cwd == cwd {
 		// /tmp and /run are the sandbox's own; a caller working below
 		// them still finds their directory, read-only like the rest.
 		for _, private := range []string{"/tmp", "/run"} {
@@ -141,12 +149,6 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 				break
 			}
 		}
-	}
-	if r.Workdir != "" {
-		if !filepath.IsAbs(r.Workdir) {
-			return fail("--workdir %q is not an absolute path", r.Workdir)
-		}
-		s.Cwd = filepath.Clean(r.Workdir)
 	}
 	if s.Env, err = r.environment(s); err != nil {
 		return nil, idmap.Plan{}, err
