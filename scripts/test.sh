@@ -48,7 +48,7 @@ fi
 say "building"
 chmod 755 "$work"
 go vet ./...
-go build -o "$work/ursb" ./cmd/ursb
+CGO_ENABLED=0 go build -o "$work/ursb" ./cmd/ursb
 go test -c -o "$work/e2e.test" ./e2e
 
 if [ "$(id -u)" = 0 ]; then

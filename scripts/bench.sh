@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: how fast ursb starts and exits, next to the tools it is
+# measured against, all timed in the same run on the same machine.
+#
+# Absolute times drift between machines, so what this prints are ratios:
+# every command runs `/bin/true` (start + exit, nothing else) under hyperfine,
+# and the table compares each mean with bubblewrap's and with the floor
+# (`unshare -U -r true`: one user namespace and one exec).
+#
+#   scripts/bench.sh            50 timed runs per command (BENCH_RUNS overrides)
+#   scripts/bench.sh --quick    10 timed runs per command
+#
+# Run as root, it installs what it needs from Debian's packages, creates an
+# unprivileged bench user with a subordinate id range (BENCH_USER, default
+# ursbtest), builds ursb into a private directory that user can read, and
+# runs itself again as that user: the numbers are always those of an
+# unprivileged user, never of root. Run as a normal user, it builds ursb
+# (or uses URSB=/path/to/ursb) and measures what the host offers; an anchor
+# that is not installed is reported as skipped.
+#
+# Measured: the floor, bwrap, ursb (busybox rootfs; same with --userns
+# single, bwrap's mapping; host-root mode), ursb from a copy the user owns
+# (which makes ursb re-exec from a sealed in-memory copy of itself), podman,
+# and the network anchors rootlesskit, slirp4netns and pasta.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
+
+quick=0
+as_user=0
+ursb=${URSB:-}
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) quick=1 ;;
+	# Internal: how the root path re-runs the script as the bench user.
+	--as-user) as_user=1 ;;
+	--ursb) ursb=$2; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+if [ "$quick" = 1 ]; then
+	runs=${BENCH_RUNS:-10}
+	warmup=2
+else
+	runs=${BENCH_RUNS:-50}
+	warmup=5
+fi
+
+say() { printf '== %s\n' "$*"; }
+
+work=$(mktemp -d)
+private_runtime=0
+cleanup() {
+	# Rootless podman leaves a pause process holding its user namespace;
+	# when it lived in our private runtime directory, it is ours to stop.
+	local pidfile=$work/run/libpod/tmp/pause.pid pid
+	if [ "$private_runtime" = 1 ] && [ -f "$pidfile" ]; then
+		pid=$(cat "$pidfile")
+		if [ -n "$pid" ] && [ "$(stat -c %u "/proc/$pid" 2>/dev/null)" = "$(id -u)" ]; then
+			kill "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- as root ---
+if [ "$(id -u)" = 0 ]; then
+	if [ "$as_user" = 1 ]; then
+		echo "bench.sh: --as-user given but still root; refusing to measure as root" >&2
+		exit 1
+	fi
+	repo=$(cd "$(dirname "$0")/.." && pwd)
+	user=${BENCH_USER:-ursbtest}
+
+	say "installing prerequisites"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends \
+		hyperfine bubblewrap busybox-static uidmap util-linux passwd python3 >/dev/null
+	# The anchors are optional: install those this distribution has (runc
+	# is the runtime podman's anchor figure was taken with).
+	for pkg in podman runc passt slirp4netns rootlesskit; do
+		if apt-cache show "$pkg" >/dev/null 2>&1; then
+			apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null ||
+				echo "could not install $pkg; its anchor will be skipped"
+		else
+			echo "no package $pkg here; its anchor will be skipped"
+		fi
+	done
+
+	if ! id "$user" >/dev/null 2>&1; then
+		useradd -m -s /bin/bash "$user"
+	fi
+	if ! grep -q "^$user:" /etc/subuid; then usermod --add-subuids 200000-265535 "$user"; fi
+	if ! grep -q "^$user:" /etc/subgid; then usermod --add-subgids 200000-265535 "$user"; fi
+	# Distributions ship these 0666; pasta and slirp4netns need the first.
+	for dev in /dev/net/tun /dev/fuse; do
+		if [ -e "$dev" ]; then chmod 0666 "$dev"; fi
+	done
+
+	say "building ursb"
+	export PATH=$PATH:/usr/local/go/bin
+	chmod 0755 "$work"
+	# Built as root, owned by root, mode 0755: an installed copy.
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$work/ursb" ./cmd/ursb)
+	cp "$0" "$work/bench.sh"
+	chmod 0755 "$work/ursb" "$work/bench.sh"
+
+	home=$(getent passwd "$user" | cut -d: -f6)
+	args=(--as-user --ursb "$work/ursb")
+	if [ "$quick" = 1 ]; then args+=(--quick); fi
+	say "measuring as $user"
+	cd "$work"
+	rc=0
+	runuser -u "$user" -- env -i \
+		HOME="$home" USER="$user" LOGNAME="$user" TERM="${TERM:-dumb}" \
+		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		${BENCH_RUNS:+BENCH_RUNS=$BENCH_RUNS} \
+		bash "$work/bench.sh" "${args[@]}" || rc=$?
+	exit "$rc"
+fi
+
+# ------------------------------------------------ as the unprivileged user ---
+cd "$work"
+chmod 0700 "$work"
+missing=()
+for tool in hyperfine unshare python3; do
+	command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "bench.sh: missing ${missing[*]}; run as root to install them" >&2
+	exit 1
+fi
+
+# ursb and podman keep state under XDG_RUNTIME_DIR. When the session has
+# none of its own, give them a private one, and private data and config
+# directories too: podman remembers its runtime directory in its database,
+# and a runtime directory deleted at exit would confuse the next run.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -w "${XDG_RUNTIME_DIR}" ]; then
+	private_runtime=1
+	export XDG_RUNTIME_DIR=$work/run XDG_DATA_HOME=$work/data XDG_CONFIG_HOME=$work/config
+	mkdir -m 0700 "$XDG_RUNTIME_DIR" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
+fi
+
+if [ -z "$ursb" ]; then
+	if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then
+		say "building ursb"
+		repo=$(cd "$(dirname "$0")/.." && pwd)
+		(cd "$repo" && PATH=$PATH:/usr/local/go/bin CGO_ENABLED=0 go build -o "$work/ursb" ./cmd/ursb)
+		ursb=$work/ursb
+	elif command -v ursb >/dev/null; then
+		ursb=$(command -v ursb)
+	else
+		echo "bench.sh: no ursb: install Go or set URSB=/path/to/ursb" >&2
+		exit 1
+	fi
+fi
+
+# Two copies of ursb: one the caller cannot write (root's, as installed),
+# which the sandbox's child can run as it is, and one the caller owns, which
+# ursb first copies into a sealed memfd (a sandbox root could otherwise
+# write the binary through /proc/PID/exe).
+installed=""
+if [ "$(stat -c %u "$ursb")" != "$(id -u)" ]; then
+	installed=$ursb
+fi
+owned=$work/ursb-own
+cp "$ursb" "$owned"
+chmod 0755 "$owned"
+main=${installed:-$owned}
+
+say "building a busybox root filesystem"
+busybox=""
+for b in /bin/busybox /usr/bin/busybox; do
+	if [ -x "$b" ]; then busybox=$b; break; fi
+done
+if [ -z "$busybox" ]; then
+	echo "bench.sh: no busybox; install busybox-static (or run as root)" >&2
+	exit 1
+fi
+if ldd "$busybox" >/dev/null 2>&1; then
+	echo "note: $busybox is dynamically linked; install busybox-static" >&2
+fi
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root,run}
+cp "$busybox" "$rootfs/bin/busybox"
+"$busybox" --list-full | while read -r applet; do
+	[ "$applet" = bin/busybox ] && continue
+	ln -sf /bin/busybox "$rootfs/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+echo 'root:x:0:' >"$rootfs/etc/group"
+chmod 1777 "$rootfs/tmp"
+
+# ------------------------------------------------------------ measuring ---
+results=$work/results.tsv # label <TAB> json file, in order
+: >"$results"
+skipped=()
+n=0
+
+# bench LABEL CMD...: one check run (a failing command is reported with
+# its message, not timed), then hyperfine.
+bench() {
+	local label=$1
+	shift
+	n=$((n + 1))
+	local json=$work/$n.json err=$work/$n.err
+	if ! "$@" >/dev/null 2>"$err" </dev/null; then
+		echo "failed: $label: $(head -c 300 "$err" | tr '\n' ' ')"
+		skipped+=("$label (failed)")
+		return 0
+	fi
+	printf '  %-40s ' "$label"
+	if hyperfine -N --warmup "$warmup" --runs "$runs" --style none --output null \
+		--command-name "$label" --export-json "$json" -- "$*" >/dev/null 2>"$err"; then
+		python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f ms" % (r["mean"]*1e3))' "$json"
+		printf '%s\t%s\t%s\n' "$label" "$json" "$*" >>"$results"
+	else
+		echo "hyperfine failed: $(head -c 300 "$err" | tr '\n' ' ')"
+		skipped+=("$label (failed under hyperfine)")
+	fi
+}
+
+# have TOOL ANCHOR: is TOOL installed? If not, say the anchor is skipped.
+have() {
+	if command -v "$1" >/dev/null; then return 0; fi
+	echo "skipped: $2 not installed"
+	skipped+=("$2 (not installed)")
+	return 1
+}
+
+say "measuring (hyperfine -N, $warmup warm-up runs, $runs timed runs each)"
+read -r load _ </proc/loadavg
+cores=$(nproc)
+if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
+	echo "note: load average $load on $cores cores before starting: other work may skew these figures"
+fi
+
+bench floor unshare -U -r true
+if have bwrap bwrap; then
+	bench bwrap bwrap --unshare-all --uid 0 --gid 0 --bind "$rootfs" / --proc /proc --dev /dev /bin/true
+fi
+bench "ursb (rootfs, none)" "$main" run --rootfs "$rootfs" --net none -- /bin/true
+bench "ursb (rootfs, none, userns single)" "$main" run --rootfs "$rootfs" --net none --userns single -- /bin/true
+bench "ursb (host root, none)" "$main" run --net none -- /bin/true
+if [ -n "$installed" ]; then
+	bench "ursb (rootfs, none), user-owned copy" "$owned" run --rootfs "$rootfs" --net none -- /bin/true
+else
+	echo "skipped: root-owned ursb not available, so every ursb line above ran from a sealed copy"
+fi
+# A network: measured only once this ursb offers pasta.
+if command -v pasta >/dev/null; then
+	out=$("$main" run --rootfs "$rootfs" --net pasta -- /bin/true 2>&1 </dev/null) || true
+	if grep -q 'unknown --net' <<<"$out"; then
+		echo "skipped: ursb (rootfs, pasta): this ursb has no --net pasta yet"
+	else
+		bench "ursb (rootfs, pasta)" "$main" run --rootfs "$rootfs" --net pasta -- /bin/true
+	fi
+fi
+if have podman podman; then
+	runtime=runc
+	if ! command -v runc >/dev/null; then
+		runtime=crun
+		echo "  podman: runc not installed, using crun"
+	fi
+	bench "podman ($runtime, none)" podman --runtime "$runtime" --cgroup-manager=cgroupfs \
+		run --rm --network=none --rootfs "$rootfs" /bin/true
+fi
+if have rootlesskit rootlesskit; then
+	bench "rootlesskit (host)" rootlesskit --net=host true
+	if have slirp4netns "rootlesskit (slirp4netns)"; then
+		bench "rootlesskit (slirp4netns)" rootlesskit --net=slirp4netns --disable-host-loopback true
+	fi
+fi
+if have pasta pasta; then
+	bench "pasta" pasta --config-net -- /bin/true
+fi
+
+# -------------------------------------------------------------- report ---
+echo
+python3 - "$results" "$rootfs" "$owned" "$main" <<'EOF'
+import json, sys
+
+rows = []
+for line in open(sys.argv[1]):
+    label, path, cmd = line.rstrip("\n").split("\t")
+    r = json.load(open(path))["results"][0]
+    for path, name in zip(sys.argv[2:], ("ROOTFS", "~/ursb", "ursb")):
+        cmd = cmd.replace(path, name)
+    rows.append((label, r["mean"] * 1e3, r["stddev"] * 1e3, cmd))
+mean = {label: m for label, m, _, _ in rows}
+
+def ratio(label, base):
+    if label not in mean or base not in mean:
+        return None
+    return mean[label] / mean[base]
+
+def fmt(x):
+    return "—" if x is None else "%.2fx" % x
+
+width = max([len(r[0]) for r in rows] + [7])
+print("%-*s  %9s  %8s  %9s  %9s" % (width, "command", "mean ms", "± ms", "÷ bwrap", "÷ floor"))
+print("-" * (width + 45))
+noisy = False
+for label, m, sd, _ in rows:
+    mark = ""
+    if sd > 0.15 * m:  # a spread this wide means something else ran meanwhile
+        mark, noisy = "  *", True
+    print("%-*s  %9.2f  %8.2f  %9s  %9s%s" % (width, label, m, sd, fmt(ratio(label, "bwrap")), fmt(ratio(label, "floor")), mark))
+if noisy:
+    print("* stddev above 15% of the mean: the machine was busy; rerun before trusting that row")
+print()
+print("commands:")
+for label, _, _, cmd in rows:
+    print("  %-*s  %s" % (width, label, cmd))
+print()
+
+def goal(text, label, base, limit):
+    r = ratio(label, base)
+    if r is None:
+        print("goal: %s: not measured" % text)
+    else:
+        print("goal: %s: %.2fx — %s" % (text, r, "met" if r <= limit else "not met"))
+
+goal("ursb (rootfs, none) <= bwrap", "ursb (rootfs, none)", "bwrap", 1.0)
+goal("ursb (rootfs, none, userns single) <= bwrap", "ursb (rootfs, none, userns single)", "bwrap", 1.0)
+goal("ursb (rootfs, pasta) <= 0.25x pasta", "ursb (rootfs, pasta)", "pasta", 0.25)
+
+own, inst = "ursb (rootfs, none), user-owned copy", "ursb (rootfs, none)"
+if own in mean and inst in mean:
+    print("sealed copy: a user-owned ursb costs %+.2f ms per start (%.2fx the root-owned copy)"
+          % (mean[own] - mean[inst], mean[own] / mean[inst]))
+EOF
+if [ ${#skipped[@]} -gt 0 ]; then
+	echo
+	echo "not measured: $(printf '%s; ' "${skipped[@]}" | sed 's/; $//')"
+fi
