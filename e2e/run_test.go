@@ -481,3 +481,11 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("user namespaces work here, check says otherwise:\n%s", res.Stdout)
 	}
 }
+
+func TestNetNoneHasOnlyLoopbackUp(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "--net", "none", "--rootfs", rootfs, "--", "sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags")
+	if got := strings.Fields(res.Stdout); len(got) != 2 || got[0] != "lo" || got[1] != "0x9" {
+		t.Fatalf("want only lo, up (flags 0x9), got %q", res.Stdout)
+	}
+}

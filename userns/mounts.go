@@ -111,6 +111,9 @@ func setupSteps(s *spec.Spec, stage string) ([]step, error) {
 		return r.pivot()
 	})
 	add("setting the hostname", func() error { return unix.Sethostname([]byte(s.Hostname)) })
+	if s.Network.Mode != "host" {
+		add("bringing up the loopback interface", loopbackUp)
+	}
 	add("entering the working directory "+s.Cwd, func() error {
 		// Like podman, a missing working directory is created.
 		err := os.MkdirAll(s.Cwd, 0o755)
