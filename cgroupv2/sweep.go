@@ -1,0 +1,119 @@
+package cgroupv2
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sweep removes the leaves of sandboxes whose processes are all gone and
+// whose ursb process no longer holds them: what a crashed or killed ursb
+// leaves behind. It looks where Prepare puts leaves without
+// --cgroup-parent, and is best effort: it never fails.
+func Sweep() {
+	e, err := hostEnv()
+	if err != nil {
+		return
+	}
+	p, err := locate(e, "")
+	if err != nil {
+		return
+	}
+	sweep(p.parent)
+}
+
+func sweep(parent string) (removed []string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() || !isLeafName(ent.Name()) {
+			continue
+		}
+		path := filepath.Join(parent, ent.Name())
+		if abandoned(path) && rmdir(path) == nil {
+			removed = append(removed, path)
+		}
+	}
+	return removed
+}
+
+// isLeafName matches "ursb-" and a hex sandbox id, nothing else that
+// happens to share the prefix.
+func isLeafName(name string) bool {
+	id, ok := strings.CutPrefix(name, leafPrefix)
+	if !ok || id == "" {
+		return false
+	}
+	return strings.Trim(id, "0123456789abcdef") == ""
+}
+
+// abandoned reports whether no ursb process holds the leaf and nothing
+// runs in it. The lock is only tried: a leaf being set up is locked.
+func abandoned(path string) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return false
+	}
+	ev, err := readKeyed(path, "cgroup.events")
+	if err != nil {
+		return false
+	}
+	populated, ok := ev["populated"]
+	return ok && populated == 0
+}
+
+// Check tells `ursb check` whether resource limits can work for the caller:
+// ok when a delegated subtree exists, and a one-line detail naming it and
+// its controllers, or what is missing and the fix.
+func Check() (ok bool, detail string) {
+	e, err := hostEnv()
+	if err != nil {
+		return false, err.Error()
+	}
+	return check(e)
+}
+
+func check(e env) (bool, string) {
+	p, err := locate(e, "")
+	if err != nil {
+		if errors.Is(err, ErrNoDelegation) {
+			return false, fmt.Sprintf("limits unavailable: %v; %s", err, noDelegationFix(e.h, controllerOrder))
+		}
+		return false, "limits unavailable: " + err.Error()
+	}
+	offered, err := controllerSet(p.root, "cgroup.controllers")
+	if err != nil {
+		return false, fmt.Sprintf("limits unavailable: cannot read the controllers of %s: %v", e.h.cgroup(p.root), errnoText(err))
+	}
+	var have, missing []string
+	for _, c := range controllerOrder {
+		if offered[c] {
+			have = append(have, c)
+		} else {
+			missing = append(missing, c)
+		}
+	}
+	detail := fmt.Sprintf("delegated cgroup %s (cgroup v2 at %s)", e.h.cgroup(p.root), e.h.mountpoint)
+	if len(have) > 0 {
+		detail += ", controllers: " + strings.Join(have, " ")
+	}
+	if len(missing) > 0 {
+		detail += "; not delegated: " + strings.Join(missing, " ")
+		if systemdManaged(p.root) {
+			detail += " (as root: systemctl edit user@.service, add [Service] Delegate=memory pids cpu cpuset io, log in again)"
+		} else {
+			detail += fmt.Sprintf(" (as root: enable them in %s)", filepath.Join(filepath.Dir(p.root), "cgroup.subtree_control"))
+		}
+	}
+	return true, detail
+}
