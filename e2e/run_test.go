@@ -89,7 +89,6 @@ func TestKeepID(t *testing.T) {
 	}
 }
 
-
 func containsFields(lines []string, want ...string) bool {
 	for _, l := range lines {
 		if strings.Join(strings.Fields(l), " ") == strings.Join(want, " ") {

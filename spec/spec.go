@@ -105,11 +105,6 @@ type Limits struct {
 	CgroupParent    string  `json:"cgroupParent,omitempty"`
 }
 
-// Any reports whether at least one limit is set.
-func (l Limits) Any() bool {
-	return l.MemoryBytes != 0 || l.MemorySwapBytes != 0 || l.PidsLimit != 0 || l.CPUs != 0 || l.CpusetCpus != ""
-}
-
 // WinSize is a terminal size in characters.
 type WinSize struct {
 	Rows uint16 `json:"rows"`

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 
+	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/userns"
@@ -29,6 +30,11 @@ func (c *checkCmd) Run() error {
 		{name: "fuse-overlayfs", err: fuseoverlay.ProbeFuse()},
 		{name: "pasta", err: lookup("pasta", "sudo apt-get install passt")},
 		{name: "slirp4netns", err: lookup("slirp4netns", "sudo apt-get install slirp4netns")},
+	}
+	if ok, detail := cgroupv2.Check(); ok {
+		fmt.Printf("ok       delegated cgroup v2: %s\n", detail)
+	} else {
+		fmt.Printf("missing  delegated cgroup v2: %s\n", detail)
 	}
 	ok := true
 	for _, it := range items {
@@ -64,4 +70,3 @@ func lookup(name, fix string) error {
 	}
 	return nil
 }
-

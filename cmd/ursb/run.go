@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
@@ -27,6 +29,13 @@ type runCmd struct {
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
 	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto, none or host."`
 
+	Memory       string  `help:"Memory limit, like 64m or 1g (memory.max)." placeholder:"SIZE"`
+	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
+	PidsLimit    int64   `name:"pids-limit" help:"Maximum number of processes (pids.max)." placeholder:"N"`
+	Cpus         float64 `help:"CPU limit in CPUs, like 0.5 (cpu.max)." placeholder:"N"`
+	CpusetCpus   string  `name:"cpuset-cpus" help:"CPUs the sandbox may use, like 0-1 (cpuset.cpus)." placeholder:"LIST"`
+	CgroupParent string  `name:"cgroup-parent" help:"Delegated cgroup under which the sandbox's cgroup is made." placeholder:"PATH"`
+
 	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
 }
 
@@ -39,15 +48,31 @@ func (r *runCmd) Run() error {
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
+	// Leaves of sandboxes that died with ursb are removed on the next run.
+	cgroupv2.Sweep()
+	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
+	switch {
+	case errors.Is(err, cgroupv2.ErrNoLeaf):
+		fmt.Fprintln(os.Stderr, "ursb: notice:", err)
+	case err != nil:
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	defer leaf.Remove()
 	stage, err := state.NewStage(s.ID)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
 	defer stage.Remove()
 	exit, err := userns.Run(s, userns.Options{
-		Plan: plan, Host: host, Stage: stage.Root, CgroupFD: -1,
+		Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	})
+	// The kernel's OOM kills and pids.max hits, said in words.
+	if ev, everr := leaf.Events(); everr == nil {
+		for _, line := range cgroupv2.Describe(s.Limits, ev) {
+			fmt.Fprintln(os.Stderr, "ursb:", line)
+		}
+	}
 	if err != nil {
 		if f, ok := err.(*userns.Failure); ok {
 			return &exitError{code: f.Code, msg: f.Msg}
@@ -150,6 +175,9 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 			}
 		}
 	}
+	if s.Limits, err = r.limits(); err != nil {
+		return nil, idmap.Plan{}, err
+	}
 	if s.Env, err = r.environment(s); err != nil {
 		return nil, idmap.Plan{}, err
 	}
@@ -213,4 +241,28 @@ func describeMap(m []spec.IDMapping) string {
 	}
 	last := m[len(m)-1]
 	return fmt.Sprintf("%d-%d", m[0].Inside, last.Inside+last.Size-1)
+}
+
+// limits parses the resource flags; cgroupv2 checks them against the host.
+func (r *runCmd) limits() (spec.Limits, error) {
+	l := spec.Limits{PidsLimit: r.PidsLimit, CPUs: r.Cpus, CpusetCpus: r.CpusetCpus, CgroupParent: r.CgroupParent}
+	var err error
+	if r.Memory != "" {
+		if l.MemoryBytes, err = spec.ParseSize(r.Memory); err != nil {
+			return l, fmt.Errorf("--memory: %w", err)
+		}
+	}
+	switch r.MemorySwap {
+	case "":
+	case "-1":
+		l.MemorySwapBytes = -1
+	default:
+		if l.MemorySwapBytes, err = spec.ParseSize(r.MemorySwap); err != nil {
+			return l, fmt.Errorf("--memory-swap: %w", err)
+		}
+	}
+	if r.PidsLimit < 0 || r.Cpus < 0 {
+		return l, fmt.Errorf("--pids-limit and --cpus must not be negative")
+	}
+	return l, nil
 }

@@ -1,0 +1,367 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The cgroup tests need a kernel with a cgroup v2 subtree delegated to the
+// test user, which the QEMU lane (scripts/qemu-lane.sh) provides and marks
+// with URSB_CGROUP_LANE=1. Only the test of the error without delegation
+// runs elsewhere.
+
+func requireCgroupLane(t *testing.T) {
+	t.Helper()
+	if os.Getenv("URSB_CGROUP_LANE") == "" {
+		t.Skip("needs a delegated cgroup v2 subtree: run it in the QEMU lane (scripts/qemu-lane.sh sets URSB_CGROUP_LANE=1)")
+	}
+}
+
+// cgroup2Mount finds where the cgroup v2 tree is mounted, or "".
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && fields[3] == "/" {
+				return fields[4]
+			}
+		}
+	}
+	return ""
+}
+
+// ownCgroupDir is the directory of the test process's own cgroup.
+func ownCgroupDir(t *testing.T) string {
+	t.Helper()
+	mnt := cgroup2Mount(t)
+	if mnt == "" {
+		return ""
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join(mnt, p)
+		}
+	}
+	return ""
+}
+
+func ownedByMe(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	return int(st.Sys().(*syscall.Stat_t).Uid) == os.Getuid()
+}
+
+// delegatedDir is the top of the subtree delegated to the test user, where
+// ursb puts sandbox leaves when no --cgroup-parent is given.
+func delegatedDir(t *testing.T) string {
+	t.Helper()
+	d := ownCgroupDir(t)
+	if d == "" || !ownedByMe(d) {
+		t.Fatalf("the lane should have delegated this test's cgroup %q to uid %d", d, os.Getuid())
+	}
+	for ownedByMe(filepath.Dir(d)) {
+		d = filepath.Dir(d)
+	}
+	return d
+}
+
+// leaves lists the sandbox leaves under dir.
+func leaves(t *testing.T, dir string) []string {
+	t.Helper()
+	found, err := filepath.Glob(filepath.Join(dir, "ursb-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// noLeftoverLeaves fails the test when a sandbox leaf outlived its run.
+func noLeftoverLeaves(t *testing.T, dir string) {
+	t.Helper()
+	if left := leaves(t, dir); len(left) > 0 {
+		t.Errorf("cgroup leaves left behind after the sandbox ended: %v", left)
+	}
+}
+
+// limitedRun runs a command in a busybox sandbox with the given flags.
+func limitedRun(t *testing.T, flags []string, script string) result {
+	t.Helper()
+	args := append([]string{"run", "--net", "none", "--rootfs", busyboxRootfs(t)}, flags...)
+	args = append(args, "--", "/bin/sh", "-c", script)
+	return ursb(t, "", args...)
+}
+
+func TestCgroupNoDelegationFails(t *testing.T) {
+	if os.Getenv("URSB_CGROUP_LANE") != "" {
+		t.Skip("the lane delegates a subtree; TestCgroupParentNotDelegated covers the error there")
+	}
+	if d := ownCgroupDir(t); d != "" && ownedByMe(d) && d != cgroup2Mount(t) {
+		t.Skipf("this host delegates the cgroup %s to the test user, so there is no error to see", d)
+	}
+	res := ursb(t, "", "run", "--memory", "64m", "--", "true")
+	if res.Code != 125 {
+		t.Fatalf("ursb run --memory 64m without a delegated cgroup exited %d, want 125\nstderr: %s", res.Code, res.Stderr)
+	}
+	// The fix is a delegated scope, or first a cgroup v2 host at all.
+	if !strings.Contains(res.Stderr, "--memory") ||
+		!(strings.Contains(res.Stderr, "Delegate=yes") || strings.Contains(res.Stderr, "unified_cgroup_hierarchy")) {
+		t.Errorf("the error should name --memory and the fix (a scope with Delegate=yes); stderr: %s", res.Stderr)
+	}
+}
+
+func TestCgroupParentNotDelegated(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	// The slice above the user's service belongs to root, as on a real host.
+	parent := "/" + strings.TrimPrefix(filepath.Dir(filepath.Dir(dir)), cgroup2Mount(t)+"/")
+	res := limitedRun(t, []string{"--memory", "64m", "--cgroup-parent", parent}, "true")
+	if res.Code != 125 {
+		t.Fatalf("--cgroup-parent %s (root's) exited %d, want 125\nstderr: %s", parent, res.Code, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "not you") {
+		t.Errorf("the error should say the parent is not the user's; stderr: %s", res.Stderr)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupMemoryOOM(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	// dd allocates its 100 MiB buffer and fills it: far over the limit.
+	res := limitedRun(t, []string{"--memory", "64m"}, "exec dd if=/dev/zero of=/dev/null bs=100M count=1")
+	if res.Code != 137 {
+		t.Errorf("a memory hog under --memory 64m exited %d, want 137\nstderr: %s", res.Code, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "out of memory") || !strings.Contains(res.Stderr, "64 MiB") {
+		t.Errorf("stderr should report the OOM kill and the 64 MiB limit; stderr: %s", res.Stderr)
+	}
+	noLeftoverLeaves(t, dir)
+
+	// The same command fits under a larger limit: the kill was the limit's.
+	res = limitedRun(t, []string{"--memory", "256m"}, "exec dd if=/dev/zero of=/dev/null bs=100M count=1")
+	if res.Code != 0 || strings.Contains(res.Stderr, "out of memory") {
+		t.Errorf("dd under --memory 256m exited %d; stderr: %s", res.Code, res.Stderr)
+	}
+}
+
+func TestCgroupPidsLimitContainsForkBomb(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	// Every copy forks copies for ever, and a copy whose fork fails exits,
+	// so the bomb keeps the sandbox at its limit until the timeout kills
+	// its top; the rest must go with the sandbox. The shell then reads with
+	// builtins only: forks still fail.
+	script := `timeout -s KILL 5 sh -c 'bomb() { while :; do bomb & done; }; bomb' 2>/dev/null
+read cur </sys/fs/cgroup/pids.current; read max </sys/fs/cgroup/pids.max; echo "pids.current=$cur pids.max=$max"`
+	start := time.Now()
+	res := limitedRun(t, []string{"--pids-limit", "64"}, script)
+	t.Logf("the fork bomb's sandbox ended after %s with %d", time.Since(start).Round(time.Millisecond), res.Code)
+	var cur, max int
+	if _, err := fmt.Sscanf(strings.TrimSpace(res.Stdout), "pids.current=%d pids.max=%d", &cur, &max); err != nil || max != 64 {
+		t.Fatalf("want pids.max 64 inside; stdout: %s stderr: %s", res.Stdout, res.Stderr)
+	}
+	t.Logf("pids.current after the bomb's top was killed: %d", cur)
+	if cur > 64 {
+		t.Errorf("pids.current %d exceeds --pids-limit 64", cur)
+	}
+	if !strings.Contains(res.Stderr, "--pids-limit") {
+		t.Errorf("stderr should warn that the sandbox hit --pids-limit; stderr: %s", res.Stderr)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupPidsLimitSandboxCanBeStopped(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	requireUnprivileged(t)
+	// A bomb and a flood of sleepers (which, unlike the bomb's copies, do
+	// not die when a fork fails, so the sandbox stays at its limit) under
+	// a command that never forks again: ursb must stop the sandbox when
+	// told to.
+	script := `bomb() { while :; do bomb & done; }
+(while :; do sleep 1000 & done) 2>/dev/null &
+bomb 2>/dev/null &
+while :; do wait; done`
+	cmd := exec.Command(ursbBin(t), "run", "--net", "none", "--rootfs", busyboxRootfs(t), "--pids-limit", "64",
+		"--", "/bin/sh", "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(3 * time.Second)
+	if left := leaves(t, dir); len(left) != 1 {
+		t.Errorf("want one leaf while the sandbox runs, found %v", left)
+	} else {
+		data, _ := os.ReadFile(filepath.Join(left[0], "pids.current"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		events, _ := os.ReadFile(filepath.Join(left[0], "pids.events"))
+		t.Logf("during the bomb: pids.current %d, pids.events %q", n, strings.TrimSpace(string(events)))
+		if n > 64 {
+			t.Errorf("pids.current %d exceeds --pids-limit 64", n)
+		}
+		if strings.TrimSpace(string(events)) == "max 0" {
+			t.Error("pids.events shows no refused fork: the bomb never reached the limit")
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("ursb did not stop the fork-bombed sandbox within 30s of SIGTERM")
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupCPUsThrottle(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	// Spin for 4 s of wall time, then show the sandbox's own cpu.stat.
+	script := `s=$(cut -d' ' -f1 /proc/uptime); timeout 4 sh -c 'while :; do :; done'; e=$(cut -d' ' -f1 /proc/uptime)
+echo "wall $s $e"; cat /sys/fs/cgroup/cpu.stat`
+	res := limitedRun(t, []string{"--cpus", "0.5"}, script)
+	if res.Code != 0 && res.Code != 124 {
+		t.Fatalf("exited %d; stdout: %s stderr: %s", res.Code, res.Stdout, res.Stderr)
+	}
+	stat := map[string]float64{}
+	var wall float64
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[0] == "wall":
+			s, _ := strconv.ParseFloat(f[1], 64)
+			e, _ := strconv.ParseFloat(f[2], 64)
+			wall = e - s
+		case len(f) == 2:
+			stat[f[0]], _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	if wall <= 0 || stat["usage_usec"] == 0 {
+		t.Fatalf("no wall time or cpu.stat in the output: %s\nstderr: %s", res.Stdout, res.Stderr)
+	}
+	share := stat["usage_usec"] / 1e6 / wall
+	t.Logf("--cpus 0.5: %.2f CPUs used over %.1fs, throttled in %v of %v periods", share, wall, stat["nr_throttled"], stat["nr_periods"])
+	if stat["nr_throttled"] == 0 {
+		t.Errorf("cpu.stat shows no throttling under --cpus 0.5: %s", res.Stdout)
+	}
+	// Emulated machines are slow and noisy: only a share well away from
+	// both a full CPU and idle counts as wrong.
+	if share < 0.25 || share > 0.75 {
+		t.Errorf("the sandbox used %.2f CPUs under --cpus 0.5, want about 0.5", share)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupCpusetCpus(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	res := limitedRun(t, []string{"--cpuset-cpus", "0"}, "grep Cpus_allowed_list /proc/self/status")
+	if res.Code != 0 {
+		t.Fatalf("exited %d; stderr: %s", res.Code, res.Stderr)
+	}
+	if f := strings.Fields(res.Stdout); len(f) != 2 || f[1] != "0" {
+		t.Errorf("under --cpuset-cpus 0 the sandbox may use CPUs %q, want 0", res.Stdout)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupLimitsCannotBeRaisedInside(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	// Root inside owns the leaf's files (the caller made them), so the
+	// read-only mount and the namespace boundary are all that protect the
+	// limits: try the direct write, a remount, and a fresh mount.
+	script := `cat /sys/fs/cgroup/memory.max
+echo 1073741824 >/sys/fs/cgroup/memory.max 2>/dev/null && echo RAISED-DIRECT
+mount -o remount,rw /sys/fs/cgroup 2>/dev/null && echo 1073741824 >/sys/fs/cgroup/memory.max 2>/dev/null && echo RAISED-REMOUNT
+mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg 2>/dev/null && echo 1073741824 >/tmp/cg/memory.max 2>/dev/null && echo RAISED-MOUNT
+mkdir /sys/fs/cgroup/escape 2>/dev/null && echo MADE-CHILD
+cat /sys/fs/cgroup/memory.max`
+	res := limitedRun(t, []string{"--memory", "64m"}, script)
+	if res.Code != 0 {
+		t.Fatalf("exited %d; stdout: %s stderr: %s", res.Code, res.Stdout, res.Stderr)
+	}
+	lines := strings.Fields(res.Stdout)
+	if len(lines) == 0 || lines[0] != "67108864" || lines[len(lines)-1] != "67108864" {
+		t.Errorf("memory.max inside should read 67108864 before and after; stdout: %s", res.Stdout)
+	}
+	for _, bad := range []string{"RAISED-DIRECT", "RAISED-REMOUNT", "RAISED-MOUNT", "MADE-CHILD"} {
+		if strings.Contains(res.Stdout, bad) {
+			t.Errorf("the sandbox changed its own cgroup (%s); stdout: %s", bad, res.Stdout)
+		}
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupLeafExistsWhileRunningAndGoesAfter(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	requireUnprivileged(t)
+	// No limits asked: with a delegated subtree the sandbox still gets a
+	// leaf, so that stats, pause and kill can work.
+	cmd := exec.Command(ursbBin(t), "run", "--net", "none", "--rootfs", busyboxRootfs(t), "--", "/bin/sh", "-c", "cat /proc/self/cgroup; sleep 3")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && len(seen) == 0; time.Sleep(100 * time.Millisecond) {
+		seen = leaves(t, dir)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ursb run failed: %v", err)
+	}
+	if len(seen) != 1 {
+		t.Errorf("want exactly one ursb-* leaf in %s while the sandbox ran, found %v", dir, seen)
+	}
+	// The sandbox's cgroup namespace is rooted at its leaf.
+	if got := strings.TrimSpace(out.String()); got != "0::/" {
+		t.Errorf("/proc/self/cgroup inside reads %q, want 0::/", got)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
+func TestCgroupParent(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	parent := filepath.Join(dir, "e2e-parent")
+	t.Cleanup(func() { _ = os.Remove(parent) })
+	// Relative to the delegated subtree, created on demand.
+	res := limitedRun(t, []string{"--cgroup-parent", "e2e-parent", "--memory", "64m", "--pids-limit", "50"},
+		"cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+	if res.Code != 0 {
+		t.Fatalf("exited %d; stderr: %s", res.Code, res.Stderr)
+	}
+	if got := strings.Fields(res.Stdout); len(got) != 2 || got[0] != "67108864" || got[1] != "50" {
+		t.Errorf("limits inside under --cgroup-parent: %q, want 67108864 and 50", res.Stdout)
+	}
+	if _, err := os.Stat(parent); err != nil {
+		t.Errorf("--cgroup-parent e2e-parent was not made in %s: %v", dir, err)
+	}
+	noLeftoverLeaves(t, parent)
+	noLeftoverLeaves(t, dir)
+}
