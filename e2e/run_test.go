@@ -435,9 +435,9 @@ func TestEnvWorkdirUser(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	envFile := filepath.Join(t.TempDir(), "env")
 	os.WriteFile(envFile, []byte("# comment\nFROMFILE=1\n"), 0o644)
-	res := mustRun(t, "run", "--rootfs", rootfs, "-e", "A=b c", "--env-file", envFile, "-w", "/work/dir", "-u", "1000:1001", "--",
+	res := mustRun(t, "run", "--rootfs", rootfs, "-e", "A=b c", "--env-file", envFile, "-w", "/srv/app", "-u", "1000:1001", "--",
 		"sh", "-c", `echo "$A|$FROMFILE|$(pwd)|$(id -u):$(id -g)"`)
-	if got := strings.TrimSpace(res.Stdout); got != "b c|1|/work/dir|1000:1001" {
+	if got := strings.TrimSpace(res.Stdout); got != "b c|1|/srv/app|1000:1001" {
 		t.Fatalf("got %q", got)
 	}
 }
