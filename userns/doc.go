@@ -1,6 +1,6 @@
 // Package userns is ursb's start sequence.
 //
-// The parent side (Start, Sandbox.Wait) validates nothing itself: it takes a
+// The parent side (Run) validates nothing itself: it takes a
 // validated spec, clones the child with a new user namespace and, in the same
 // clone, new pid, mount, uts, ipc, net and cgroup namespaces, writes the id
 // maps, sends the spec and forwards signals until the sandbox ends.

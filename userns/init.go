@@ -34,11 +34,7 @@ func Init() {
 	if err != nil {
 		fail(125, err)
 	}
-	steps, err := setupSteps(s, stage)
-	if err != nil {
-		fail(125, err)
-	}
-	for _, st := range steps {
+	for _, st := range setupSteps(s, stage) {
 		if err := st.do(); err != nil {
 			fail(125, fmt.Errorf("setting up the sandbox: %s: %w", st.what, err))
 		}
@@ -49,7 +45,7 @@ func Init() {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
 
-	pid, err := startCommand(s, ch)
+	cmd, err := startCommand(s, ch)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
@@ -57,8 +53,7 @@ func Init() {
 		}
 		fail(125, err)
 	}
-	_ = ch.send(message{Kind: msgStarted, PID: pid})
-	os.Exit(reap(pid, sigs))
+	os.Exit(reap(cmd, sigs))
 }
 
 // reap waits for every child, as PID 1 must, and returns the command's

@@ -30,7 +30,7 @@ type rootfs struct {
 // devices are bind-mounted from the host: a user namespace cannot mknod.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-func setupSteps(s *spec.Spec, stage string) ([]step, error) {
+func setupSteps(s *spec.Spec, stage string) []step {
 	r := &rootfs{stage: stage}
 	sources := make([]*os.File, len(s.Mounts))
 	var steps []step
@@ -126,7 +126,7 @@ func setupSteps(s *spec.Spec, stage string) ([]step, error) {
 		return err
 	})
 	add("applying the security settings", func() error { return confine(s) })
-	return steps, nil
+	return steps
 }
 
 // openPath opens path as an O_PATH handle without following a final symlink.

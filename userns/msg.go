@@ -2,6 +2,7 @@ package userns
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -12,17 +13,15 @@ import (
 
 // message kinds exchanged over the sync socket.
 const (
-	msgStart   = "start"   // parent → child: the spec; maps are written
-	msgTTY     = "tty"     // child → parent: pty master attached as SCM_RIGHTS
-	msgStarted = "started" // child → parent: the command runs
-	msgError   = "error"   // child → parent: setup failed; Code is the exit code
+	msgStart = "start" // parent → child: the spec; maps are written
+	msgTTY   = "tty"   // child → parent: pty master attached as SCM_RIGHTS
+	msgError = "error" // child → parent: setup failed; Code is the exit code
 )
 
 // message is one datagram on the sync socket.
 type message struct {
 	Kind string     `json:"kind"`
 	Spec *spec.Spec `json:"spec,omitempty"`
-	PID  int        `json:"pid,omitempty"`
 	Err  string     `json:"err,omitempty"`
 	Code int        `json:"code,omitempty"`
 }
@@ -70,7 +69,7 @@ func (c channel) recv() (message, []int, error) {
 	}
 	if n == 0 {
 		closeAll(fds)
-		return message{}, nil, errClosed
+		return message{}, nil, errors.New("sync socket closed")
 	}
 	var m message
 	if err := json.Unmarshal(buf[:n], &m); err != nil {
@@ -85,9 +84,3 @@ func closeAll(fds []int) {
 		unix.Close(fd)
 	}
 }
-
-type closedError struct{}
-
-func (closedError) Error() string { return "sync socket closed" }
-
-var errClosed = closedError{}

@@ -53,8 +53,6 @@ type Exit struct {
 	// Code is what ursb exits with: the command's status, or 128+N when
 	// it was killed by signal N.
 	Code int
-	// Signal is the signal that ended the sandbox's init, if any.
-	Signal unix.Signal
 }
 
 // Run starts the sandbox described by s and waits for it to end.
@@ -167,7 +165,7 @@ loop:
 	}
 	ws := sb.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		return Exit{Code: 128 + int(ws.Signal()), Signal: unix.Signal(ws.Signal())}, nil
+		return Exit{Code: 128 + int(ws.Signal())}, nil
 	}
 	return Exit{Code: ws.ExitStatus()}, nil
 }

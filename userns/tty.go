@@ -47,14 +47,8 @@ func startTTYRelay(master *os.File, o Options, interactive bool) *ttyRelay {
 // resize gives the pty the caller's current window size; the kernel then
 // sends SIGWINCH to the pty's foreground process group.
 func (r *ttyRelay) resize() {
-	for _, f := range []*os.File{r.in, r.out} {
-		if f == nil {
-			continue
-		}
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
-			_ = unix.IoctlSetWinsize(int(r.master.Fd()), unix.TIOCSWINSZ, ws)
-			return
-		}
+	if ws := TerminalSize(r.in, r.out); ws != nil {
+		_ = unix.IoctlSetWinsize(int(r.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
 	}
 }
 
