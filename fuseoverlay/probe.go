@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
 )
 
 // ProbeArg0 is the argv[0] of the child that tries a kernel overlay mount.
@@ -74,4 +76,51 @@ func ProbeFuse() error {
 		return fmt.Errorf("/dev/fuse is not usable (%v); sudo chmod 0666 /dev/fuse, as distributions ship it", err)
 	}
 	return nil
+}
+
+// Choose resolves --overlay auto|kernel|fuse to the implementation to use.
+// The kernel probe costs a process, so its answer is remembered in cache
+// (a file in ursb's private runtime directory) per kernel release.
+func Choose(mode, cache string) (string, error) {
+	switch mode {
+	case spec.OverlayKernel:
+		return mode, nil
+	case spec.OverlayFuse:
+		return mode, ProbeFuse()
+	case "", "auto":
+	default:
+		return "", fmt.Errorf("unknown --overlay %q; use auto, kernel or fuse", mode)
+	}
+	kerr := probeKernelCached(cache)
+	if kerr == nil {
+		return spec.OverlayKernel, nil
+	}
+	if ferr := ProbeFuse(); ferr != nil {
+		return "", fmt.Errorf("no copy-on-write root available: %v; and %v", kerr, ferr)
+	}
+	return spec.OverlayFuse, nil
+}
+
+func probeKernelCached(cache string) error {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	release := unix.ByteSliceToString(u.Release[:])
+	if data, err := os.ReadFile(cache); err == nil {
+		if rel, answer, ok := strings.Cut(strings.TrimSpace(string(data)), " "); ok && rel == release {
+			if answer == "ok" {
+				return nil
+			}
+			return errors.New(answer)
+		}
+	}
+	err := ProbeKernel()
+	answer := "ok"
+	if err != nil {
+		answer = err.Error()
+	}
+	tmp := cache + ".tmp"
+	if os.WriteFile(tmp, []byte(release+" "+answer+"\n"), 0o600) == nil {
+		_ = os.Rename(tmp, cache)
+	}
+	return err
 }

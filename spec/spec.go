@@ -21,8 +21,9 @@ type Spec struct {
 	Rootfs string `json:"rootfs,omitempty"`
 	// ReadOnly makes the root filesystem read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
-	// Overlay selects the copy-on-write implementation: auto, kernel or fuse.
-	Overlay string `json:"overlay,omitempty"`
+	// Root is how the copy-on-write root is assembled over Rootfs or the
+	// host's /.
+	Root Root `json:"root"`
 	// Mounts are the volumes and tmpfs mounts, in the order given.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// UserNS is the id mapping mode requested: auto, full, single or keep-id.
@@ -42,6 +43,39 @@ type Spec struct {
 	WinSize *WinSize `json:"winSize,omitempty"`
 	// Security holds the settings applied last, just before the command runs.
 	Security Security `json:"security"`
+}
+
+// The copy-on-write implementations of a sandbox's root.
+const (
+	OverlayKernel = "kernel"
+	OverlayFuse   = "fuse"
+)
+
+// Root is a sandbox's root filesystem: overlay layers over a lower tree.
+type Root struct {
+	// Overlay is OverlayKernel or OverlayFuse.
+	Overlay string `json:"overlay"`
+	// Layers are the overlay mounts. Layers[0] is mounted on / and the
+	// others on directories inside it, parents before children.
+	Layers []Layer `json:"layers"`
+	// ReadOnly are host paths shown read-only at the same path inside:
+	// files next to layers, and subtrees the kernel will not overlay.
+	ReadOnly []string `json:"readOnly,omitempty"`
+	// Hidden are host directories covered by an empty read-only tmpfs.
+	Hidden []string `json:"hidden,omitempty"`
+	// SquashToRoot shows every lower file as owned by root (fuse only), so
+	// that host files owned by unmapped ids can be changed inside.
+	SquashToRoot bool `json:"squashToRoot,omitempty"`
+}
+
+// Layer is one overlay mount: Lower seen through, changes kept in Upper.
+type Layer struct {
+	// Target is where the layer is mounted inside the sandbox.
+	Target string `json:"target"`
+	// Lower, Upper and Work are host paths.
+	Lower string `json:"lower"`
+	Upper string `json:"upper"`
+	Work  string `json:"work"`
 }
 
 // User is a numeric identity inside the sandbox.

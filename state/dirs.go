@@ -70,33 +70,3 @@ func NewID() string {
 	return hex.EncodeToString(b)
 }
 
-// Stage is a sandbox's private runtime directory with an empty "root"
-// directory inside, on which the sandbox's root is assembled.
-type Stage struct {
-	Dir  string
-	Root string
-}
-
-// NewStage creates the runtime directory of sandbox id.
-func NewStage(id string) (*Stage, error) {
-	run, err := RuntimeDir()
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(run, id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
-	}
-	root := filepath.Join(dir, "root")
-	if err := os.Mkdir(root, 0o700); err != nil {
-		os.Remove(dir)
-		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
-	}
-	return &Stage{Dir: dir, Root: root}, nil
-}
-
-// Remove deletes the stage; the mounts on it lived only in the sandbox's
-// mount namespace, so on the host it is a pair of empty directories.
-func (s *Stage) Remove() error {
-	return os.RemoveAll(s.Dir)
-}

@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 )
@@ -25,6 +27,8 @@ type step struct {
 type rootfs struct {
 	stage string
 	dir   *os.File // O_PATH handle of the stage once the root is mounted
+	// layers are the roots of the overlay mounts, for --read-only.
+	layers []*os.File
 }
 
 // devices are bind-mounted from the host: a user namespace cannot mknod.
@@ -41,6 +45,7 @@ func setupSteps(s *spec.Spec, stage string) []step {
 		// mount namespace, whatever the host's propagation is.
 		return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 	})
+	add("mounting the root filesystem", func() error { return r.mountRoot(s) })
 	for i, m := range s.Mounts {
 		if m.Kind != spec.MountBind {
 			continue
@@ -53,23 +58,6 @@ func setupSteps(s *spec.Spec, stage string) []step {
 			return err
 		})
 	}
-	if s.Rootfs != "" {
-		add("mounting the root filesystem "+s.Rootfs, func() error {
-			return unix.Mount(s.Rootfs, stage, "", unix.MS_BIND|unix.MS_REC, "")
-		})
-	} else {
-		add("mounting a read-only view of the host's /", func() error {
-			if err := unix.Mount("/", stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-				return err
-			}
-			return setattr(stage, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true)
-		})
-	}
-	add("opening the new root", func() error {
-		f, err := os.OpenFile(stage, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		r.dir = f
-		return err
-	})
 	add("mounting /proc", func() error {
 		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	})
@@ -97,13 +85,16 @@ func setupSteps(s *spec.Spec, stage string) []step {
 			})
 		}
 	}
+	if len(s.Root.Hidden) > 0 {
+		add("hiding ursb's own storage", func() error { return r.hide(s.Root.Hidden) })
+	}
 	add("masking paths", func() error { return r.mask(s.Security.MaskedPaths) })
 	add("making paths read-only", func() error { return r.readOnly(s.Security.ReadonlyPaths) })
 	if s.ReadOnly {
-		add("making the root read-only", func() error { return setattr(stage, unix.MOUNT_ATTR_RDONLY, false) })
+		add("making the root read-only", r.readOnlyRoot)
 	}
 	add("entering the new root", func() error {
-		for _, f := range sources {
+		for _, f := range append(sources, r.layers[min(1, len(r.layers)):]...) {
 			if f != nil {
 				f.Close()
 			}
@@ -127,6 +118,113 @@ func setupSteps(s *spec.Spec, stage string) []step {
 	})
 	add("applying the security settings", func() error { return confine(s) })
 	return steps
+}
+
+// mountRoot mounts the overlay layers of the root on the stage, then what
+// the plan shows read-only beside them.
+func (r *rootfs) mountRoot(s *spec.Spec) error {
+	var flags uintptr
+	if s.Rootfs == "" {
+		// Host set-uid files belong to ids outside the sandbox anyway.
+		flags = unix.MS_NOSUID
+	}
+	root := s.Root
+	if root.Overlay == spec.OverlayFuse {
+		if err := fuseoverlay.WaitFuse(r.stage, 10*time.Second); err != nil {
+			return err
+		}
+		// The daemon joined this mount namespace, so pivot_root would
+		// move its root too, onto its own mount. A copy of the namespace
+		// keeps the daemon where it is. Only this (locked) thread moves,
+		// and it is the one that goes on to start the command.
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
+		}
+	} else if err := fuseoverlay.MountKernel(root.Layers[0], r.stage, flags); err != nil {
+		return fmt.Errorf("kernel overlayfs over %s: %w (try --overlay fuse)", lowerName(s), err)
+	}
+	dir, err := os.OpenFile(r.stage, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	r.dir = dir
+	r.layers = append(r.layers, dir)
+	for _, l := range root.Layers[1:] {
+		dst, err := r.dirIn(l.Target)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.Target, err)
+		}
+		err = fuseoverlay.MountKernel(l, fdPath(dst), flags)
+		if err != nil {
+			// Some filesystems cannot be an overlay's lower layer;
+			// they are shown read-only rather than not at all.
+			err = r.bindHost(l.Lower, dst, l.Target)
+		}
+		if err == nil {
+			var top *os.File
+			top, err = pathrs.OpenatInRoot(r.dir, l.Target)
+			r.layers = append(r.layers, top)
+		}
+		dst.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.Target, err)
+		}
+	}
+	for _, p := range root.ReadOnly {
+		dst, err := pathrs.OpenatInRoot(r.dir, p)
+		if err == nil {
+			err = r.bindHost(p, dst, p)
+			dst.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func lowerName(s *spec.Spec) string {
+	if s.Rootfs != "" {
+		return s.Rootfs
+	}
+	return "the host's /"
+}
+
+// bindHost shows the host's path read-only on dst, the handle of target,
+// with its sub-mounts.
+func (r *rootfs) bindHost(path string, dst *os.File, target string) error {
+	if err := unix.Mount(path, fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	return r.setattrIn(target, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+}
+
+// readOnlyRoot makes every overlay layer read-only, after the mount targets
+// have been made in them; volumes and tmpfs mounts stay as asked.
+func (r *rootfs) readOnlyRoot() error {
+	for _, l := range r.layers {
+		if err := unix.MountSetattr(int(l.Fd()), "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hide covers ursb's own storage with an empty tmpfs: a host-root sandbox
+// has no business with other sandboxes' layers.
+func (r *rootfs) hide(paths []string) error {
+	for _, p := range paths {
+		f, err := pathrs.OpenatInRoot(r.dir, p)
+		if err != nil {
+			continue
+		}
+		err = unix.Mount("tmpfs", fdPath(f), "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=700")
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // openPath opens path as an O_PATH handle without following a final symlink.
@@ -213,14 +311,6 @@ func (r *rootfs) setattrIn(path string, attr uint64) error {
 	}
 	defer top.Close()
 	return unix.MountSetattr(int(top.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr})
-}
-
-func setattr(path string, attr uint64, recursive bool) error {
-	flags := 0
-	if recursive {
-		flags = unix.AT_RECURSIVE
-	}
-	return unix.MountSetattr(unix.AT_FDCWD, path, uint(flags), &unix.MountAttr{Attr_set: attr})
 }
 
 func (r *rootfs) setupDev(s *spec.Spec) error {

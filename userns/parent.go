@@ -13,6 +13,7 @@ import (
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 )
@@ -127,12 +128,34 @@ type sandbox struct {
 	mu      sync.Mutex
 	failure *Failure
 	tty     *ttyRelay
+	fuse    *fuseoverlay.Daemon
+}
+
+// fail records the first failure; later ones are its consequences.
+func (sb *sandbox) fail(code int, msg string) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.failure == nil {
+		sb.failure = &Failure{Code: code, Msg: msg}
+	}
 }
 
 func (sb *sandbox) run(sigs chan os.Signal) (Exit, error) {
 	pid := sb.cmd.Process.Pid
 	if err := idmap.Write(pid, sb.opts.Plan, sb.opts.Host); err != nil {
 		return sb.abort(err)
+	}
+	// The daemon mounts the root while the child sets up the rest; the
+	// child waits for it before it goes on to mount /proc and the rest.
+	var fuseDone <-chan struct{}
+	if sb.spec.Root.Overlay == spec.OverlayFuse {
+		d, err := fuseoverlay.StartFuse(pid, sb.spec.Root, sb.opts.Stage)
+		if err != nil {
+			return sb.abort(err)
+		}
+		defer d.Stop()
+		fuseDone = d.Done()
+		sb.fuse = d
 	}
 	if err := sb.ch.send(message{Kind: msgStart, Spec: sb.spec}); err != nil {
 		return sb.abort(fmt.Errorf("sending the spec to the sandbox: %w", err))
@@ -150,6 +173,11 @@ loop:
 			sb.forward(pid, sig.(unix.Signal))
 		case werr = <-waited:
 			break loop
+		case <-fuseDone:
+			// Without its root the sandbox cannot go on.
+			fuseDone = nil
+			sb.fail(125, sb.fuse.Err().Error())
+			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
 	<-msgsDone
@@ -205,11 +233,7 @@ func (sb *sandbox) readMessages(done chan struct{}) {
 			if code != 126 && code != 127 {
 				code = 125
 			}
-			sb.mu.Lock()
-			if sb.failure == nil {
-				sb.failure = &Failure{Code: code, Msg: m.Err}
-			}
-			sb.mu.Unlock()
+			sb.fail(code, m.Err)
 		}
 		closeAll(fds)
 	}

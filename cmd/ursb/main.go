@@ -20,6 +20,7 @@ import (
 // cli is the whole command line; each command lives in its own file.
 type cli struct {
 	Run   runCmd   `cmd:"" help:"Run a command in a new sandbox."`
+	Rm    rmCmd    `cmd:"" help:"Remove named sandboxes and everything they stored."`
 	Check checkCmd `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 }
 
@@ -42,6 +43,8 @@ func main() {
 		os.Exit(0)
 	case fuseoverlay.ProbeArg0:
 		os.Exit(fuseoverlay.ProbeChild())
+	case userns.StorageArg0:
+		userns.StorageChild(storageTool)
 	}
 	os.Exit(run(os.Args[1:]))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,7 +16,10 @@ import (
 )
 
 type runCmd struct {
-	Rootfs      string   `help:"Root filesystem directory (default: a read-only view of the host's /)." placeholder:"DIR"`
+	Rootfs      string   `help:"Root filesystem directory (default: the host's /, copy-on-write)." placeholder:"DIR"`
+	Name        string   `help:"Name the sandbox: its changes are kept for the next run with this name." placeholder:"NAME"`
+	Rm          bool     `help:"With --name, remove the sandbox's stored changes when it exits."`
+	Overlay     string   `default:"auto" help:"Copy-on-write root: auto, kernel (overlayfs) or fuse (fuse-overlayfs)."`
 	Interactive bool     `short:"i" help:"Keep stdin attached to the command."`
 	TTY         bool     `short:"t" name:"tty" help:"Give the command a terminal."`
 	Env         []string `short:"e" sep:"none" help:"Set an environment variable (KEY=VALUE, or KEY to copy the caller's)." placeholder:"K=V"`
@@ -48,8 +52,31 @@ func (r *runCmd) Run() error {
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
-	// Leaves of sandboxes that died with ursb are removed on the next run.
+	// What sandboxes that died with ursb left is removed on the next run.
 	cgroupv2.Sweep()
+	state.Sweep(removeStorage)
+	var stored storedRoot
+	var haveStored, started bool
+	var storage *state.Storage
+	if s.Name != "" {
+		if storage, err = state.Named(s.Name, true); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
+		defer storage.Unlock()
+		stored, haveStored = readStoredRoot(storage)
+		if !haveStored {
+			// A new name that fails to start leaves nothing behind.
+			defer func() {
+				if !started {
+					_ = removeStorage(storage.Dir)
+				}
+			}()
+		}
+	}
+	mode, err := chooseOverlay(r.Overlay, s.Name, stored, haveStored, s.Rootfs)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
 	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
 	switch {
 	case errors.Is(err, cgroupv2.ErrNoLeaf):
@@ -63,6 +90,24 @@ func (r *runCmd) Run() error {
 		return &exitError{code: 125, msg: err.Error()}
 	}
 	defer stage.Remove()
+	if storage == nil {
+		if storage, err = state.Scratch(s.ID); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
+		defer removeStorage(storage.Dir)
+	} else {
+		data, _ := json.Marshal(storedRoot{Rootfs: s.Rootfs, Overlay: mode})
+		if err := storage.WriteFile(rootFile, data); err != nil {
+			return &exitError{code: 125, msg: fmt.Sprintf("saving sandbox %s: %v", s.Name, err)}
+		}
+		if r.Rm {
+			defer removeStorage(storage.Dir)
+		}
+	}
+	if s.Root, err = planRoot(s, mode, storage, stage); err != nil {
+		return &exitError{code: 125, msg: fmt.Sprintf("preparing the root filesystem: %v", err)}
+	}
+	started = true
 	exit, err := userns.Run(s, userns.Options{
 		Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
@@ -101,8 +146,15 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if err != nil {
 		return fail("cannot read the current directory: %v", err)
 	}
+	if r.Name != "" {
+		if err := state.CheckName(r.Name); err != nil {
+			return fail("%v", err)
+		}
+	} else if r.Rm {
+		return fail("--rm needs --name: an unnamed sandbox keeps nothing anyway")
+	}
 	id := state.NewID()
-	s := &spec.Spec{ID: id, Argv: argv, UserNS: r.Userns, Hostname: r.Hostname, ReadOnly: r.ReadOnly, TTY: r.TTY, Interactive: r.Interactive}
+	s := &spec.Spec{ID: id, Name: r.Name, Argv: argv, UserNS: r.Userns, Hostname: r.Hostname, ReadOnly: r.ReadOnly, TTY: r.TTY, Interactive: r.Interactive}
 	if s.Hostname == "" {
 		s.Hostname = id[:12]
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/state"
+	"github.com/ursb/ursb/userns"
+)
+
+// storedRoot is what a named sandbox remembers of its root between runs, so
+// that its layers are always read over the same lower.
+type storedRoot struct {
+	Rootfs  string `json:"rootfs,omitempty"`
+	Overlay string `json:"overlay"`
+}
+
+const rootFile = "root.json"
+
+// readStoredRoot returns the remembered root of a named sandbox, if any.
+func readStoredRoot(st *state.Storage) (storedRoot, bool) {
+	var r storedRoot
+	data, err := st.ReadFile(rootFile)
+	if err != nil || json.Unmarshal(data, &r) != nil {
+		return r, false
+	}
+	return r, true
+}
+
+// chooseOverlay resolves --overlay for this run. A named sandbox keeps the
+// implementation its layers were written by: kernel and fuse-overlayfs
+// mark deletions differently.
+func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs string) (string, error) {
+	if haveStored {
+		if stored.Rootfs != rootfs {
+			lower := stored.Rootfs
+			if lower == "" {
+				lower = "the host's /"
+			}
+			return "", fmt.Errorf("sandbox %s was made over %s; run it with the same root, or 'ursb rm %s' first", name, lower, name)
+		}
+		if flag != "auto" && flag != stored.Overlay {
+			return "", fmt.Errorf("sandbox %s uses the %s overlay; drop --overlay, or 'ursb rm %s' first", name, stored.Overlay, name)
+		}
+		if flag == "auto" {
+			flag = stored.Overlay
+		}
+	}
+	run, err := state.RuntimeDir()
+	if err != nil {
+		return "", err
+	}
+	return fuseoverlay.Choose(flag, filepath.Join(run, "overlay-probe"))
+}
+
+// planRoot lays out the sandbox's root on its storage.
+func planRoot(s *spec.Spec, mode string, st *state.Storage, stage *state.Stage) (spec.Root, error) {
+	dirs := fuseoverlay.Dirs{Upper: st.Upper(), Work: st.Work(), Skeleton: filepath.Join(stage.Dir, "skel")}
+	var root spec.Root
+	if s.Rootfs != "" {
+		root = fuseoverlay.PlanRootfs(mode, s.Rootfs, dirs)
+	} else {
+		if err := os.Mkdir(dirs.Skeleton, 0o755); err != nil {
+			return root, err
+		}
+		var hidden []string
+		for _, get := range []func() (string, error){state.DataDir, state.RuntimeDir} {
+			if d, err := get(); err == nil && !fuseoverlay.IsOwnPath(d) {
+				hidden = append(hidden, d)
+			}
+		}
+		var err error
+		if root, err = fuseoverlay.PlanHost(mode, dirs, hidden); err != nil {
+			return root, err
+		}
+	}
+	return root, fuseoverlay.MakeDirs(root)
+}
+
+// removeStorage deletes a sandbox's storage directory. Files that the
+// sandbox gave to subordinate ids are deleted from inside a user namespace
+// with the caller's full mapping, where they belong to mapped ids.
+func removeStorage(dir string) error {
+	if err := fuseoverlay.RemoveTree(dir); err == nil {
+		return nil
+	}
+	host := idmap.LookupHost()
+	plan, err := idmap.Resolve("auto", host)
+	if err != nil {
+		return err
+	}
+	if err := userns.AsRoot(plan, host, os.Stdout, "rm", dir); err != nil {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: files owned by ids outside your range remain", dir)
+	}
+	return nil
+}

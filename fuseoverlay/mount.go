@@ -1,0 +1,149 @@
+package fuseoverlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
+)
+
+const fuseSuperMagic = 0x65735546
+
+// MountKernel mounts layer l as a kernel overlay on target, from inside the
+// sandbox's user and mount namespaces. The directories are opened first
+// and named by descriptor, so no path needs escaping for the mount options.
+func MountKernel(l spec.Layer, target string, flags uintptr) error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	var opts []string
+	for _, d := range [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}} {
+		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", d[0], d[1], err)
+		}
+		fds = append(fds, fd)
+		opts = append(opts, d[0]+"=/proc/self/fd/"+strconv.Itoa(fd))
+	}
+	// A user namespace may not write trusted.* xattrs; userxattr keeps the
+	// overlay's own metadata in user.overlay.*.
+	opts = append(opts, "userxattr")
+	return unix.Mount("overlay", target, "overlay", flags, strings.Join(opts, ","))
+}
+
+// WaitFuse waits until the fuse-overlayfs started by the parent has mounted
+// itself on dir.
+func WaitFuse(dir string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			return err
+		}
+		if st.Type == fuseSuperMagic {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fuse-overlayfs did not mount within %s", timeout)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Daemon is a fuse-overlayfs serving one sandbox's root.
+type Daemon struct {
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+	stop   sync.Once
+}
+
+// StartFuse runs fuse-overlayfs for the root's single layer in the user and
+// mount namespaces of the process pid, mounting on mountpoint there.
+//
+// It stays in the host's pid namespace, where the sandbox cannot see or
+// ptrace it, although it runs with the sandbox's root identity. It must be
+// called from the thread that owns the sandbox (see userns.Run): its parent
+// death signal fires when that thread ends, so it dies with ursb.
+func StartFuse(pid int, r spec.Root, mountpoint string) (*Daemon, error) {
+	l := r.Layers[0]
+	for _, p := range []string{l.Lower, l.Upper, l.Work, mountpoint} {
+		if strings.ContainsAny(p, ",:") {
+			return nil, fmt.Errorf("fuse-overlayfs cannot take the path %s (',' or ':' in it); use --overlay kernel or another directory", p)
+		}
+	}
+	opts := "lowerdir=" + l.Lower + ",upperdir=" + l.Upper + ",workdir=" + l.Work
+	if r.SquashToRoot {
+		opts = "squash_to_root," + opts
+	}
+	// nsenter joins the namespaces (a Go process cannot enter a user
+	// namespace once it has threads); setpriv keeps the capabilities of
+	// that namespace across the exec, for mappings in which the caller is
+	// not root inside, and asks for SIGKILL when ursb goes away.
+	cmd := exec.Command("nsenter", "--target", strconv.Itoa(pid), "--user", "--mount", "--preserve-credentials", "--",
+		"setpriv", "--pdeathsig", "KILL", "--inh-caps", "+all", "--ambient-caps", "+all", "--",
+		"fuse-overlayfs", "-f", "-o", opts, mountpoint)
+	d := &Daemon{cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = &d.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting fuse-overlayfs: %w", err)
+	}
+	go func() {
+		err := cmd.Wait()
+		if msg := lastLine(d.stderr.String()); msg != "" {
+			err = errors.New(msg)
+		}
+		d.err = err
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// Done is closed when the daemon has exited; Err then says why.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Err is the daemon's exit error, once Done is closed.
+func (d *Daemon) Err() error {
+	if d.err == nil {
+		return errors.New("fuse-overlayfs exited")
+	}
+	return fmt.Errorf("fuse-overlayfs: %w", d.err)
+}
+
+// Stop ends the daemon and waits for it. The sandbox is gone by then, so
+// nothing is left to flush: fuse-overlayfs writes through to the upper.
+func (d *Daemon) Stop() {
+	d.stop.Do(func() {
+		_ = d.cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(2 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "unknown argument ignored") {
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,211 @@
+package fuseoverlay
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
+)
+
+// OwnPaths are the directories a host-root sandbox gets fresh instances of;
+// the host's mounts below them are never shown.
+var OwnPaths = []string{"/proc", "/sys", "/dev", "/tmp", "/run"}
+
+// maxLayers bounds the kernel plan for hosts with many nested mounts;
+// deeper subtrees are shown read-only instead.
+const maxLayers = 64
+
+// Dirs are the host directories a plan puts its trees in.
+type Dirs struct {
+	// Upper and Work are the sandbox's storage (same filesystem).
+	Upper, Work string
+	// Skeleton is an empty scratch directory for the host-root kernel
+	// plan's stand-in of /.
+	Skeleton string
+}
+
+// PlanRootfs lays out a single overlay over a root filesystem directory.
+func PlanRootfs(mode, rootfs string, d Dirs) spec.Root {
+	return spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", rootfs, d)}}
+}
+
+// PlanHost lays out the copy-on-write view of the host's /.
+//
+// fuse-overlayfs reads its lower through the mount table, so one layer over
+// / shows every host mount copy-on-write. The kernel refuses a lower layer
+// with mounts below it that came from a more privileged mount namespace
+// ("locked" mounts, as all of the host's are in a user namespace), so the
+// kernel plan gives each directory without mounts below it an overlay of
+// its own, under a root overlay whose lower is a skeleton of / down to
+// those directories. Files beside them are shown read-only.
+func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, error) {
+	if mode == spec.OverlayFuse {
+		r := spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", "/", d)}, Hidden: hidden, SquashToRoot: true}
+		return r, nil
+	}
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return spec.Root{}, fmt.Errorf("reading the mount table: %w", err)
+	}
+	p := &hostPlan{dirs: d, mountpoints: mountpointsBelowRoot(mounts)}
+	p.root = spec.Root{Overlay: mode, Layers: []spec.Layer{{Target: "/", Lower: d.Skeleton, Upper: filepath.Join(d.Upper, "root"), Work: filepath.Join(d.Work, "root")}}, Hidden: hidden}
+	if err := p.walk("/", 0); err != nil {
+		return spec.Root{}, err
+	}
+	return p.root, nil
+}
+
+type hostPlan struct {
+	dirs        Dirs
+	mountpoints []string
+	root        spec.Root
+}
+
+// mountpointsBelowRoot lists the host's mount points other than / itself
+// and those under the sandbox's own directories.
+func mountpointsBelowRoot(mounts []*mountinfo.Info) []string {
+	var out []string
+	for _, m := range mounts {
+		if m.Mountpoint == "/" || under(m.Mountpoint, OwnPaths...) {
+			continue
+		}
+		out = append(out, m.Mountpoint)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func under(path string, dirs ...string) bool {
+	for _, d := range dirs {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// mountsBelow tells whether a mount point lies strictly below dir.
+func (p *hostPlan) mountsBelow(dir string) bool {
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	i := sort.SearchStrings(p.mountpoints, prefix)
+	return i < len(p.mountpoints) && strings.HasPrefix(p.mountpoints[i], prefix)
+}
+
+// walk mirrors dir into the skeleton and plans each of its entries.
+func (p *hostPlan) walk(dir string, depth int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		skel := filepath.Join(p.dirs.Skeleton, path)
+		info, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		switch {
+		case dir == "/" && under(path, OwnPaths...):
+			err = os.Mkdir(skel, 0o755)
+		case info.Mode()&os.ModeSymlink != 0:
+			var target string
+			if target, err = os.Readlink(path); err == nil {
+				err = os.Symlink(target, skel)
+			}
+		case info.IsDir():
+			if err = os.Mkdir(skel, info.Mode().Perm()); err != nil {
+				break
+			}
+			switch {
+			case !p.mountsBelow(path):
+				p.root.Layers = append(p.root.Layers, layer(path, path, p.dirs))
+			case depth < 4 && len(p.root.Layers) < maxLayers:
+				err = p.walk(path, depth+1)
+			default:
+				p.root.ReadOnly = append(p.root.ReadOnly, path)
+			}
+		case info.Mode().IsRegular():
+			// An empty stand-in, covered by a read-only bind of the
+			// host's file.
+			var f *os.File
+			if f, err = os.OpenFile(skel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm()); err == nil {
+				f.Close()
+				p.root.ReadOnly = append(p.root.ReadOnly, path)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("preparing the view of %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// layer plans the overlay of target. The upper and work directories of
+// layers below / are named after their target, so a named sandbox finds the
+// same ones on its next run.
+func layer(target, lower string, d Dirs) spec.Layer {
+	name := "root"
+	if target != "/" {
+		name = filepath.Join("layers", url.PathEscape(target))
+	}
+	return spec.Layer{Target: target, Lower: lower, Upper: filepath.Join(d.Upper, name), Work: filepath.Join(d.Work, name)}
+}
+
+// LayerTarget recovers the target of a layer from its upper directory's
+// name (the inverse of the naming in layer).
+func LayerTarget(upperName string) (string, bool) {
+	t, err := url.PathUnescape(upperName)
+	return t, err == nil && strings.HasPrefix(t, "/")
+}
+
+// MakeDirs creates the upper and work directories of every layer. An
+// overlay's root directory shows its upper's mode, so the upper gets the
+// lower's: a 0700 upper would lock every other user inside out of /.
+func MakeDirs(r spec.Root) error {
+	for _, l := range r.Layers {
+		for _, d := range []string{l.Upper, l.Work} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+		}
+		st, err := os.Stat(l.Lower)
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(l.Upper, st.Mode()&(os.ModePerm|os.ModeSticky)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveTree deletes dir as its owner can: overlay leaves work directories
+// with mode 000, which need opening up first. It fails on files owned by
+// other (subordinate) ids; those need a user namespace.
+func RemoveTree(dir string) error {
+	err := os.RemoveAll(dir)
+	if err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if d != nil && d.IsDir() {
+			_ = unix.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// IsOwnPath tells whether path is one of OwnPaths or below one.
+func IsOwnPath(path string) bool { return under(path, OwnPaths...) }

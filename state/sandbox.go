@@ -1,0 +1,267 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrRunning is returned when a named sandbox is in use by another ursb.
+var ErrRunning = errors.New("already running")
+
+// ErrNoSandbox is returned for a name that has no stored sandbox.
+var ErrNoSandbox = errors.New("no such sandbox")
+
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// CheckName rejects names that could not be a directory name of their own.
+func CheckName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("invalid sandbox name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Stage is the runtime directory of one run of a sandbox. Its lock is held
+// for as long as the run lasts, so a stage whose lock is free belongs to an
+// ursb that died and can be swept.
+type Stage struct {
+	ID  string
+	Dir string
+	// Root is an empty directory on which the sandbox's root is assembled.
+	Root string
+	lock *os.File
+}
+
+// NewStage creates and locks the runtime directory of sandbox id.
+func NewStage(id string) (*Stage, error) {
+	run, err := RuntimeDir()
+	if err != nil {
+		return nil, err
+	}
+	// Made under a dot name and renamed once locked, so Sweep never sees
+	// it unlocked.
+	tmp := filepath.Join(run, ".new-"+id)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
+	}
+	lock, err := lockFile(filepath.Join(tmp, "lock"), true)
+	if err == nil {
+		err = os.Mkdir(filepath.Join(tmp, "root"), 0o700)
+	}
+	dir := filepath.Join(run, id)
+	if err == nil {
+		err = os.Rename(tmp, dir)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("creating the sandbox's runtime directory: %v", err)
+	}
+	return &Stage{ID: id, Dir: dir, Root: filepath.Join(dir, "root"), lock: lock}, nil
+}
+
+// Remove deletes the stage; the mounts on it lived only in the sandbox's
+// mount namespace, so on the host it holds only empty directories and
+// files ursb made.
+func (s *Stage) Remove() error {
+	err := os.RemoveAll(s.Dir)
+	s.lock.Close()
+	return err
+}
+
+// Storage is the directory holding a sandbox's overlay upper and work
+// trees: data/sandboxes/NAME for a named sandbox, data/scratch/ID for an
+// anonymous one.
+type Storage struct {
+	Dir  string
+	lock *os.File
+}
+
+// Upper is the directory of the sandbox's changes.
+func (s *Storage) Upper() string { return filepath.Join(s.Dir, "upper") }
+
+// Work is the overlay work directory, on the same filesystem as Upper.
+func (s *Storage) Work() string { return filepath.Join(s.Dir, "work") }
+
+// Scratch creates the storage of an anonymous sandbox; it lives as long as
+// the stage with the same id.
+func Scratch(id string) (*Storage, error) {
+	dir, err := dataSub("scratch")
+	if err != nil {
+		return nil, err
+	}
+	s := &Storage{Dir: filepath.Join(dir, id)}
+	if err := mkdirs(s.Dir, s.Upper(), s.Work()); err != nil {
+		return nil, fmt.Errorf("creating the sandbox's storage: %v", err)
+	}
+	return s, nil
+}
+
+// Named opens the storage of sandbox name, creating it when create is set,
+// and locks it: ErrRunning when another ursb holds it.
+func Named(name string, create bool) (*Storage, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	dir, err := dataSub("sandboxes")
+	if err != nil {
+		return nil, err
+	}
+	s := &Storage{Dir: filepath.Join(dir, name)}
+	if !create {
+		if _, err := os.Lstat(s.Dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, ErrNoSandbox)
+		}
+	}
+	if err := mkdirs(s.Dir); err != nil {
+		return nil, fmt.Errorf("creating the storage of sandbox %s: %v", name, err)
+	}
+	if s.lock, err = lockFile(filepath.Join(s.Dir, "lock"), false); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("sandbox %s is %w", name, ErrRunning)
+		}
+		return nil, fmt.Errorf("locking sandbox %s: %v", name, err)
+	}
+	if err := mkdirs(s.Upper(), s.Work()); err != nil {
+		s.Unlock()
+		return nil, fmt.Errorf("creating the storage of sandbox %s: %v", name, err)
+	}
+	return s, nil
+}
+
+// Unlock releases the lock taken by Named.
+func (s *Storage) Unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// ReadFile reads a small file kept next to the layers, such as the root
+// description that ursb diff needs.
+func (s *Storage) ReadFile(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(s.Dir, name))
+}
+
+// WriteFile replaces such a file atomically.
+func (s *Storage) WriteFile(name string, data []byte) error {
+	tmp := filepath.Join(s.Dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.Dir, name))
+}
+
+// Sweep removes what sandboxes left behind when their ursb was killed: the
+// runtime directories whose lock is free and the scratch storage without a
+// live run. remove deletes a storage directory, which may hold files owned
+// by subordinate ids that only a user namespace can delete.
+func Sweep(remove func(dir string) error) {
+	run, err := RuntimeDir()
+	if err != nil {
+		return
+	}
+	scratch, err := dataSub("scratch")
+	if err != nil {
+		return
+	}
+	entries, _ := os.ReadDir(run)
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(run, name)
+		if strings.HasPrefix(name, ".new-") {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 10*time.Minute {
+				os.RemoveAll(path)
+			}
+			continue
+		}
+		if !e.IsDir() {
+			continue
+		}
+		lock, err := lockFile(filepath.Join(path, "lock"), false)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(scratch, name)); err == nil {
+			_ = remove(filepath.Join(scratch, name))
+		}
+		os.RemoveAll(path)
+		lock.Close()
+	}
+	entries, _ = os.ReadDir(scratch)
+	for _, e := range entries {
+		if _, err := os.Lstat(filepath.Join(run, e.Name())); errors.Is(err, os.ErrNotExist) {
+			_ = remove(filepath.Join(scratch, e.Name()))
+		}
+	}
+}
+
+// Names lists the stored named sandboxes.
+func Names() ([]string, error) {
+	dir, err := dataSub("sandboxes")
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && CheckName(e.Name()) == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+func dataSub(name string) (string, error) {
+	data, err := DataDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(data, name)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("creating %s: %v", dir, err)
+	}
+	return dir, nil
+}
+
+func mkdirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockFile opens (or creates) path and takes an exclusive flock on it
+// without waiting. The kernel drops the lock when its holder dies, so a
+// crash leaves no stale lock.
+func lockFile(path string, create bool) (*os.File, error) {
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE | os.O_EXCL
+	} else {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}

@@ -1,0 +1,87 @@
+package userns
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/idmap"
+)
+
+// StorageArg0 is the argv[0] of a re-executed ursb that works on a
+// sandbox's stored layers as root of a user namespace with the sandbox's
+// id mapping: files created inside belong to subordinate ids that the
+// caller cannot read or delete on the host.
+const StorageArg0 = "ursb-storage"
+
+// AsRoot runs ursb's storage tool with args as root of a new user namespace
+// mapped by plan; out is its standard output. cmd/ursb implements the tool
+// (see StorageChild).
+func AsRoot(plan idmap.Plan, host idmap.Host, out *os.File, args ...string) error {
+	// The child's parent-death signal is bound to this thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	exe, err := initExecutable(plan.UID)
+	if err != nil {
+		return err
+	}
+	defer exe.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	var stderr bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/4",
+		Args:       append([]string{StorageArg0}, args...),
+		Env:        []string{},
+		Stdout:     out,
+		Stderr:     &stderr,
+		ExtraFiles: []*os.File{r, exe},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  unix.CLONE_NEWUSER,
+			Pdeathsig:   unix.SIGKILL,
+			AmbientCaps: allCaps(),
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		return fmt.Errorf("starting a user namespace: %w", err)
+	}
+	r.Close()
+	if err := idmap.Write(cmd.Process.Pid, plan, host); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	w.Close()
+	if err := cmd.Wait(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("%s", msg)
+		}
+		return err
+	}
+	return nil
+}
+
+// StorageChild runs in the re-executed tool: it waits until its id maps are
+// written, then runs do with its arguments. It never returns.
+func StorageChild(do func(args []string) error) {
+	unix.Close(4)
+	var b [1]byte
+	// The parent closes its end once the maps are in place.
+	_, _ = unix.Read(3, b[:])
+	unix.Close(3)
+	if err := do(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
