@@ -21,7 +21,9 @@
 # Measured: the floor, bwrap, ursb (busybox rootfs; same with --userns
 # single, bwrap's mapping; host-root mode), ursb from a copy the user owns
 # (which makes ursb re-exec from a sealed in-memory copy of itself), podman,
-# and the network anchors rootlesskit, slirp4netns and pasta.
+# and the network anchors rootlesskit, slirp4netns and pasta; then the
+# write-heavy build step (untar Go's src) on the host and in ursb with each
+# overlay.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
@@ -43,9 +45,11 @@ done
 
 if [ "$quick" = 1 ]; then
 	runs=${BENCH_RUNS:-10}
+	runs_write=3
 	warmup=2
 else
 	runs=${BENCH_RUNS:-50}
+	runs_write=10
 	warmup=5
 fi
 
@@ -280,8 +284,65 @@ if have pasta pasta; then
 	bench "pasta" pasta --config-net -- /bin/true
 fi
 
+# ------------------------------------------- write-heavy build step ---
+# Untar Go's src tree (about 13k files) on the host, and in a sandbox whose
+# root is copy-on-write by the kernel overlay and by fuse-overlayfs. The
+# sandbox runs are named so that removing the upper is not timed; the
+# directory is below $HOME because a host-root sandbox's /tmp is its own.
+untar=()
+goroot=$(PATH=$PATH:/usr/local/go/bin go env GOROOT 2>/dev/null || true)
+if [ -n "$goroot" ] && [ -d "$goroot/src" ]; then
+	say "write-heavy build step: untar Go's src ($runs_write runs each)"
+	bdir=$(mktemp -d "$HOME/.ursb-bench.XXXXXX")
+	cleanup_bench() { "$main" rm ursb-bench-untar >/dev/null 2>&1 || true; rm -rf "$bdir"; }
+	trap 'cleanup_bench; cleanup' EXIT
+	tar -C "$goroot" -cf "$bdir/src.tar" src
+	mkdir "$bdir/out"
+	untar_bench() {
+		local label=$1 prepare=$2
+		shift 2
+		n=$((n + 1))
+		local json=$work/$n.json err=$work/$n.err
+		printf '  %-40s ' "$label"
+		if hyperfine -N --warmup 1 --runs "$runs_write" --style none --output null --prepare "$prepare" \
+			--command-name "$label" --export-json "$json" -- "$*" >/dev/null 2>"$err"; then
+			python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f s" % r["mean"])' "$json"
+			untar+=("$label=$json")
+		else
+			echo "failed: $(head -c 300 "$err" | tr '\n' ' ')"
+			skipped+=("$label (failed)")
+		fi
+	}
+	untar_bench "untar on the host" "rm -rf $bdir/out" tar -C "$bdir" -xf "$bdir/src.tar" --one-top-level=out
+	rm -rf "$bdir/out" && mkdir "$bdir/out"
+	for ov in kernel fuse; do
+		untar_bench "untar in ursb ($ov overlay)" "sh -c \"$main rm ursb-bench-untar 2>/dev/null; true\"" \
+			"$main" run --name ursb-bench-untar --overlay "$ov" --net none -- tar -C "$bdir/out" -xf "$bdir/src.tar"
+	done
+else
+	echo "skipped: write-heavy build step (no Go source tree)"
+	skipped+=("write-heavy build step (no Go)")
+fi
+
 # -------------------------------------------------------------- report ---
 echo
+if [ ${#untar[@]} -gt 0 ]; then
+	python3 - "${untar[@]}" <<'EOF'
+import json, sys
+mean = {}
+for arg in sys.argv[1:]:
+    label, path = arg.split("=", 1)
+    mean[label] = json.load(open(path))["results"][0]["mean"]
+host = mean.get("untar on the host")
+print("write-heavy build step (untar Go's src):")
+for label, m in mean.items():
+    print("  %-34s %7.2f s  %s" % (label, m, "%.2fx the host" % (m / host) if host else ""))
+k = mean.get("untar in ursb (kernel overlay)")
+if host and k:
+    print("goal: kernel overlay <= 1.1x the host: %.2fx — %s" % (k / host, "met" if k / host <= 1.1 else "not met"))
+print()
+EOF
+fi
 python3 - "$results" "$rootfs" "$owned" "$main" <<'EOF'
 import json, sys
 
