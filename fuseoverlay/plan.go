@@ -209,3 +209,27 @@ func RemoveTree(dir string) error {
 
 // IsOwnPath tells whether path is one of OwnPaths or below one.
 func IsOwnPath(path string) bool { return under(path, OwnPaths...) }
+
+// StoredLayers lists the layers kept in a sandbox's upper directory, with
+// the lower each was written over: rootfs, or the host's tree when rootfs
+// is empty. Every layer a named sandbox ever had is included, even if the
+// host's mounts have changed since.
+func StoredLayers(upper, rootfs string) ([]Layer, error) {
+	lower := rootfs
+	if lower == "" {
+		lower = "/"
+	}
+	layers := []Layer{{Root: "/", Lower: lower, Upper: filepath.Join(upper, "root")}}
+	entries, err := os.ReadDir(filepath.Join(upper, "layers"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		target, ok := LayerTarget(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		layers = append(layers, Layer{Root: target, Lower: target, Upper: filepath.Join(upper, "layers", e.Name())})
+	}
+	return layers, nil
+}

@@ -72,6 +72,11 @@ func ProbeFuse() error {
 	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
 		return errors.New("fuse-overlayfs is not installed; sudo apt-get install fuse-overlayfs")
 	}
+	for _, tool := range []string{"nsenter", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (ursb starts fuse-overlayfs with it); sudo apt-get install util-linux", tool)
+		}
+	}
 	if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
 		return fmt.Errorf("/dev/fuse is not usable (%v); sudo chmod 0666 /dev/fuse, as distributions ship it", err)
 	}

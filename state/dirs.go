@@ -69,4 +69,3 @@ func NewID() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-

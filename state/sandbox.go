@@ -265,3 +265,20 @@ func lockFile(path string, create bool) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// Lookup returns the storage of an existing named sandbox without locking
+// it: reading a running sandbox's layers is allowed.
+func Lookup(name string) (*Storage, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	dir, err := dataSub("sandboxes")
+	if err != nil {
+		return nil, err
+	}
+	s := &Storage{Dir: filepath.Join(dir, name)}
+	if _, err := os.Lstat(s.Dir); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoSandbox, name)
+	}
+	return s, nil
+}

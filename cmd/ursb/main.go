@@ -21,6 +21,7 @@ import (
 type cli struct {
 	Run   runCmd   `cmd:"" help:"Run a command in a new sandbox."`
 	Rm    rmCmd    `cmd:"" help:"Remove named sandboxes and everything they stored."`
+	Diff  diffCmd  `cmd:"" help:"Show what a named sandbox changed, or write the changes as a layer tar."`
 	Check checkCmd `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 }
 

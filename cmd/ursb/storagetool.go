@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+
+	"github.com/ursb/ursb/fuseoverlay"
 )
 
 // storageTool runs as root of a user namespace with the caller's mapping
@@ -20,6 +23,33 @@ func storageTool(args []string) error {
 			}
 		}
 		return nil
+	case "diff":
+		if len(args) != 4 {
+			return fmt.Errorf("storage tool: diff wants a format, an upper and a rootfs")
+		}
+		layers, err := fuseoverlay.StoredLayers(args[2], args[3])
+		if err != nil {
+			return err
+		}
+		out := bufio.NewWriterSize(os.Stdout, 1<<16)
+		switch args[1] {
+		case "tar":
+			err = fuseoverlay.WriteTar(out, layers...)
+		case "json", "text":
+			var changes []fuseoverlay.Change
+			if changes, err = fuseoverlay.Changes(layers...); err != nil {
+				return err
+			}
+			if args[1] == "json" {
+				err = fuseoverlay.WriteJSON(out, changes)
+			} else {
+				err = fuseoverlay.WriteText(out, changes)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return out.Flush()
 	}
 	return fmt.Errorf("storage tool: unknown operation %q", args[0])
 }
