@@ -41,10 +41,27 @@ func requireUnprivileged(t testing.TB) {
 // it printed and its exit code.
 func ursb(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
+	return ursbEnv(t, nil, stdin, args...)
+}
+
+// ursbCommand is an unstarted ursb command whose environment is the test's
+// own plus env (KEY=VALUE entries, which win).
+func ursbCommand(t testing.TB, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	requireUnprivileged(t)
+	cmd := exec.Command(ursbBin(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// ursbEnv is ursb with extra environment variables.
+func ursbEnv(t testing.TB, env []string, stdin string, args ...string) result {
+	t.Helper()
 	requireUnprivileged(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ursbBin(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {

@@ -16,6 +16,8 @@ export GOFLAGS=${GOFLAGS:--mod=readonly}
 
 TEST_USER=${URSB_TEST_USER:-ursbtest}
 NETNS=ursb-e2e-$$
+# A mount of the host's below /, which a host-root sandbox must show.
+SUBMOUNT=/mnt/ursb-e2e-submount
 skipped=()
 failed=0
 
@@ -23,7 +25,10 @@ say() { printf '== %s\n' "$*"; }
 
 work=$(mktemp -d)
 cleanup() {
-	if [ "$(id -u)" = 0 ]; then ip netns del "$NETNS" 2>/dev/null || true; fi
+	if [ "$(id -u)" = 0 ]; then
+		ip netns del "$NETNS" 2>/dev/null || true
+		if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT" && rmdir "$SUBMOUNT"; fi
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -88,10 +93,13 @@ if [ "$(id -u)" = 0 ]; then
 	ip -n "$NETNS" link set up0 up
 	ip -n "$NETNS" link set sink0 up
 	ip -n "$NETNS" route add default via 192.0.2.1
+	mkdir -p "$SUBMOUNT"
+	mountpoint -q "$SUBMOUNT" || mount -t tmpfs -o size=64k,mode=755 ursb-e2e "$SUBMOUNT"
+	echo submount >"$SUBMOUNT/hello"
 	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 	run_e2e ip netns exec "$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT"
 else
 	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
 	URSB_BIN="$work/ursb" run_e2e env
