@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -91,7 +92,9 @@ func (s *store) clear() {
 		return
 	}
 	const at = "/tmp/ursb-e2e-leftover"
-	out, err := exec.Command(ursbBin(s.t), "run", "-v", s.base+":"+at, "--", "rm", "-rf", at+"/data", at+"/run").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, ursbBin(s.t), "run", "-v", s.base+":"+at, "--", "rm", "-rf", at+"/data", at+"/run").CombinedOutput()
 	if err != nil {
 		s.t.Logf("removing the store's leftovers: %v: %s", err, out)
 	}
@@ -120,7 +123,34 @@ func (s *store) dir() string { return filepath.Join(s.data, "ursb") }
 
 func (s *store) sandboxDir(name string) string { return filepath.Join(s.dir(), "sandboxes", name) }
 
-func (s *store) upper(name string) string { return filepath.Join(s.sandboxDir(name), "upper") }
+// stored finds where sandbox name keeps file, given by its path inside:
+// the one regular file below the sandbox's directory whose path ends so.
+// The layout within that directory is ursb's own business.
+func (s *store) stored(name, file string) string {
+	s.t.Helper()
+	var found []string
+	suffix := string(filepath.Separator) + strings.TrimPrefix(file, "/")
+	err := filepath.WalkDir(s.sandboxDir(name), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// Directories of subordinate ids are closed to the user.
+			if errors.Is(err, fs.ErrPermission) {
+				return fs.SkipDir
+			}
+			return err
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(path, suffix) {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		s.t.Fatalf("reading the layer of sandbox %s: %v", name, err)
+	}
+	if len(found) != 1 {
+		s.t.Fatalf("want %s once in the layer of sandbox %s under %s, found %v", file, name, s.sandboxDir(name), found)
+	}
+	return found[0]
+}
 
 // scratch lists the scratch layers of unnamed sandboxes.
 func (s *store) scratch() []string {
@@ -247,10 +277,6 @@ func (h *held) result() result {
 		code = h.cmd.ProcessState.ExitCode()
 	}
 	return result{Stdout: string(out), Stderr: string(errb), Code: code}
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 }
 
 // tree describes every entry below root, root included: type and mode,
@@ -529,8 +555,9 @@ func TestNamedSandboxPersistsAndRmRemovesAll(t *testing.T) {
 echo one > /persist; chown 1234:1234 /persist
 mkdir /d && touch /d/f && chown -R 1234 /d && chmod 700 /d
 rm /etc/passwd`)
-			upper := s.upper("keep")
-			if got := readFile(t, filepath.Join(upper, "persist")); got != "one\n" {
+			persist := s.stored("keep", "/persist")
+			upper := filepath.Dir(persist)
+			if got := readFile(t, persist); got != "one\n" {
 				t.Fatalf("the upper layer's /persist holds %q, want %q", got, "one\n")
 			}
 			if u, g, _ := statOwner(t, filepath.Join(upper, "persist")); uint64(u) != uid || uint64(g) != gid {
@@ -604,7 +631,7 @@ echo changed > /data/mod
 rm /data/old
 mv /data/mv /data/moved
 echo new > /new.txt
-mkdir /newdir && echo n > /newdir/x
+mkdir /newdir && echo n > /newdir/x && chown 1234:1235 /newdir/x
 rm -rf /dir/sub && echo file > /dir/sub
 echo 'x:x:1:1::/:/bin/sh' >> /etc/passwd
 rm -rf /opq && mkdir /opq && echo n2 > /opq/new
@@ -633,6 +660,7 @@ func TestDiff(t *testing.T) {
 	for _, mode := range overlays {
 		t.Run(mode, func(t *testing.T) {
 			requireOverlay(t, mode)
+			subRanges(t, "/etc/subuid")
 			s := newStore(t)
 			rootfs := diffFixture(t)
 			passwd := readFile(t, filepath.Join(rootfs, "etc/passwd"))
@@ -701,25 +729,25 @@ func TestDiff(t *testing.T) {
 			s.mustRun("diff", "--output", out, "build")
 			entries := readTar(t, out)
 			want := map[string]tarEntry{
-				"data/mod":         {tar.TypeReg, "changed\n"},
-				"data/moved":       {tar.TypeReg, "mv\n"},
-				"data/.wh.mv":      {tar.TypeReg, ""},
-				"data/.wh.old":     {tar.TypeReg, ""},
-				"dir/sub":          {tar.TypeReg, "file\n"},
-				"etc/passwd":       {tar.TypeReg, passwd + "x:x:1:1::/:/bin/sh\n"},
-				"new.txt":          {tar.TypeReg, "new\n"},
-				"newdir/x":         {tar.TypeReg, "n\n"},
-				"opq/.wh..wh..opq": {tar.TypeReg, ""},
-				"opq/new":          {tar.TypeReg, "n2\n"},
-				"data":             {tar.TypeDir, ""},
-				"dir":              {tar.TypeDir, ""},
-				"etc":              {tar.TypeDir, ""},
-				"newdir":           {tar.TypeDir, ""},
-				"opq":              {tar.TypeDir, ""},
+				"data/mod":         {tar.TypeReg, "changed\n", 0, 0},
+				"data/moved":       {tar.TypeReg, "mv\n", 0, 0},
+				"data/.wh.mv":      {tar.TypeReg, "", 0, 0},
+				"data/.wh.old":     {tar.TypeReg, "", 0, 0},
+				"dir/sub":          {tar.TypeReg, "file\n", 0, 0},
+				"etc/passwd":       {tar.TypeReg, passwd + "x:x:1:1::/:/bin/sh\n", 0, 0},
+				"new.txt":          {tar.TypeReg, "new\n", 0, 0},
+				"newdir/x":         {tar.TypeReg, "n\n", 1234, 1235},
+				"opq/.wh..wh..opq": {tar.TypeReg, "", 0, 0},
+				"opq/new":          {tar.TypeReg, "n2\n", 0, 0},
+				"data":             {tar.TypeDir, "", 0, 0},
+				"dir":              {tar.TypeDir, "", 0, 0},
+				"etc":              {tar.TypeDir, "", 0, 0},
+				"newdir":           {tar.TypeDir, "", 0, 0},
+				"opq":              {tar.TypeDir, "", 0, 0},
 			}
 			// Below the opaque marker a whiteout is redundant but harmless.
 			if _, ok := entries["opq/.wh.old"]; ok {
-				want["opq/.wh.old"] = tarEntry{tar.TypeReg, ""}
+				want["opq/.wh.old"] = tarEntry{tar.TypeReg, "", 0, 0}
 			}
 			var problems []string
 			for name, w := range want {
@@ -745,10 +773,12 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-// tarEntry is what the diff test checks of one tar entry.
+// tarEntry is what the diff test checks of one tar entry. Owners are ids
+// as the sandbox sees them, so the layer can be applied elsewhere.
 type tarEntry struct {
-	Type    byte
-	Content string
+	Type     byte
+	Content  string
+	UID, GID int
 }
 
 // readTar returns the entries of a tar by name, directories without their
@@ -781,7 +811,7 @@ func readTar(t *testing.T, path string) map[string]tarEntry {
 		if _, err := io.Copy(&buf, tr); err != nil {
 			t.Fatal(err)
 		}
-		out[name] = tarEntry{h.Typeflag, buf.String()}
+		out[name] = tarEntry{h.Typeflag, buf.String(), h.Uid, h.Gid}
 	}
 }
 
@@ -881,11 +911,33 @@ func TestMountTargetsStayInRootfs(t *testing.T) {
 			if entries, err := os.ReadDir(host); err != nil || len(entries) != 0 {
 				t.Fatalf("the host directory the rootfs points at was written: %v %v", entries, err)
 			}
-			if mountTable(t) != before {
-				t.Fatal("the host's mount table changed")
-			}
+			assertSameMounts(t, before)
 		})
 	}
+}
+
+// assertSameMounts fails the test with the lines of the mount table that
+// differ from before.
+func assertSameMounts(t *testing.T, before string) {
+	t.Helper()
+	after := mountTable(t)
+	if after == before {
+		return
+	}
+	old := strings.Split(before, "\n")
+	now := strings.Split(after, "\n")
+	var diffs []string
+	for _, l := range now {
+		if !slices.Contains(old, l) {
+			diffs = append(diffs, "+ "+l)
+		}
+	}
+	for _, l := range old {
+		if !slices.Contains(now, l) {
+			diffs = append(diffs, "- "+l)
+		}
+	}
+	t.Fatalf("the host's mount table changed:\n%s", strings.Join(diffs, "\n"))
 }
 
 func TestMissingMountTargetsMadeInUpper(t *testing.T) {
@@ -1082,7 +1134,7 @@ func TestStorageIsPrivate(t *testing.T) {
 		s.mustRun("run", "--name", "secret", "--rootfs", rootfs, "--", "sh", "-c", "echo secret > /secret; chmod 644 /secret; chmod 755 /")
 		assertPrivate(t, s.dir())
 		assertPrivate(t, filepath.Join(s.runtime, "ursb"))
-		secret := filepath.Join(s.upper("secret"), "secret")
+		secret := s.stored("secret", "/secret")
 		if got := readFile(t, secret); got != "secret\n" {
 			t.Fatalf("the upper layer's /secret holds %q", got)
 		}
