@@ -205,3 +205,12 @@ func (l *Leaf) Kill() error {
 	}
 	return nil
 }
+
+// Frozen tells whether the kernel reports the leaf frozen.
+func (l *Leaf) Frozen() bool {
+	if l == nil {
+		return false
+	}
+	ev, err := readKeyed(l.path, "cgroup.events")
+	return err == nil && ev["frozen"] == 1
+}

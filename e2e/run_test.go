@@ -321,9 +321,10 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		"no command":             {"run", "--rootfs", rootfs},
 	}
 	before := mountTable(t)
+	st := newStore(t)
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
-			res := ursb(t, "", args...)
+			res := st.run("", args...)
 			if res.Code != 125 {
 				t.Fatalf("exit %d, want 125 (stderr %q)", res.Code, res.Stderr)
 			}
@@ -336,17 +337,13 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	if mountTable(t) != before {
 		t.Fatal("the mount table changed")
 	}
-	assertNoLeftovers(t)
+	assertNoLeftovers(t, st.runtime)
 }
 
-// assertNoLeftovers checks that no sandbox runtime directory is left.
-func assertNoLeftovers(t *testing.T) {
+// assertNoLeftovers checks that no sandbox runtime directory is left in the
+// runtime directory base.
+func assertNoLeftovers(t *testing.T, base string) {
 	t.Helper()
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".local", "state")
-	}
 	entries, _ := os.ReadDir(filepath.Join(base, "ursb"))
 	for _, e := range entries {
 		if len(e.Name()) == 32 {

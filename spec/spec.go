@@ -78,6 +78,18 @@ type Layer struct {
 	Work  string `json:"work"`
 }
 
+// Exec is a further process started in a running sandbox.
+type Exec struct {
+	Argv []string `json:"argv"`
+	// Env is the whole environment: the sandbox's, then the request's.
+	Env         []string `json:"env"`
+	Cwd         string   `json:"cwd"`
+	User        User     `json:"user"`
+	TTY         bool     `json:"tty,omitempty"`
+	Interactive bool     `json:"interactive,omitempty"`
+	WinSize     *WinSize `json:"winSize,omitempty"`
+}
+
 // User is a numeric identity inside the sandbox.
 type User struct {
 	UID uint32 `json:"uid"`

@@ -187,6 +187,9 @@ func Sweep(remove func(dir string) error) {
 		if !e.IsDir() {
 			continue
 		}
+		if held(filepath.Join(path, "lock")) {
+			continue
+		}
 		lock, err := lockFile(filepath.Join(path, "lock"), false)
 		if err != nil {
 			continue

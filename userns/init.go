@@ -45,7 +45,8 @@ func Init() {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
 
-	cmd, err := startCommand(s, ch)
+	sendTTY := func(master *os.File) error { return ch.send(message{Kind: msgTTY}, int(master.Fd())) }
+	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
@@ -53,54 +54,141 @@ func Init() {
 		}
 		fail(125, err)
 	}
-	os.Exit(reap(cmd, sigs))
+	_ = ch.send(message{Kind: msgStarted})
+	reqs := make(chan request, 16)
+	go readRequests(ch, reqs)
+	os.Exit(serve(s, ch, cmd, sigs, reqs))
 }
 
-// reap waits for every child, as PID 1 must, and returns the command's
-// exit code once the command itself has ended; the kernel then ends what is
-// left of the pid namespace.
-func reap(cmd int, sigs chan os.Signal) int {
-	for sig := range sigs {
-		if sig != unix.SIGCHLD {
-			_ = unix.Kill(cmd, sig.(unix.Signal))
-			continue
+// request is a message from the parent with its descriptors.
+type request struct {
+	m   message
+	fds []int
+}
+
+// readRequests passes on what the parent asks once the command runs. The
+// work happens on init's own thread, whose capabilities the processes it
+// forks inherit.
+func readRequests(ch channel, reqs chan<- request) {
+	for {
+		m, fds, err := ch.recv()
+		if err != nil {
+			return
 		}
-		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err == unix.EINTR {
+		reqs <- request{m, fds}
+	}
+}
+
+// serve reaps every child, as PID 1 must, forwards signals to the command,
+// starts exec'd processes, and returns the command's exit code once the
+// command itself has ended; the kernel then ends what is left of the pid
+// namespace, exec'd processes included.
+func serve(s *spec.Spec, ch channel, cmd int, sigs chan os.Signal, reqs chan request) int {
+	execs := map[int]int{} // pid → exec id
+	for {
+		select {
+		case r := <-reqs:
+			handle(s, ch, r, execs)
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD {
+				_ = unix.Kill(cmd, sig.(unix.Signal))
 				continue
 			}
-			if err != nil || pid <= 0 {
-				break
+			for {
+				var ws unix.WaitStatus
+				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || pid <= 0 {
+					break
+				}
+				code := ws.ExitStatus()
+				if ws.Signaled() {
+					code = 128 + int(ws.Signal())
+				}
+				if pid == cmd {
+					return code
+				}
+				if id, ok := execs[pid]; ok {
+					delete(execs, pid)
+					_ = ch.send(message{Kind: msgExecDone, ID: id, Code: code})
+				}
 			}
-			if pid != cmd {
-				continue
-			}
-			if ws.Signaled() {
-				return 128 + int(ws.Signal())
-			}
-			return ws.ExitStatus()
 		}
 	}
-	return 125
 }
 
-// startCommand forks and execs the command with the spec's identity,
-// environment and stdio, in a session of its own.
-func startCommand(s *spec.Spec, ch channel) (int, error) {
-	path, err := lookPath(s.Argv[0], s.Env)
+// handle acts on one request from the parent.
+func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
+	defer closeAll(r.fds)
+	switch r.m.Kind {
+	case msgExec:
+		if r.m.Exec == nil || len(r.m.Exec.Argv) == 0 || (!r.m.Exec.TTY && len(r.fds) != 3) {
+			_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed exec request"})
+			return
+		}
+		id := r.m.ID
+		sendTTY := func(master *os.File) error {
+			return ch.send(message{Kind: msgExecTTY, ID: id}, int(master.Fd()))
+		}
+		pid, err := spawn(s, execProcess(r.m.Exec), r.fds, sendTTY)
+		if err != nil {
+			code := 125
+			var f *Failure
+			if errors.As(err, &f) {
+				code = f.Code
+			}
+			_ = ch.send(message{Kind: msgExecDone, ID: id, Code: code, Err: err.Error()})
+			return
+		}
+		execs[pid] = id
+	case msgExecSignal:
+		for pid, id := range execs {
+			if id == r.m.ID {
+				_ = unix.Kill(pid, unix.Signal(r.m.Signal))
+			}
+		}
+	}
+}
+
+// process is what init starts: the sandbox's command or an exec'd process.
+type process struct {
+	argv, env   []string
+	cwd         string
+	user        spec.User
+	tty         bool
+	interactive bool
+	winSize     *spec.WinSize
+}
+
+func commandProcess(s *spec.Spec) process {
+	return process{argv: s.Argv, env: s.Env, cwd: s.Cwd, user: s.User, tty: s.TTY, interactive: s.Interactive, winSize: s.WinSize}
+}
+
+func execProcess(e *spec.Exec) process {
+	return process{argv: e.Argv, env: e.Env, cwd: e.Cwd, user: e.User, tty: e.TTY, interactive: e.Interactive, winSize: e.WinSize}
+}
+
+// spawn forks and execs p with its identity, environment and stdio, in a
+// session of its own. stdio are descriptors for 0, 1 and 2 (nil: init's
+// own); with a terminal, sendTTY passes its master to the parent.
+func spawn(s *spec.Spec, p process, stdio []int, sendTTY func(*os.File) error) (int, error) {
+	path, err := lookPath(p.argv[0], p.env)
 	if err != nil {
 		return 0, err
 	}
 	attr := &syscall.ProcAttr{
-		Dir:   s.Cwd,
-		Env:   s.Env,
+		Dir:   p.cwd,
+		Env:   p.env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
-	if s.User.UID != 0 || s.User.GID != 0 {
-		attr.Sys.Credential = &syscall.Credential{Uid: s.User.UID, Gid: s.User.GID, Groups: []uint32{}}
+	for i, fd := range stdio {
+		attr.Files[i] = uintptr(fd)
+	}
+	if p.user.UID != 0 || p.user.GID != 0 {
+		attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: []uint32{}}
 	}
 	if single(s) {
 		// setgroups is denied in a single-id map; dropping groups is
@@ -112,21 +200,22 @@ func startCommand(s *spec.Spec, ch channel) (int, error) {
 		attr.Sys.Credential = &syscall.Credential{Groups: []uint32{}}
 	}
 	var slave *os.File
-	if s.TTY {
-		master, sl, err := openPTY(s)
+	if p.tty {
+		master, sl, err := openPTY(p.winSize, p.user.UID)
 		if err != nil {
 			return 0, fmt.Errorf("creating the sandbox's terminal: %w", err)
 		}
 		slave = sl
-		err = ch.send(message{Kind: msgTTY}, int(master.Fd()))
+		err = sendTTY(master)
 		master.Close()
 		if err != nil {
+			slave.Close()
 			return 0, err
 		}
 		attr.Files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
-	} else if !s.Interactive {
+	} else if !p.interactive {
 		null, err := os.Open("/dev/null")
 		if err != nil {
 			return 0, err
@@ -134,12 +223,12 @@ func startCommand(s *spec.Spec, ch channel) (int, error) {
 		defer null.Close()
 		attr.Files[0] = null.Fd()
 	}
-	pid, err := syscall.ForkExec(path, s.Argv, attr)
+	pid, err := syscall.ForkExec(path, p.argv, attr)
 	if slave != nil {
 		slave.Close()
 	}
 	if err != nil {
-		return 0, execFailure(s.Argv[0], err)
+		return 0, execFailure(p.argv[0], err)
 	}
 	return pid, nil
 }

@@ -13,9 +13,15 @@ import (
 
 // message kinds exchanged over the sync socket.
 const (
-	msgStart = "start" // parent → child: the spec; maps are written
-	msgTTY   = "tty"   // child → parent: pty master attached as SCM_RIGHTS
-	msgError = "error" // child → parent: setup failed; Code is the exit code
+	msgStart   = "start"   // parent → child: the spec; maps are written
+	msgTTY     = "tty"     // child → parent: pty master attached as SCM_RIGHTS
+	msgError   = "error"   // child → parent: setup failed; Code is the exit code
+	msgStarted = "started" // child → parent: the command runs
+
+	msgExec       = "exec"        // parent → child: run Exec as process ID, stdio attached unless TTY
+	msgExecSignal = "exec-signal" // parent → child: send Signal to process ID
+	msgExecTTY    = "exec-tty"    // child → parent: pty master of process ID attached
+	msgExecDone   = "exec-done"   // child → parent: process ID ended with Code (Err if it never ran)
 )
 
 // message is one datagram on the sync socket.
@@ -24,6 +30,10 @@ type message struct {
 	Spec *spec.Spec `json:"spec,omitempty"`
 	Err  string     `json:"err,omitempty"`
 	Code int        `json:"code,omitempty"`
+
+	ID     int        `json:"id,omitempty"`
+	Exec   *spec.Exec `json:"exec,omitempty"`
+	Signal int        `json:"signal,omitempty"`
 }
 
 // maxMessage bounds what the parent reads from the sandbox.

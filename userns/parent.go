@@ -38,6 +38,8 @@ type Options struct {
 	Stdin    *os.File
 	Stdout   *os.File
 	Stderr   *os.File
+	// Signals are forwarded to the sandbox; nil means ForwardedSignals.
+	Signals []os.Signal
 }
 
 // Failure is an error that ends ursb with a specific exit code: 125 for
@@ -58,21 +60,54 @@ type Exit struct {
 
 // Run starts the sandbox described by s and waits for it to end.
 func Run(s *spec.Spec, o Options) (Exit, error) {
-	// PR_SET_PDEATHSIG fires when the thread that forked the child ends,
-	// not the process: keep this goroutine on one thread for good.
+	sb, err := Start(s, o)
+	if err != nil {
+		return Exit{}, err
+	}
+	return sb.Wait()
+}
+
+// Sandbox is a started sandbox, seen from ursb's side.
+type Sandbox struct {
+	cmd  *exec.Cmd
+	ch   channel
+	spec *spec.Spec
+	opts Options
+	sigs chan os.Signal
+
+	waited  chan struct{}
+	waitErr error
+	started chan struct{}
+	msgs    chan struct{}
+
+	mu      sync.Mutex
+	failure *Failure
+	tty     *ttyRelay
+	fuse    *fuseoverlay.Daemon
+	execs   map[int]*execWaiter
+	nextID  int
+}
+
+// Start starts the sandbox described by s and returns once its command
+// runs, or with the reason it could not.
+//
+// The parent death signal of the sandbox's init (and of fuse-overlayfs)
+// fires when the thread that forked it ends, not the process, so Start
+// locks the calling goroutine to its thread for good: that goroutine must
+// live until Wait returns.
+func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	runtime.LockOSThread()
 
 	exe, err := initExecutable(s.UIDMap)
 	if err != nil {
-		return Exit{}, err
+		return nil, err
 	}
 	defer exe.Close()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return Exit{}, fmt.Errorf("creating the sync socket: %w", err)
+		return nil, fmt.Errorf("creating the sync socket: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
-	defer ours.Close()
 
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if s.Network.Mode != "host" {
@@ -105,45 +140,45 @@ func Run(s *spec.Spec, o Options) (Exit, error) {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = o.CgroupFD
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, ForwardedSignals...)
-	defer signal.Stop(sigs)
+	sb := &Sandbox{cmd: cmd, ch: channel{ours}, spec: s, opts: o,
+		sigs: make(chan os.Signal, 16), waited: make(chan struct{}), started: make(chan struct{}), msgs: make(chan struct{}),
+		execs: map[int]*execWaiter{}}
+	signal.Notify(sb.sigs, o.signals()...)
 
 	if err := cmd.Start(); err != nil {
+		signal.Stop(sb.sigs)
 		theirs.Close()
-		return Exit{}, fmt.Errorf("starting the sandbox: %w (is creating user namespaces allowed? run 'ursb check')", err)
+		ours.Close()
+		return nil, fmt.Errorf("starting the sandbox: %w (is creating user namespaces allowed? run 'ursb check')", err)
 	}
 	theirs.Close()
 	exe.Close()
-	sb := &sandbox{cmd: cmd, ch: channel{ours}, spec: s, opts: o}
-	return sb.run(sigs)
-}
-
-type sandbox struct {
-	cmd  *exec.Cmd
-	ch   channel
-	spec *spec.Spec
-	opts Options
-
-	mu      sync.Mutex
-	failure *Failure
-	tty     *ttyRelay
-	fuse    *fuseoverlay.Daemon
-}
-
-// fail records the first failure; later ones are its consequences.
-func (sb *sandbox) fail(code int, msg string) {
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	if sb.failure == nil {
-		sb.failure = &Failure{Code: code, Msg: msg}
+	go func() {
+		sb.waitErr = cmd.Wait()
+		close(sb.waited)
+	}()
+	if err := sb.setUp(); err != nil {
+		_ = cmd.Process.Kill()
+		<-sb.waited
+		sb.cleanUp()
+		return nil, err
 	}
+	return sb, nil
 }
 
-func (sb *sandbox) run(sigs chan os.Signal) (Exit, error) {
+func (o Options) signals() []os.Signal {
+	if o.Signals != nil {
+		return o.Signals
+	}
+	return ForwardedSignals
+}
+
+// setUp writes the maps, starts the helpers, sends the spec and waits
+// until the command runs.
+func (sb *Sandbox) setUp() error {
 	pid := sb.cmd.Process.Pid
 	if err := idmap.Write(pid, sb.opts.Plan, sb.opts.Host); err != nil {
-		return sb.abort(err)
+		return err
 	}
 	// The daemon mounts the root while the child sets up the rest; the
 	// child waits for it before it goes on to mount /proc and the rest.
@@ -151,28 +186,28 @@ func (sb *sandbox) run(sigs chan os.Signal) (Exit, error) {
 	if sb.spec.Root.Overlay == spec.OverlayFuse {
 		d, err := fuseoverlay.StartFuse(pid, sb.spec.Root, sb.opts.Stage)
 		if err != nil {
-			return sb.abort(err)
+			return err
 		}
-		defer d.Stop()
-		fuseDone = d.Done()
 		sb.fuse = d
+		fuseDone = d.Done()
 	}
 	if err := sb.ch.send(message{Kind: msgStart, Spec: sb.spec}); err != nil {
-		return sb.abort(fmt.Errorf("sending the spec to the sandbox: %w", err))
+		return fmt.Errorf("sending the spec to the sandbox: %w", err)
 	}
-	msgsDone := make(chan struct{})
-	go sb.readMessages(msgsDone)
-
-	waited := make(chan error, 1)
-	go func() { waited <- sb.cmd.Wait() }()
-	var werr error
-loop:
+	go sb.readMessages()
 	for {
 		select {
-		case sig := <-sigs:
-			sb.forward(pid, sig.(unix.Signal))
-		case werr = <-waited:
-			break loop
+		case <-sb.started:
+			return nil
+		case <-sb.msgs:
+			// init is gone before its command started: it said why.
+			<-sb.waited
+			sb.mu.Lock()
+			defer sb.mu.Unlock()
+			if sb.failure != nil {
+				return sb.failure
+			}
+			return fmt.Errorf("the sandbox's init ended during set-up: %v", sb.waitErr)
 		case <-fuseDone:
 			// Without its root the sandbox cannot go on.
 			fuseDone = nil
@@ -180,16 +215,31 @@ loop:
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
-	<-msgsDone
-	if sb.tty != nil {
-		sb.tty.finish()
+}
+
+// InitPID is the host pid of the sandbox's init.
+func (sb *Sandbox) InitPID() int { return sb.cmd.Process.Pid }
+
+// Wait forwards signals until the sandbox ends and says how it ended.
+func (sb *Sandbox) Wait() (Exit, error) {
+	pid := sb.InitPID()
+loop:
+	for {
+		select {
+		case sig := <-sb.sigs:
+			sb.forward(pid, sig.(unix.Signal))
+		case <-sb.waited:
+			break loop
+		}
 	}
+	<-sb.msgs
+	sb.cleanUp()
 	if f := sb.failure; f != nil {
 		return Exit{}, f
 	}
 	var ee *exec.ExitError
-	if werr != nil && !errors.As(werr, &ee) {
-		return Exit{}, fmt.Errorf("waiting for the sandbox: %w", werr)
+	if sb.waitErr != nil && !errors.As(sb.waitErr, &ee) {
+		return Exit{}, fmt.Errorf("waiting for the sandbox: %w", sb.waitErr)
 	}
 	ws := sb.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
@@ -198,7 +248,39 @@ loop:
 	return Exit{Code: ws.ExitStatus()}, nil
 }
 
-func (sb *sandbox) forward(pid int, sig unix.Signal) {
+// cleanUp ends what served the sandbox once init has exited.
+func (sb *Sandbox) cleanUp() {
+	signal.Stop(sb.sigs)
+	if sb.tty != nil {
+		sb.tty.finish()
+	}
+	if sb.fuse != nil {
+		sb.fuse.Stop()
+	}
+	sb.ch.f.Close()
+}
+
+// Signal sends sig to the sandbox: SIGKILL ends all of it at once, any
+// other signal goes to its command through init.
+func (sb *Sandbox) Signal(sig unix.Signal) error {
+	select {
+	case <-sb.waited:
+		return errors.New("the sandbox has exited")
+	default:
+	}
+	return unix.Kill(sb.InitPID(), sig)
+}
+
+// fail records the first failure; later ones are its consequences.
+func (sb *Sandbox) fail(code int, msg string) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.failure == nil {
+		sb.failure = &Failure{Code: code, Msg: msg}
+	}
+}
+
+func (sb *Sandbox) forward(pid int, sig unix.Signal) {
 	sb.mu.Lock()
 	tty := sb.tty
 	sb.mu.Unlock()
@@ -210,8 +292,16 @@ func (sb *sandbox) forward(pid int, sig unix.Signal) {
 }
 
 // readMessages handles what init says until it exits and the socket closes.
-func (sb *sandbox) readMessages(done chan struct{}) {
-	defer close(done)
+func (sb *Sandbox) readMessages() {
+	defer func() {
+		sb.mu.Lock()
+		for id, w := range sb.execs {
+			w.finish(ExecResult{Code: 125, Err: "the sandbox exited"})
+			delete(sb.execs, id)
+		}
+		sb.mu.Unlock()
+		close(sb.msgs)
+	}()
 	for {
 		m, fds, err := sb.ch.recv()
 		if err != nil {
@@ -222,11 +312,34 @@ func (sb *sandbox) readMessages(done chan struct{}) {
 			sb.mu.Lock()
 			first := sb.tty == nil
 			if len(fds) == 1 && first {
-				sb.tty = startTTYRelay(os.NewFile(uintptr(fds[0]), "pty"), sb.opts, sb.spec.Interactive)
+				sb.tty = startTTYRelay(os.NewFile(uintptr(fds[0]), "pty"), sb.opts.Stdin, sb.opts.Stdout, sb.spec.Interactive)
 			}
 			sb.mu.Unlock()
 			if len(fds) == 1 && first {
 				continue
+			}
+		case msgStarted:
+			select {
+			case <-sb.started:
+			default:
+				close(sb.started)
+			}
+		case msgExecTTY, msgExecDone:
+			sb.mu.Lock()
+			w := sb.execs[m.ID]
+			if m.Kind == msgExecDone {
+				delete(sb.execs, m.ID)
+			}
+			sb.mu.Unlock()
+			if w == nil {
+				break
+			}
+			if m.Kind == msgExecTTY && len(fds) == 1 {
+				w.tty <- os.NewFile(uintptr(fds[0]), "pty")
+				continue
+			}
+			if m.Kind == msgExecDone {
+				w.finish(ExecResult{Code: m.Code, Err: m.Err})
 			}
 		case msgError:
 			code := m.Code
@@ -237,13 +350,6 @@ func (sb *sandbox) readMessages(done chan struct{}) {
 		}
 		closeAll(fds)
 	}
-}
-
-// abort kills a child that never got to run and reports err.
-func (sb *sandbox) abort(err error) (Exit, error) {
-	_ = sb.cmd.Process.Kill()
-	_ = sb.cmd.Wait()
-	return Exit{}, err
 }
 
 // allCaps lists every capability this kernel knows.

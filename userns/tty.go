@@ -21,8 +21,8 @@ type ttyRelay struct {
 	copied  sync.WaitGroup
 }
 
-func startTTYRelay(master *os.File, o Options, interactive bool) *ttyRelay {
-	r := &ttyRelay{master: master, in: o.Stdin, out: o.Stdout}
+func startTTYRelay(master, in, out *os.File, interactive bool) *ttyRelay {
+	r := &ttyRelay{master: master, in: in, out: out}
 	r.resize()
 	if interactive && r.in != nil && term.IsTerminal(int(r.in.Fd())) {
 		// Raw mode hands ^C, ^Z and friends to the sandbox's pty, whose
@@ -85,7 +85,7 @@ const tiocgptpeer = 0x5441
 
 // openPTY creates a terminal in the sandbox's own devpts instance, so the
 // command sees /dev/pts/N of its sandbox, and returns master and slave.
-func openPTY(s *spec.Spec) (master, slave *os.File, err error) {
+func openPTY(size *spec.WinSize, uid uint32) (master, slave *os.File, err error) {
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -103,9 +103,9 @@ func openPTY(s *spec.Spec) (master, slave *os.File, err error) {
 	}
 	fd := int(r1)
 	sl := os.NewFile(uintptr(fd), "pty")
-	if s.WinSize != nil {
-		_ = unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: s.WinSize.Rows, Col: s.WinSize.Cols})
+	if size != nil {
+		_ = unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: size.Rows, Col: size.Cols})
 	}
-	_ = unix.Fchown(fd, int(s.User.UID), -1)
+	_ = unix.Fchown(fd, int(uid), -1)
 	return m, sl, nil
 }

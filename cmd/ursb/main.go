@@ -19,10 +19,20 @@ import (
 
 // cli is the whole command line; each command lives in its own file.
 type cli struct {
-	Run   runCmd   `cmd:"" help:"Run a command in a new sandbox."`
-	Rm    rmCmd    `cmd:"" help:"Remove named sandboxes and everything they stored."`
-	Diff  diffCmd  `cmd:"" help:"Show what a named sandbox changed, or write the changes as a layer tar."`
-	Check checkCmd `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
+	Run     runCmd     `cmd:"" help:"Run a command in a new sandbox."`
+	Exec    execCmd    `cmd:"" help:"Run a command in a running sandbox."`
+	Ps      psCmd      `cmd:"" help:"List sandboxes."`
+	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: SIGTERM, then SIGKILL after a grace period."`
+	Kill    killCmd    `cmd:"" help:"Send a signal to sandboxes."`
+	Start   startCmd   `cmd:"" help:"Start exited named sandboxes again, in the background."`
+	Rm      rmCmd      `cmd:"" help:"Remove sandboxes and everything they stored."`
+	Pause   pauseCmd   `cmd:"" help:"Freeze every process of sandboxes (needs a cgroup)."`
+	Unpause unpauseCmd `cmd:"" help:"Resume paused sandboxes."`
+	Logs    logsCmd    `cmd:"" help:"Print the output of a detached sandbox."`
+	Inspect inspectCmd `cmd:"" help:"Print everything ursb knows of a sandbox, as JSON."`
+	Diff    diffCmd    `cmd:"" help:"Show what a named sandbox changed, or write the changes as a layer tar."`
+	Stats   statsCmd   `cmd:"" help:"Show a running sandbox's memory, pids and cpu use (needs a cgroup)."`
+	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 }
 
 // exitError ends ursb with a code after printing its message, if any.
@@ -46,6 +56,8 @@ func main() {
 		os.Exit(fuseoverlay.ProbeChild())
 	case userns.StorageArg0:
 		userns.StorageChild(storageTool)
+	case monitorArg0:
+		monitorMain()
 	}
 	os.Exit(run(os.Args[1:]))
 }

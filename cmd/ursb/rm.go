@@ -3,33 +3,61 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
+	"time"
 
+	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/state"
 )
 
 type rmCmd struct {
+	Force bool     `short:"f" help:"Kill a running sandbox first."`
 	Names []string `arg:"" name:"NAME" help:"Sandboxes to remove."`
 }
 
-// Run removes each named sandbox's stored layers, subordinate-owned files
-// included; a sandbox in use is refused.
+// Run removes each named sandbox: its record, log, layers (subordinate-
+// owned files included) and cgroup leaf. A running one is refused unless
+// -f, which kills it first.
 func (c *rmCmd) Run() error {
-	var failed error
-	for _, name := range c.Names {
-		if err := removeNamed(name); err != nil {
-			fmt.Fprintln(os.Stderr, "ursb:", err)
-			failed = &exitError{code: 125}
+	// Runs whose monitor was killed leave their runtime directory behind.
+	defer state.Sweep(removeStorage)
+	return forEach(c.Names, func(name string) error {
+		if e, err := state.Find(name); err == nil {
+			if e.Running {
+				if !c.Force {
+					return fmt.Errorf("sandbox %s is running; stop it first or use rm -f", name)
+				}
+				if err := stop(e, 0); err != nil {
+					return err
+				}
+			}
+			if e.Name == "" {
+				return nil
+			}
+			name = e.Name
+			if e.Cgroup != "" {
+				if leaf, err := cgroupv2.Open(e.Cgroup); err == nil {
+					_ = leaf.Remove()
+				}
+			}
 		}
-	}
-	return failed
+		return removeNamed(name)
+	})
 }
 
 func removeNamed(name string) error {
-	st, err := state.Named(name, false)
+	// The run that just ended may still be letting go of the storage.
+	var st *state.Storage
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		st, err = state.Named(name, false)
+		if !errors.Is(err, state.ErrRunning) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	switch {
 	case errors.Is(err, state.ErrRunning):
-		return fmt.Errorf("sandbox %s is running; stop it first", name)
+		return fmt.Errorf("sandbox %s is running; stop it first or use rm -f", name)
 	case errors.Is(err, state.ErrNoSandbox):
 		return fmt.Errorf("no such sandbox: %s", name)
 	case err != nil:

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
@@ -18,7 +15,8 @@ import (
 type runCmd struct {
 	Rootfs      string   `help:"Root filesystem directory (default: the host's /, copy-on-write)." placeholder:"DIR"`
 	Name        string   `help:"Name the sandbox: its changes are kept for the next run with this name." placeholder:"NAME"`
-	Rm          bool     `help:"With --name, remove the sandbox's stored changes when it exits."`
+	Rm          bool     `help:"With --name or -d, remove the sandbox and its stored changes when it exits."`
+	Detach      bool     `short:"d" help:"Run in the background: print the sandbox's id once the command has started."`
 	Overlay     string   `default:"auto" help:"Copy-on-write root: auto, kernel (overlayfs) or fuse (fuse-overlayfs)."`
 	Interactive bool     `short:"i" help:"Keep stdin attached to the command."`
 	TTY         bool     `short:"t" name:"tty" help:"Give the command a terminal."`
@@ -52,80 +50,16 @@ func (r *runCmd) Run() error {
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
-	// What sandboxes that died with ursb left is removed on the next run.
-	cgroupv2.Sweep()
-	state.Sweep(removeStorage)
-	var stored storedRoot
-	var haveStored, started bool
-	var storage *state.Storage
-	if s.Name != "" {
-		if storage, err = state.Named(s.Name, true); err != nil {
-			return &exitError{code: 125, msg: err.Error()}
-		}
-		defer storage.Unlock()
-		stored, haveStored = readStoredRoot(storage)
-		if !haveStored {
-			// A new name that fails to start leaves nothing behind.
-			defer func() {
-				if !started {
-					_ = removeStorage(storage.Dir)
-				}
-			}()
-		}
+	job := job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
+	if r.Detach {
+		return detach(job)
 	}
-	mode, err := chooseOverlay(r.Overlay, s.Name, stored, haveStored, s.Rootfs)
+	code, err := runSandbox(job, plan, host, stdio{os.Stdin, os.Stdout, os.Stderr}, nil)
 	if err != nil {
-		return &exitError{code: 125, msg: err.Error()}
+		return err
 	}
-	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
-	switch {
-	case errors.Is(err, cgroupv2.ErrNoLeaf):
-		fmt.Fprintln(os.Stderr, "ursb: notice:", err)
-	case err != nil:
-		return &exitError{code: 125, msg: err.Error()}
-	}
-	defer leaf.Remove()
-	stage, err := state.NewStage(s.ID)
-	if err != nil {
-		return &exitError{code: 125, msg: err.Error()}
-	}
-	defer stage.Remove()
-	if storage == nil {
-		if storage, err = state.Scratch(s.ID); err != nil {
-			return &exitError{code: 125, msg: err.Error()}
-		}
-		defer removeStorage(storage.Dir)
-	} else {
-		data, _ := json.Marshal(storedRoot{Rootfs: s.Rootfs, Overlay: mode})
-		if err := storage.WriteFile(rootFile, data); err != nil {
-			return &exitError{code: 125, msg: fmt.Sprintf("saving sandbox %s: %v", s.Name, err)}
-		}
-		if r.Rm {
-			defer removeStorage(storage.Dir)
-		}
-	}
-	if s.Root, err = planRoot(s, mode, storage, stage); err != nil {
-		return &exitError{code: 125, msg: fmt.Sprintf("preparing the root filesystem: %v", err)}
-	}
-	started = true
-	exit, err := userns.Run(s, userns.Options{
-		Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(),
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-	})
-	// The kernel's OOM kills and pids.max hits, said in words.
-	if ev, everr := leaf.Events(); everr == nil {
-		for _, line := range cgroupv2.Describe(s.Limits, ev) {
-			fmt.Fprintln(os.Stderr, "ursb:", line)
-		}
-	}
-	if err != nil {
-		if f, ok := err.(*userns.Failure); ok {
-			return &exitError{code: f.Code, msg: f.Msg}
-		}
-		return &exitError{code: 125, msg: err.Error()}
-	}
-	if exit.Code != 0 {
-		return &exitError{code: exit.Code}
+	if code != 0 {
+		return &exitError{code: code}
 	}
 	return nil
 }
@@ -146,15 +80,24 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if err != nil {
 		return fail("cannot read the current directory: %v", err)
 	}
+	id := state.NewID()
+	if r.Name == "" && r.Detach {
+		// A detached sandbox is found again by name, like podman's.
+		r.Name = "sb-" + id[:10]
+	}
 	if r.Name != "" {
 		if err := state.CheckName(r.Name); err != nil {
 			return fail("%v", err)
 		}
 	} else if r.Rm {
-		return fail("--rm needs --name: an unnamed sandbox keeps nothing anyway")
+		return fail("--rm needs --name or -d: an unnamed sandbox keeps nothing anyway")
 	}
-	id := state.NewID()
 	s := &spec.Spec{ID: id, Name: r.Name, Argv: argv, UserNS: r.Userns, Hostname: r.Hostname, ReadOnly: r.ReadOnly, TTY: r.TTY, Interactive: r.Interactive}
+	switch r.Overlay {
+	case "auto", spec.OverlayKernel, spec.OverlayFuse:
+	default:
+		return fail("unknown --overlay %q; use auto, kernel or fuse", r.Overlay)
+	}
 	if s.Hostname == "" {
 		s.Hostname = id[:12]
 	}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"time"
+
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/state"
+)
+
+type inspectCmd struct {
+	Name string `arg:"" help:"The sandbox (name or id)."`
+}
+
+// inspected is what inspect prints about a sandbox.
+type inspected struct {
+	Name       string           `json:"name"`
+	ID         string           `json:"id"`
+	Status     string           `json:"status"`
+	ExitCode   *int             `json:"exitCode"`
+	PID        int              `json:"pid"`
+	MonitorPID int              `json:"monitorPid"`
+	Created    time.Time        `json:"created"`
+	StartedAt  time.Time        `json:"startedAt"`
+	FinishedAt time.Time        `json:"finishedAt"`
+	Cgroup     string           `json:"cgroup"`
+	Overlay    string           `json:"overlay"`
+	UIDMap     []spec.IDMapping `json:"uidMap"`
+	GIDMap     []spec.IDMapping `json:"gidMap"`
+	Network    spec.Network     `json:"network"`
+	Spec       *spec.Spec       `json:"spec"`
+}
+
+func (c *inspectCmd) Run() error {
+	e, err := state.Find(c.Name)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	out := inspected{Name: e.Name, ID: e.ID, Status: status(e), ExitCode: e.ExitCode, Created: e.Created,
+		StartedAt: e.Started, FinishedAt: e.Finished, Cgroup: e.Cgroup, Spec: e.Spec}
+	if e.Running {
+		out.PID, out.MonitorPID, out.ExitCode = e.InitPID, e.MonitorPID, nil
+	}
+	if e.Spec != nil {
+		out.Overlay, out.UIDMap, out.GIDMap, out.Network = e.Spec.Root.Overlay, e.Spec.UIDMap, e.Spec.GIDMap, e.Spec.Network
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/ursb/ursb/cgroupv2"
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/state"
+	"github.com/ursb/ursb/userns"
+)
+
+// job is a sandbox to run: the spec and how its storage is handled. It is
+// what `run -d` hands to the monitor.
+type job struct {
+	Spec     *spec.Spec `json:"spec"`
+	Overlay  string     `json:"overlay"`
+	Remove   bool       `json:"remove,omitempty"`
+	Detached bool       `json:"detached,omitempty"`
+}
+
+type stdio struct{ in, out, err *os.File }
+
+// runSandbox runs one sandbox to its end: storage, cgroup leaf, runtime
+// directory and record, the start sequence, the control socket for exec,
+// stop and kill, and the clean-up. started, if set, is told once the
+// command runs. It returns the code ursb exits with.
+func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(*state.Record)) (int, error) {
+	s := j.Spec
+	fail := func(err error) (int, error) { return 0, &exitError{code: 125, msg: err.Error()} }
+	// What sandboxes that died with ursb left is removed on the next run.
+	cgroupv2.Sweep()
+	state.Sweep(removeStorage)
+	var stored storedRoot
+	var haveStored, ran bool
+	var storage *state.Storage
+	var err error
+	if s.Name != "" {
+		if storage, err = state.Named(s.Name, true); err != nil {
+			return fail(err)
+		}
+		defer storage.Unlock()
+		stored, haveStored = readStoredRoot(storage)
+		if !haveStored {
+			// A new name that fails to start leaves nothing behind.
+			defer func() {
+				if !ran {
+					_ = removeStorage(storage.Dir)
+				}
+			}()
+		}
+	}
+	mode, err := chooseOverlay(j.Overlay, s.Name, stored, haveStored, s.Rootfs)
+	if err != nil {
+		return fail(err)
+	}
+	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
+	switch {
+	case errors.Is(err, cgroupv2.ErrNoLeaf):
+		if !j.Detached {
+			fmt.Fprintln(os.Stderr, "ursb: notice:", err)
+		}
+	case err != nil:
+		return fail(err)
+	}
+	defer leaf.Remove()
+	stage, err := state.NewStage(s.ID)
+	if err != nil {
+		return fail(err)
+	}
+	defer stage.Remove()
+	if storage == nil {
+		if storage, err = state.Scratch(s.ID); err != nil {
+			return fail(err)
+		}
+		defer removeStorage(storage.Dir)
+	} else {
+		data, _ := json.Marshal(storedRoot{Rootfs: s.Rootfs, Overlay: mode})
+		if err := storage.WriteFile(rootFile, data); err != nil {
+			return fail(fmt.Errorf("saving sandbox %s: %v", s.Name, err))
+		}
+	}
+	if s.Root, err = planRoot(s, mode, storage, stage); err != nil {
+		return fail(fmt.Errorf("preparing the root filesystem: %v", err))
+	}
+	rec := &state.Record{ID: s.ID, Name: s.Name, Detached: j.Detached, Remove: j.Remove, Created: time.Now(), Cgroup: leaf.Path(), Spec: s}
+	if j.Detached {
+		rec.MonitorPID = os.Getpid()
+	}
+	if err := state.WriteRecord(stage, rec); err != nil {
+		return fail(fmt.Errorf("saving the sandbox's record: %v", err))
+	}
+	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.in, Stdout: io.out, Stderr: io.err}
+	if j.Detached {
+		// The monitor has no terminal; only a request to end reaches
+		// the sandbox.
+		o.Signals = []os.Signal{os.Interrupt, termSignal}
+	}
+	ran = true
+	sb, err := userns.Start(s, o)
+	if err != nil {
+		var f *userns.Failure
+		if errors.As(err, &f) {
+			err = &exitError{code: f.Code, msg: f.Msg}
+		} else {
+			err = &exitError{code: 125, msg: err.Error()}
+		}
+		finish(rec, stage, 0, err)
+		if j.Remove && s.Name != "" {
+			defer removeStorage(storage.Dir)
+		}
+		return 0, err
+	}
+	rec.InitPID, rec.Started = sb.InitPID(), time.Now()
+	_ = state.WriteRecord(stage, rec)
+	ctl, err := sb.Serve(stage.ControlSocket())
+	if err != nil {
+		_ = sb.Signal(killSignal)
+	}
+	if started != nil {
+		started(rec)
+	}
+	exit, err := sb.Wait()
+	if ctl != nil {
+		ctl.Close()
+	}
+	// The kernel's OOM kills and pids.max hits, said in words.
+	if ev, everr := leaf.Events(); everr == nil {
+		for _, line := range cgroupv2.Describe(s.Limits, ev) {
+			fmt.Fprintln(io.err, "ursb:", line)
+		}
+	}
+	if err != nil {
+		code := 125
+		var f *userns.Failure
+		if errors.As(err, &f) {
+			code = f.Code
+		}
+		err = &exitError{code: code, msg: err.Error()}
+	}
+	finish(rec, stage, exit.Code, err)
+	if j.Remove && s.Name != "" {
+		defer removeStorage(storage.Dir)
+	}
+	return exit.Code, err
+}
+
+// finish records how the run ended, for ps -a and inspect.
+func finish(rec *state.Record, stage *state.Stage, code int, err error) {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	rec.Finished, rec.ExitCode, rec.InitPID = time.Now(), &code, 0
+	_ = state.WriteRecord(nil, rec)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/state"
+	"github.com/ursb/ursb/userns"
+)
+
+type stopCmd struct {
+	Time  int      `short:"t" default:"10" help:"Seconds to wait after SIGTERM before SIGKILL."`
+	Names []string `arg:"" name:"NAME" help:"Sandboxes to stop."`
+}
+
+// Run asks each sandbox's command to end with SIGTERM and kills what is
+// left after the grace period, like podman stop.
+func (c *stopCmd) Run() error {
+	return forEach(c.Names, func(name string) error {
+		e, err := state.Find(name)
+		if err != nil {
+			return err
+		}
+		return stop(e, time.Duration(c.Time)*time.Second)
+	})
+}
+
+// stop ends a running sandbox and returns once it has exited.
+func stop(e *state.Entry, grace time.Duration) error {
+	if !e.Running {
+		return nil
+	}
+	if grace > 0 {
+		if err := userns.SignalSandbox(e.ControlSocket(), unix.SIGTERM); err != nil {
+			return nil // it ended meanwhile
+		}
+		if waitExit(e, grace) {
+			return nil
+		}
+	}
+	_ = userns.SignalSandbox(e.ControlSocket(), unix.SIGKILL)
+	if !waitExit(e, 30*time.Second) {
+		return fmt.Errorf("sandbox %s did not exit after SIGKILL", displayName(e))
+	}
+	return nil
+}
+
+// waitExit waits until the run's ursb lets go of it, which it does once
+// the sandbox has exited and its exit is recorded.
+func waitExit(e *state.Entry, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		if !state.Held(e.RunDir) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+	}
+}
+
+type killCmd struct {
+	Signal string   `short:"s" default:"KILL" help:"Signal to send, by name (TERM, SIGUSR1) or number."`
+	Names  []string `arg:"" name:"NAME" help:"Sandboxes to signal."`
+}
+
+// Run sends a signal to each sandbox's command; SIGKILL ends the whole
+// sandbox.
+func (c *killCmd) Run() error {
+	sig, err := parseSignal(c.Signal)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	return forEach(c.Names, func(name string) error {
+		e, err := state.Find(name)
+		if err != nil {
+			return err
+		}
+		if !e.Running {
+			return fmt.Errorf("sandbox %s is not running", name)
+		}
+		return userns.SignalSandbox(e.ControlSocket(), sig)
+	})
+}
+
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q; use a name like TERM or a number", s)
+}
+
+// forEach runs do for every name, prints each failure on its own line and
+// fails if any did.
+func forEach(names []string, do func(string) error) error {
+	var failed error
+	for _, n := range names {
+		if err := do(n); err != nil {
+			fmt.Fprintln(os.Stderr, "ursb:", err)
+			failed = &exitError{code: 125}
+		}
+	}
+	return failed
+}
+
+func displayName(e *state.Entry) string {
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.ID[:12]
+}
