@@ -23,7 +23,8 @@
 # (which makes ursb re-exec from a sealed in-memory copy of itself), podman,
 # and the network anchors rootlesskit, slirp4netns and pasta; then the
 # write-heavy build step (untar Go's src) on the host and in ursb with each
-# overlay.
+# overlay; then `ursb exec` latency and the idle memory of one and of a
+# hundred detached sandboxes.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
@@ -322,6 +323,48 @@ if [ -n "$goroot" ] && [ -d "$goroot/src" ]; then
 else
 	echo "skipped: write-heavy build step (no Go source tree)"
 	skipped+=("write-heavy build step (no Go)")
+fi
+
+# ------------------------------------------------ detached sandboxes ---
+# exec into a running sandbox, and what an idle detached sandbox costs in
+# memory (its monitor and init, no network helper): proportional set size,
+# so the binary's pages shared between processes are counted once.
+say "detached sandboxes: exec latency and idle memory"
+idle=()
+pss_of() { # sum of Pss (kB) of the monitor and init of each named sandbox
+	local total=0 name pids p kb
+	for name in "$@"; do
+		pids=$("$main" inspect "$name" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["monitorPid"], d["pid"])')
+		for p in $pids; do
+			kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+			total=$((total + kb))
+		done
+	done
+	echo "$total"
+}
+if "$main" run -d --name ursb-bench-idle --rootfs "$rootfs" --net none -- sleep 100000 >/dev/null; then
+	idle+=(ursb-bench-idle)
+	bench "ursb exec NAME true" "$main" exec ursb-bench-idle /bin/true
+	sleep 1
+	one=$(pss_of ursb-bench-idle)
+	names=()
+	for i in $(seq 1 100); do names+=("ursb-bench-idle-$i"); done
+	t0=$(date +%s%N)
+	printf '%s\n' "${names[@]}" | xargs -P 16 -I{} "$main" run -d --name {} --rootfs "$rootfs" --net none -- sleep 100000 >/dev/null
+	t1=$(date +%s%N)
+	idle+=("${names[@]}")
+	sleep 2
+	hundred=$(pss_of "${names[@]}")
+	running=$("$main" ps --format json | python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin) if e["name"].startswith("ursb-bench-idle-")))')
+	awk -v one="$one" -v h="$hundred" -v n="$running" -v ns=$((t1 - t0)) 'BEGIN {
+		printf "  %-40s %.1f MiB (monitor + init, Pss)\n", "idle memory, one sandbox", one / 1024
+		printf "  %-40s %.1f MiB each, %d running, started in %.1f s\n", "idle memory, 100 sandboxes", h / 1024 / 100, n, ns / 1e9
+		printf "goal: idle memory of one detached sandbox <= 5 MiB: %.1f MiB — %s\n", one / 1024, one <= 5120 ? "met" : "not met"
+	}'
+	"$main" rm -f "${idle[@]}" >/dev/null 2>&1 || true
+else
+	echo "skipped: detached sandboxes (ursb run -d failed)"
+	skipped+=("detached sandboxes (run -d failed)")
 fi
 
 # -------------------------------------------------------------- report ---
