@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"unsafe"
 
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
@@ -47,6 +48,11 @@ func main() {
 	// Descriptors inherited from whoever started ursb must not reach the
 	// sandbox (CVE-2024-21626): mark them all close-on-exec first.
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	// Re-executed from /proc/self/fd/N or /proc/self/exe, the kernel
+	// would name these processes "4" or "exe" in ps; name them by role.
+	if strings.HasPrefix(os.Args[0], "ursb-") {
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(unsafe.StringData(os.Args[0]+"\x00"))), 0, 0, 0)
+	}
 	switch os.Args[0] {
 	case userns.InitArg0:
 		userns.Init()

@@ -112,6 +112,9 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		if st, err := os.Stat(root); err != nil || !st.IsDir() {
 			return fail("--rootfs %s: not a directory; give a directory holding a root filesystem", r.Rootfs)
 		}
+		if root == "/" {
+			return fail("--rootfs /: leave --rootfs out to run on the host's / (copy-on-write)")
+		}
 		s.Rootfs = root
 	}
 	switch r.Net {
