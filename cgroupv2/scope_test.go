@@ -2,6 +2,7 @@ package cgroupv2
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,6 +222,31 @@ func TestScopeFallsBackToTheError(t *testing.T) {
 	old := scopeTimeout
 	t.Cleanup(func() { scopeTimeout = old })
 	scopeTimeout = 300 * time.Millisecond
+
+	// A socket that accepts and never answers costs the bound, no more,
+	// and counts as no manager.
+	hung := filepath.Join(t.TempDir(), "hung")
+	l, err := net.Listen("unix", hung)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	start = time.Now()
+	if _, err := prepare(c.env(ft, "unix:path="+hung), "ab", "", memory); err == nil || err.Error() != baseline.Error() {
+		t.Errorf("a bus that never answers: got %v\nwant %v", err, baseline)
+	}
+	if d := time.Since(start); d < scopeTimeout || d > scopeTimeout+time.Second {
+		t.Errorf("a bus that never answers: gave up after %s, want about %s", d, scopeTimeout)
+	}
 	for _, tc := range []struct {
 		name  string
 		start func(fakesystemd.Request) (string, *dbus.Error)
