@@ -36,6 +36,13 @@ type env struct {
 	owner func(path string) (int, error)
 	// marked reports whether a cgroup carries systemd's delegation mark.
 	marked func(dir string) bool
+	// pid is the caller's process, the one a scope is asked to hold.
+	pid int
+	// self reads the caller's cgroup path anew, after a move.
+	self func() (string, error)
+	// mgr is the systemd user manager, asked for a scope when the
+	// caller's own cgroup is not delegated.
+	mgr manager
 }
 
 func hostEnv() (env, error) {
@@ -47,7 +54,8 @@ func hostEnv() (env, error) {
 	if err != nil {
 		return env{}, err
 	}
-	return env{h: h, uid: os.Geteuid(), own: own, owner: fileOwner, marked: delegateMark}, nil
+	return env{h: h, uid: os.Geteuid(), own: own, owner: fileOwner, marked: delegateMark,
+		pid: os.Getpid(), self: ownCgroup, mgr: busManager{addr: userBus()}}, nil
 }
 
 func fileOwner(path string) (int, error) {

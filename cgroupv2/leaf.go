@@ -14,8 +14,9 @@ import (
 )
 
 // ErrNoLeaf is wrapped by Prepare's error when no limit was asked for and
-// the leaf could not be made although a delegated subtree exists: the
-// caller may print it as a notice and run the sandbox without a leaf.
+// the leaf could not be made although a delegated subtree, or a systemd
+// user manager to ask for one, exists: the caller may print it as a notice
+// and run the sandbox without a leaf.
 var ErrNoLeaf = errors.New("the sandbox runs without a cgroup of its own")
 
 // leafPrefix starts the name of every sandbox leaf.
@@ -30,9 +31,13 @@ type Leaf struct {
 
 // Prepare finds the delegated parent, creates the leaf for sandbox id
 // (named "ursb-<id>"), enables the controllers the limits need from the
-// delegation root down, and writes the limits. It returns (nil, nil) when
-// there is no delegated subtree and no limit is asked for. Every error is
-// one line saying what failed and what to do.
+// delegation root down, and writes the limits. When the caller's own
+// cgroup is not delegated and no --cgroup-parent is given, it first asks
+// the systemd user manager, if one is reachable, to move the calling
+// process into a transient scope "ursb-<id>.scope" with Delegate=yes, and
+// puts the leaf there. It returns (nil, nil) when there is no delegated
+// subtree and no limit is asked for. Every error is one line saying what
+// failed and what to do.
 func Prepare(id string, l Limits) (*Leaf, error) {
 	if id == "" || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
 		return nil, fmt.Errorf("invalid sandbox id %q for a cgroup name", id)
@@ -55,8 +60,21 @@ func Prepare(id string, l Limits) (*Leaf, error) {
 func prepare(e env, id, cgroupParent string, settings []setting) (*Leaf, error) {
 	want := required(settings)
 	p, err := locate(e, cgroupParent)
+	var scopeErr error
+	if errors.Is(err, ErrNoDelegation) && cgroupParent == "" && e.uid != 0 && e.mgr != nil {
+		var sp placement
+		if e, sp, scopeErr = inScope(e, id); scopeErr == nil {
+			p, err = sp, nil
+		} else if errors.Is(scopeErr, errNoManager) {
+			scopeErr = nil
+		} else {
+			err = &delegationError{why: fmt.Sprintf("%v, and the systemd user manager gave no usable scope: %v", err, scopeErr)}
+		}
+	}
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrNoDelegation) && len(want) == 0 && scopeErr != nil:
+			return nil, fmt.Errorf("%w: %v", ErrNoLeaf, err)
 		case errors.Is(err, ErrNoDelegation) && len(want) == 0:
 			return nil, nil
 		case errors.Is(err, ErrNoDelegation):

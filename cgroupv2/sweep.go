@@ -73,8 +73,10 @@ func abandoned(path string) bool {
 }
 
 // Check tells `ursb check` whether resource limits can work for the caller:
-// ok when a delegated subtree exists, and a one-line detail naming it and
-// its controllers, or what is missing and the fix.
+// ok when a delegated subtree exists, or a systemd user manager that will
+// hand out one, and a one-line detail naming where leaves go and the
+// controllers there, or what is missing and the fix. It asks the manager
+// only for its cgroup: no scope is started.
 func Check() (ok bool, detail string) {
 	e, err := hostEnv()
 	if err != nil {
@@ -85,15 +87,48 @@ func Check() (ok bool, detail string) {
 
 func check(e env) (bool, string) {
 	p, err := locate(e, "")
+	if errors.Is(err, ErrNoDelegation) && e.uid != 0 && e.mgr != nil {
+		cg, merr := e.mgr.controlGroup()
+		switch {
+		case merr == nil:
+			return checkScope(e, err, cg)
+		case !errors.Is(merr, errNoManager):
+			err = &delegationError{why: fmt.Sprintf("%v, and the systemd user manager did not answer as expected: %v", err, merr)}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, ErrNoDelegation) {
 			return false, fmt.Sprintf("limits unavailable: %v; %s", err, noDelegationFix(e.h, controllerOrder))
 		}
 		return false, "limits unavailable: " + err.Error()
 	}
-	offered, err := controllerSet(p.root, "cgroup.controllers")
+	ctrls, err := controllersDetail(e, p.root)
 	if err != nil {
-		return false, fmt.Sprintf("limits unavailable: cannot read the controllers of %s: %v", e.h.cgroup(p.root), errnoText(err))
+		return false, "limits unavailable: " + err.Error()
+	}
+	return true, fmt.Sprintf("delegated cgroup %s (cgroup v2 at %s)", e.h.cgroup(p.root), e.h.mountpoint) + ctrls
+}
+
+// checkScope describes the scopes the user manager in cgroup cg will make.
+func checkScope(e env, why error, cg string) (bool, string) {
+	dir, err := e.h.dir(cg)
+	if err != nil {
+		return false, fmt.Sprintf("limits unavailable: %v, and the systemd user manager's cgroup cannot be reached: %v", why, err)
+	}
+	ctrls, err := controllersDetail(e, dir)
+	if err != nil {
+		return false, "limits unavailable: " + err.Error()
+	}
+	return true, fmt.Sprintf("transient scope %s with Delegate=yes from the systemd user manager, below %s (cgroup v2 at %s; your own cgroup is not delegated: %v)",
+		scopeUnit("<id>"), cg, e.h.mountpoint, why) + ctrls
+}
+
+// controllersDetail lists the controllers dir offers to what is below it,
+// and the fix for those it lacks.
+func controllersDetail(e env, dir string) (string, error) {
+	offered, err := controllerSet(dir, "cgroup.controllers")
+	if err != nil {
+		return "", fmt.Errorf("cannot read the controllers of %s: %v", e.h.cgroup(dir), errnoText(err))
 	}
 	var have, missing []string
 	for _, c := range controllerOrder {
@@ -103,17 +138,17 @@ func check(e env) (bool, string) {
 			missing = append(missing, c)
 		}
 	}
-	detail := fmt.Sprintf("delegated cgroup %s (cgroup v2 at %s)", e.h.cgroup(p.root), e.h.mountpoint)
+	var detail string
 	if len(have) > 0 {
 		detail += ", controllers: " + strings.Join(have, " ")
 	}
 	if len(missing) > 0 {
 		detail += "; not delegated: " + strings.Join(missing, " ")
-		if systemdManaged(p.root) {
+		if systemdManaged(dir) {
 			detail += " (as root: systemctl edit user@.service, add [Service] Delegate=memory pids cpu cpuset io, log in again)"
 		} else {
-			detail += fmt.Sprintf(" (as root: enable them in %s)", filepath.Join(filepath.Dir(p.root), "cgroup.subtree_control"))
+			detail += fmt.Sprintf(" (as root: enable them in %s)", filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"))
 		}
 	}
-	return true, detail
+	return detail, nil
 }

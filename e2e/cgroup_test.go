@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/ursb/ursb/internal/fakesystemd"
 )
 
 // The cgroup tests need a kernel with a cgroup v2 subtree delegated to the
@@ -364,4 +368,194 @@ func TestCgroupParent(t *testing.T) {
 	}
 	noLeftoverLeaves(t, parent)
 	noLeftoverLeaves(t, dir)
+}
+
+// startUserManager runs a private bus with a stand-in for the systemd user
+// manager on it, which does for real what systemd does for a scope with
+// Delegate=yes in the user's subtree svc: it makes the scope's cgroup below
+// app.slice with the delegated controllers enabled down to it, and moves the
+// processes in. Each scope's directory is sent on made.
+func startUserManager(t *testing.T, svc string, made chan<- string) (*fakesystemd.Bus, *fakesystemd.Manager) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ursb-bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bus, err := fakesystemd.StartBus(dir)
+	if errors.Is(err, fakesystemd.ErrNoDaemon) {
+		t.Skip("dbus-daemon is not installed (scripts/qemu-lane.sh puts it in the guest when the host has it)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bus.Close)
+	app := filepath.Join(svc, "app.slice")
+	m := &fakesystemd.Manager{ControlGroup: "/" + strings.TrimPrefix(svc, cgroup2Mount(t)+"/")}
+	m.Start = func(r fakesystemd.Request) (string, *dbus.Error) {
+		fail := func(err error) (string, *dbus.Error) {
+			t.Errorf("the user manager's stand-in could not start %s: %v", r.Unit, err)
+			return "failed", nil
+		}
+		pids, ok := r.Properties["PIDs"].Value().([]uint32)
+		if !ok {
+			return "", dbus.NewError("org.freedesktop.DBus.Error.InvalidArgs", []any{"no PIDs"})
+		}
+		if err := os.Mkdir(app, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fail(err)
+		}
+		offered, err := os.ReadFile(filepath.Join(app, "cgroup.controllers"))
+		if err != nil {
+			return fail(err)
+		}
+		for _, c := range strings.Fields(string(offered)) {
+			if err := os.WriteFile(filepath.Join(app, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil {
+				return fail(err)
+			}
+		}
+		scope := filepath.Join(app, r.Unit)
+		if err := os.Mkdir(scope, 0o755); err != nil {
+			return fail(err)
+		}
+		for _, pid := range pids {
+			if err := os.WriteFile(filepath.Join(scope, "cgroup.procs"), []byte(strconv.Itoa(int(pid))), 0); err != nil {
+				return fail(err)
+			}
+		}
+		made <- scope
+		return "done", nil
+	}
+	if err := m.Serve(bus.Addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	// What systemd does once a scope's last process is gone.
+	t.Cleanup(func() {
+		scopes, _ := filepath.Glob(filepath.Join(app, "*.scope"))
+		for _, s := range scopes {
+			_ = os.Remove(filepath.Join(s, "ursb.caller"))
+			if err := os.Remove(s); err != nil {
+				t.Errorf("the scope %s is not empty after the sandbox ended: %v", s, err)
+			}
+		}
+		_ = os.Remove(app)
+	})
+	return bus, m
+}
+
+// fromCgroup starts ursb from the cgroup dir, as if the shell that runs it
+// lived there.
+func fromCgroup(t *testing.T, dir string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir, ursbBin(t)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+func TestCgroupScopeFromUserManager(t *testing.T) {
+	requireCgroupLane(t)
+	requireUnprivileged(t)
+	plain := os.Getenv("URSB_CGROUP_UNDELEGATED")
+	if plain == "" {
+		t.Skip("needs a cgroup the test user may enter but does not own; the QEMU lane names one in URSB_CGROUP_UNDELEGATED")
+	}
+	svc := delegatedDir(t)
+	made := make(chan string, 4)
+	bus, m := startUserManager(t, svc, made)
+	env := []string{"DBUS_SESSION_BUS_ADDRESS=" + bus.Addr}
+
+	// ursb check names the scope it would ask for, without asking.
+	out, _ := fromCgroup(t, plain, env, "check").Output()
+	line := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "cgroup v2") {
+			line = l
+		}
+	}
+	t.Logf("ursb check from %s: %s", plain, line)
+	if !strings.HasPrefix(line, "ok ") || !strings.Contains(line, "transient scope ursb-<id>.scope with Delegate=yes from the systemd user manager, below "+m.ControlGroup) ||
+		!strings.Contains(line, "controllers: cpuset cpu io memory pids") {
+		t.Errorf("ursb check's cgroup line should name the user manager's scope; got %q", line)
+	}
+	if n := len(m.Requests()); n != 0 {
+		t.Errorf("ursb check started %d scopes", n)
+	}
+
+	// A sandbox over its limit, started from a cgroup ursb does not own.
+	cmd := fromCgroup(t, plain, env, "run", "--net", "none", "--rootfs", busyboxRootfs(t), "--memory", "64m", "--",
+		"/bin/sh", "-c", "cat /proc/self/cgroup /sys/fs/cgroup/memory.max; sleep 2; exec dd if=/dev/zero of=/dev/null bs=100M count=1")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var scope string
+	select {
+	case scope = <-made:
+	case err := <-done:
+		t.Fatalf("ursb ended (%v) without asking the user manager for a scope; stderr: %s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("ursb did not ask the user manager for a scope within 30s")
+	}
+	// While it runs, the sandbox's leaf is below the scope, with the limit.
+	var leaf []string
+	for deadline := time.Now().Add(20 * time.Second); len(leaf) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		leaf = leaves(t, scope)
+	}
+	t.Logf("the user manager's scope: %s; leaves below it while the sandbox runs: %v", scope, leaf)
+	if len(leaf) != 1 {
+		t.Errorf("want one ursb-* leaf below the scope %s while the sandbox runs, found %v", scope, leaf)
+	} else if max := readFile(t, filepath.Join(leaf[0], "memory.max")); strings.TrimSpace(max) != "67108864" {
+		t.Errorf("the leaf %s has memory.max %q, want 67108864", leaf[0], max)
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("the sandbox did not end within 60s")
+	}
+	code := cmd.ProcessState.ExitCode()
+	t.Logf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	if code != 137 || !strings.Contains(stderr.String(), "out of memory") || !strings.Contains(stderr.String(), "64 MiB") {
+		t.Errorf("a memory hog under --memory 64m in the scope exited %d, want 137 with the out-of-memory line; stderr: %s", code, stderr.String())
+	}
+	if got := strings.Fields(stdout.String()); len(got) != 2 || got[0] != "0::/" || got[1] != "67108864" {
+		t.Errorf("inside: want its own cgroup root and memory.max 67108864, got %q", stdout.String())
+	}
+	// The kernel counts the kill in the scope too: it happened below it.
+	events := readFile(t, filepath.Join(scope, "memory.events"))
+	if !strings.Contains(events, "oom_kill 1") {
+		t.Errorf("the scope's memory.events shows no OOM kill below it: %q", events)
+	}
+	noLeftoverLeaves(t, scope)
+
+	reqs := m.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("the user manager got %d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	pids, _ := r.Properties["PIDs"].Value().([]uint32)
+	if filepath.Base(scope) != r.Unit || !strings.HasPrefix(r.Unit, "ursb-") || !strings.HasSuffix(r.Unit, ".scope") || r.Mode != "fail" ||
+		r.Properties["Delegate"].Value() != true || len(pids) != 1 || int(pids[0]) != cmd.Process.Pid {
+		t.Errorf("ursb (pid %d) asked for %+v, want a ursb-<id>.scope in mode fail with Delegate=true and its own pid", cmd.Process.Pid, r)
+	}
+
+	// Without a bus, the same run fails as it always did, with the fix.
+	noBus := fromCgroup(t, plain, []string{"DBUS_SESSION_BUS_ADDRESS=unix:path=" + filepath.Join(t.TempDir(), "none")},
+		"run", "--net", "none", "--rootfs", busyboxRootfs(t), "--memory", "64m", "--", "/bin/true")
+	stderr.Reset()
+	noBus.Stderr = &stderr
+	err := noBus.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "belongs to root") ||
+		!strings.Contains(stderr.String(), "Delegate=yes") || strings.Contains(stderr.String(), "user manager") {
+		t.Errorf("without a bus: %v; want exit 125 with the no-delegation error and its fix; stderr: %s", err, stderr.String())
+	}
+	if n := len(m.Requests()); n != 1 {
+		t.Errorf("the run without a bus reached the user manager (%d requests)", n)
+	}
 }

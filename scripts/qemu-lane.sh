@@ -69,6 +69,15 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx setpriv || need_pkgs+=(busybox-static)
 command -v newuidmap >/dev/null || need_pkgs+=(uidmap)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
+# Only the test of the user manager's scope needs a bus: without one it
+# skips, so a user without root may do without.
+if ! command -v dbus-daemon >/dev/null; then
+	if ((EUID == 0)); then
+		need_pkgs+=(dbus-daemon)
+	else
+		log "dbus-daemon is missing: the test of the user manager's scope will skip (apt-get install dbus-daemon)"
+	fi
+fi
 if ((${#need_pkgs[@]})); then
 	if ((EUID != 0)); then
 		die "missing ${need_pkgs[*]}; install them (apt-get install ${need_pkgs[*]}) or run this script as root"
@@ -131,6 +140,10 @@ copy_bin() {
 # newuidmap/newgidmap keep their setuid bit: the archive is written as root.
 copy_bin "$(command -v newuidmap)" /usr/bin/newuidmap
 copy_bin "$(command -v newgidmap)" /usr/bin/newgidmap
+# The bus a stand-in for the systemd user manager talks on.
+if command -v dbus-daemon >/dev/null; then
+	copy_bin "$(command -v dbus-daemon)" /usr/bin/dbus-daemon
+fi
 [[ -z $ursb_bin ]] || copy_bin "$ursb_bin" /usr/local/bin/ursb
 [[ -z $e2e_bin ]] || copy_bin "$e2e_bin" /opt/ursb/e2e.test
 

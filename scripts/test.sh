@@ -39,7 +39,7 @@ if [ "$(id -u)" = 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends \
 		uidmap busybox-static iproute2 procps util-linux passwd \
-		fuse-overlayfs fuse3 passt slirp4netns python3 >/dev/null
+		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon >/dev/null
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		useradd -m -s /bin/bash "$TEST_USER"
 	fi
@@ -54,7 +54,7 @@ say "building"
 chmod 755 "$work"
 go vet ./...
 CGO_ENABLED=0 go build -o "$work/ursb" ./cmd/ursb
-go test -c -o "$work/e2e.test" ./e2e
+CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e
 
 if [ "$(id -u)" = 0 ]; then
 	# A root shell is where people often try things first: ursb must run
