@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The root filesystem: a copy-on-write overlay whose lower is --rootfs or
@@ -32,10 +34,19 @@ import (
 var overlays = []string{"kernel", "fuse"}
 
 // requireOverlay skips when the host lacks what --overlay mode needs. The
-// kernel path never skips: kernel overlayfs in a user namespace is part of
-// what the suite's hosts offer, so its failure is a real failure.
+// kernel path skips only where the tests' storage (below TMPDIR) has no
+// user extended attributes, which ursb refuses for the kernel overlay
+// (tmpfs before Linux 6.6, as in the QEMU lane): kernel overlayfs in a user
+// namespace is otherwise part of what the suite's hosts offer.
 func requireOverlay(t *testing.T, mode string) {
 	t.Helper()
+	if mode == "kernel" {
+		dir := t.TempDir()
+		if err := unix.Setxattr(dir, "user.ursb-e2e", []byte("1"), 0); errors.Is(err, unix.EOPNOTSUPP) {
+			t.Skipf("%s has no user extended attributes: ursb refuses the kernel overlay there (and says so)", os.TempDir())
+		}
+		return
+	}
 	if mode != "fuse" {
 		return
 	}
@@ -45,6 +56,27 @@ func requireOverlay(t *testing.T, mode string) {
 		t.Skipf("/dev/fuse is not usable (%v): it must be mode 0666 (scripts/test.sh sets it when run as root)", err)
 	}
 	f.Close()
+}
+
+// TestKernelOverlayRefusedWithoutUserXattrs runs where the storage has no
+// user extended attributes (the QEMU lane's tmpfs on 6.1): the kernel
+// overlay would lose deleted directories there, so ursb must refuse it with
+// the fix, and auto must pick fuse-overlayfs or say why it cannot.
+func TestKernelOverlayRefusedWithoutUserXattrs(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Setxattr(dir, "user.ursb-e2e", []byte("1"), 0); !errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skip("the storage here has user extended attributes; the refusal is tested where it has none")
+	}
+	st := newStore(t)
+	rootfs := busyboxRootfs(t)
+	res := st.run("", "run", "--overlay", "kernel", "--rootfs", rootfs, "--", "true")
+	if res.Code != 125 || !strings.Contains(res.Stderr, "no user extended attributes") || !strings.Contains(res.Stderr, "--overlay fuse") {
+		t.Fatalf("want exit 125 naming the missing attributes and the fix, got %s", res)
+	}
+	res = st.run("", "run", "--rootfs", rootfs, "--", "sh", "-c", "grep ' / ' /proc/self/mounts")
+	if res.Code == 0 && !strings.Contains(res.Stdout, "fuse") {
+		t.Fatalf("auto chose the kernel overlay on storage without user xattrs: %s", res)
+	}
 }
 
 // overlayFlags forces mode, or leaves the choice to ursb when mode is "auto".

@@ -441,7 +441,12 @@ func TestEnvWorkdirUser(t *testing.T) {
 
 func TestHostRootKeepsWorkingDirectoryUnderTmp(t *testing.T) {
 	requireUnprivileged(t)
-	dir := t.TempDir()
+	// Below /tmp itself, whatever TMPDIR says: /tmp is the sandbox's own.
+	dir, err := os.MkdirTemp("/tmp", "ursb-e2e-cwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte("all:\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -83,27 +83,54 @@ func ProbeFuse() error {
 	return nil
 }
 
-// Choose resolves --overlay auto|kernel|fuse to the implementation to use.
+// Choose resolves --overlay auto|kernel|fuse to the implementation to use,
+// with a line for the user when the choice has a catch.
 // The kernel probe costs a process, so its answer is remembered in cache
 // (a file in ursb's private runtime directory) per kernel release.
-func Choose(mode, cache string) (string, error) {
+//
+// storage is the directory the upper layers live in: the kernel keeps
+// deletions of whole directories and renames in user.* extended
+// attributes of the upper, and silently loses them on a filesystem without
+// them (tmpfs before Linux 6.6), so such storage needs fuse-overlayfs.
+func Choose(mode, cache, storage string) (choice, notice string, err error) {
 	switch mode {
 	case spec.OverlayKernel:
-		return mode, nil
+		return mode, "", userXattrs(storage)
 	case spec.OverlayFuse:
-		return mode, ProbeFuse()
+		return mode, "", ProbeFuse()
 	case "", "auto":
 	default:
-		return "", fmt.Errorf("unknown --overlay %q; use auto, kernel or fuse", mode)
+		return "", "", fmt.Errorf("unknown --overlay %q; use auto, kernel or fuse", mode)
 	}
-	kerr := probeKernelCached(cache)
-	if kerr == nil {
-		return spec.OverlayKernel, nil
+	if kerr := probeKernelCached(cache); kerr != nil {
+		if ferr := ProbeFuse(); ferr != nil {
+			return "", "", fmt.Errorf("no copy-on-write root available: %v; and %v", kerr, ferr)
+		}
+		return spec.OverlayFuse, "", nil
 	}
-	if ferr := ProbeFuse(); ferr != nil {
-		return "", fmt.Errorf("no copy-on-write root available: %v; and %v", kerr, ferr)
+	if xerr := userXattrs(storage); xerr != nil {
+		if ProbeFuse() == nil {
+			return spec.OverlayFuse, "", nil
+		}
+		// The kernel overlay still runs; what it gets wrong there is
+		// a lower directory deleted and made again, so say so.
+		notice = "the kernel overlay runs on storage without user extended attributes: a directory of the lower that is deleted and made again may show its old files; install fuse-overlayfs to avoid this"
 	}
-	return spec.OverlayFuse, nil
+	return spec.OverlayKernel, notice, nil
+}
+
+// userXattrs checks that dir's filesystem takes user.* extended attributes.
+func userXattrs(dir string) error {
+	const name = "user.ursb.probe"
+	err := unix.Setxattr(dir, name, []byte("1"), 0)
+	if err == nil {
+		_ = unix.Removexattr(dir, name)
+		return nil
+	}
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("the filesystem of %s has no user extended attributes, which kernel overlayfs in a user namespace needs to record deleted directories; use --overlay fuse, or put XDG_DATA_HOME on another filesystem (tmpfs has them from Linux 6.6)", dir)
+	}
+	return nil
 }
 
 func probeKernelCached(cache string) error {

@@ -33,7 +33,8 @@ readonly KERNEL_META=linux-image-cloud-amd64
 readonly CONTROLLERS="cpuset cpu io memory pids"
 readonly TEST_UID=1000 TEST_USER=tester
 readonly SUBID_RANGE="100000:65536"
-readonly MODULES="overlay fuse tun"
+# virtio_pci and virtio_blk give the guest the test user's disk (below).
+readonly MODULES="overlay fuse tun virtio_pci virtio_blk"
 
 die() { echo "qemu-lane: $*" >&2; exit 2; }
 log() { echo "qemu-lane: $*" >&2; }
@@ -69,6 +70,7 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx setpriv || need_pkgs+=(busybox-static)
 command -v newuidmap >/dev/null || need_pkgs+=(uidmap)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
+[[ -x /sbin/mkfs.ext4 || -x /usr/sbin/mkfs.ext4 ]] || need_pkgs+=(e2fsprogs)
 # Only the test of the user manager's scope needs a bus: without one it
 # skips, so a user without root may do without.
 if ! command -v dbus-daemon >/dev/null; then
@@ -200,6 +202,13 @@ echo "$TEST_USER:$SUBID_RANGE" >"$root/etc/subgid"
 install -m 0755 "$HERE/qemu/init" "$root/init"
 install -m 0755 "$HERE/qemu/bench.sh" "$root/opt/ursb/bench.sh"
 
+# The test user's home is an ext4 disk, not the initramfs's tmpfs: overlay
+# upper layers need user extended attributes, which tmpfs lacks before
+# Linux 6.6, and users keep their data on a disk anyway.
+disk=$work/home.img
+truncate -s 2G "$disk"
+mkfs.ext4 -q -F -E root_owner="$TEST_UID:$TEST_UID" "$disk"
+
 initrd=$work/initrd.gz
 (cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$initrd"
 log "initramfs $(du -h "$initrd" | cut -f1), kernel $kver"
@@ -220,6 +229,7 @@ set +e
 # a prompt exit instead of a hang until the timeout.
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 	-nographic -no-reboot -m 2G -smp 2 -nic none "${accel[@]}" \
+	-drive file="$disk",format=raw,if=virtio \
 	-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
 	</dev/null 2>&1 | tee "$console"

@@ -54,9 +54,12 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 			}()
 		}
 	}
-	mode, err := chooseOverlay(j.Overlay, s.Name, stored, haveStored, s.Rootfs)
+	mode, notice, err := chooseOverlay(j.Overlay, s.Name, stored, haveStored, s.Rootfs)
 	if err != nil {
 		return fail(err)
+	}
+	if notice != "" {
+		fmt.Fprintln(io.err, "ursb: notice:", notice)
 	}
 	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
 	switch {

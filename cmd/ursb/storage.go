@@ -36,17 +36,17 @@ func readStoredRoot(st *state.Storage) (storedRoot, bool) {
 // chooseOverlay resolves --overlay for this run. A named sandbox keeps the
 // implementation its layers were written by: kernel and fuse-overlayfs
 // mark deletions differently.
-func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs string) (string, error) {
+func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs string) (mode, notice string, err error) {
 	if haveStored {
 		if stored.Rootfs != rootfs {
 			lower := stored.Rootfs
 			if lower == "" {
 				lower = "the host's /"
 			}
-			return "", fmt.Errorf("sandbox %s was made over %s; run it with the same root, or 'ursb rm %s' first", name, lower, name)
+			return "", "", fmt.Errorf("sandbox %s was made over %s; run it with the same root, or 'ursb rm %s' first", name, lower, name)
 		}
 		if flag != "auto" && flag != stored.Overlay {
-			return "", fmt.Errorf("sandbox %s uses the %s overlay; drop --overlay, or 'ursb rm %s' first", name, stored.Overlay, name)
+			return "", "", fmt.Errorf("sandbox %s uses the %s overlay; drop --overlay, or 'ursb rm %s' first", name, stored.Overlay, name)
 		}
 		if flag == "auto" {
 			flag = stored.Overlay
@@ -54,9 +54,13 @@ func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs
 	}
 	run, err := state.RuntimeDir()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return fuseoverlay.Choose(flag, filepath.Join(run, "overlay-probe"))
+	data, err := state.DataDir()
+	if err != nil {
+		return "", "", err
+	}
+	return fuseoverlay.Choose(flag, filepath.Join(run, "overlay-probe"), data)
 }
 
 // planRoot lays out the sandbox's root on its storage.
