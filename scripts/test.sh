@@ -5,8 +5,10 @@
 # packages, creates an unprivileged test user with a subordinate id range,
 # builds ursb, runs the unit tests, then runs the end-to-end suite as that
 # user inside a network namespace of its own (its only uplink a veth pair
-# with both ends inside, so no test traffic can leave the machine), and
-# finally the QEMU lane (a cgroup v2 kernel) when its script is present.
+# with both ends inside, so no test traffic can leave the machine) and, where
+# the host has a cgroup v2 tree, in a subtree of it delegated to that user
+# (URSB_E2E_CGROUP=1 tells the tests), and finally the QEMU lane (a cgroup v2
+# kernel with controllers) when its script is present.
 #
 # Run as a normal user, it runs what it can and says what it skipped.
 set -euo pipefail
@@ -24,12 +26,51 @@ failed=0
 say() { printf '== %s\n' "$*"; }
 
 work=$(mktemp -d)
+cgroup=
 cleanup() {
 	if [ "$(id -u)" = 0 ]; then
 		ip netns del "$NETNS" 2>/dev/null || true
 		if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT" && rmdir "$SUBMOUNT"; fi
 	fi
+	if [ -n "$cgroup" ]; then remove_cgroup; fi
 	rm -rf "$work"
+}
+
+# delegate_cgroup makes a cgroup v2 subtree for the test user the way systemd
+# delegates one (the directory and its delegation files are the user's), with
+# a leaf "runner" for the suite itself: ursb puts each sandbox's cgroup next
+# to it, so pause, unpause and stats can be tested. Hosts with cgroup v1
+# controllers (hybrid) keep them; only the v2 tree is touched.
+delegate_cgroup() {
+	local mnt
+	mnt=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+	[ -n "$mnt" ] || return 1
+	cgroup=$mnt/ursb-e2e-$$
+	mkdir "$cgroup" "$cgroup/runner" || { cgroup=; return 1; }
+	# The freezer of cgroup v2 came with kernel 5.2.
+	[ -e "$cgroup/cgroup.freeze" ] || { remove_cgroup; return 1; }
+	local d
+	for d in "$cgroup" "$cgroup/runner"; do
+		chown "$TEST_USER:" "$d" "$d/cgroup.procs" "$d/cgroup.subtree_control" "$d/cgroup.threads" ||
+			{ remove_cgroup; return 1; }
+	done
+}
+
+# remove_cgroup ends whatever the tests left running in the subtree (only
+# the suite's processes can be there) and removes it, deepest first.
+remove_cgroup() {
+	if grep -q '^populated 1' "$cgroup/cgroup.events" 2>/dev/null; then
+		echo "warning: processes left in $cgroup after the tests: $(find "$cgroup" -name cgroup.procs -exec cat {} + | tr '\n' ' ')"
+		echo 1 >"$cgroup/cgroup.kill" 2>/dev/null ||
+			find "$cgroup" -name cgroup.procs -exec cat {} + | xargs -r kill -9 2>/dev/null || true
+		for _ in $(seq 50); do
+			grep -q '^populated 0' "$cgroup/cgroup.events" && break
+			sleep 0.1
+		done
+	fi
+	find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null || true
+	[ ! -e "$cgroup" ] || echo "warning: cannot remove $cgroup"
+	cgroup=
 }
 trap cleanup EXIT
 
@@ -97,9 +138,22 @@ if [ "$(id -u)" = 0 ]; then
 	mountpoint -q "$SUBMOUNT" || mount -t tmpfs -o size=64k,mode=755 ursb-e2e "$SUBMOUNT"
 	echo submount >"$SUBMOUNT/hello"
 	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
-	run_e2e ip netns exec "$NETNS" runuser -u "$TEST_USER" -- env -i \
+	# The suite's shell moves itself into the delegated leaf before it
+	# becomes the test user. nsenter joins only the network namespace:
+	# ip netns exec would also mount a fresh /sys, hiding the cgroup tree.
+	enter=(sh -c 'if [ -n "$1" ]; then echo $$ >"$1/cgroup.procs" || exit 125; fi; shift; exec "$@"' enter)
+	cgroup_env=()
+	if delegate_cgroup; then
+		enter+=("$cgroup/runner")
+		cgroup_env=(URSB_E2E_CGROUP=1)
+	else
+		enter+=("")
+		skipped+=("host cgroup delegation: no cgroup v2 tree with a freezer here; pause, unpause and stats run in the QEMU lane only")
+	fi
+	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT"
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" "${cgroup_env[@]}"
+	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else
 	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
 	URSB_BIN="$work/ursb" run_e2e env
