@@ -405,9 +405,15 @@ func (l *lab) cleanup() {
 		}
 	}
 	if len(names) > 0 {
+		// Names a test removed itself are no longer there: not worth a word.
 		res, err := l.try(5*time.Minute, "", append([]string{"rm", "-f"}, names...)...)
-		if err != nil || res.Code != 0 {
-			l.t.Logf("cleanup: ursb rm -f %s: exit %d %v %s", strings.Join(names, " "), res.Code, err, res.Stderr)
+		if err != nil {
+			l.t.Logf("cleanup: %v", err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(res.Stderr), "\n") {
+			if line != "" && !strings.Contains(line, "no such sandbox") {
+				l.t.Logf("cleanup: ursb rm -f: %s", line)
+			}
 		}
 	}
 	// Only processes this test's sandboxes ran (by pid and start time)
@@ -1246,7 +1252,8 @@ func TestLifecycleSharedNetwork(t *testing.T) {
 	var res result
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		res = l.ursb(append([]string{"run", "--net", "sandbox:srv"}, fetch...)...)
-		if res.Code == 0 || time.Now().After(deadline) {
+		// Until httpd listens, wget fails; ursb's own errors will not pass.
+		if res.Code == 0 || res.Code == 125 || time.Now().After(deadline) {
 			break
 		}
 	}
