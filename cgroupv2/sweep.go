@@ -36,7 +36,7 @@ func sweep(parent string) (removed []string) {
 			continue
 		}
 		path := filepath.Join(parent, ent.Name())
-		if abandoned(path) && rmdir(path) == nil {
+		if removeAbandoned(path) {
 			removed = append(removed, path)
 		}
 	}
@@ -53,9 +53,12 @@ func isLeafName(name string) bool {
 	return strings.Trim(id, "0123456789abcdef") == ""
 }
 
-// abandoned reports whether no ursb process holds the leaf and nothing
-// runs in it. The lock is only tried: a leaf being set up is locked.
-func abandoned(path string) bool {
+// removeAbandoned removes the leaf when no ursb process holds it and
+// nothing runs in it. The lock is only tried (a leaf being set up is
+// locked) and held until the leaf is gone: a new sandbox that took the
+// same directory between the check and the rmdir would otherwise lose its
+// leaf, and the lock makes it wait and see the leaf replaced instead.
+func removeAbandoned(path string) bool {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
@@ -68,8 +71,10 @@ func abandoned(path string) bool {
 	if err != nil {
 		return false
 	}
-	populated, ok := ev["populated"]
-	return ok && populated == 0
+	if populated, ok := ev["populated"]; !ok || populated != 0 {
+		return false
+	}
+	return rmdir(path) == nil
 }
 
 // Check tells `ursb check` whether resource limits can work for the caller:
