@@ -125,6 +125,10 @@ type IDMapping struct {
 	Size    uint32 `json:"size"`
 }
 
+// NetSandboxPrefix starts a Network.Mode that shares the network (and user)
+// namespace of the running sandbox named after it.
+const NetSandboxPrefix = "sandbox:"
+
 // Network describes the sandbox's network namespace.
 type Network struct {
 	// Mode is auto, none, host, pasta, slirp4netns, builtin or sandbox:NAME.

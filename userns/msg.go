@@ -17,6 +17,7 @@ const (
 	msgTTY     = "tty"     // child → parent: pty master attached as SCM_RIGHTS
 	msgError   = "error"   // child → parent: setup failed; Code is the exit code
 	msgStarted = "started" // child → parent: the command runs
+	msgJoined  = "joined"  // join stage → parent: init runs as host pid Code
 
 	msgExec       = "exec"        // parent → child: run Exec as process ID, stdio attached unless TTY
 	msgExecSignal = "exec-signal" // parent → child: send Signal to process ID

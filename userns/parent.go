@@ -40,6 +40,9 @@ type Options struct {
 	Stderr   *os.File
 	// Signals are forwarded to the sandbox; nil means ForwardedSignals.
 	Signals []os.Signal
+	// JoinPID, when set, is the init of a running sandbox whose user and
+	// network namespaces this one shares (--net sandbox:NAME).
+	JoinPID int
 }
 
 // Failure is an error that ends ursb with a specific exit code: 125 for
@@ -86,6 +89,7 @@ type Sandbox struct {
 	fuse    *fuseoverlay.Daemon
 	execs   map[int]*execWaiter
 	nextID  int
+	initPID int
 }
 
 // Start starts the sandbox described by s and returns once its command
@@ -113,12 +117,23 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	if s.Network.Mode != "host" {
 		flags |= unix.CLONE_NEWNET
 	}
+	path, args := "/proc/self/fd/4", []string{InitArg0}
+	if o.JoinPID > 0 {
+		// Joining another sandbox's user and network namespaces: a Go
+		// process cannot enter a user namespace, so nsenter does, and
+		// ursb's join stage (see JoinChild) starts init from there.
+		flags = 0
+		if path, err = exec.LookPath("nsenter"); err != nil {
+			return nil, fmt.Errorf("sharing a sandbox's network needs nsenter: %v; sudo apt-get install util-linux", err)
+		}
+		args = joinArgs(o.JoinPID)
+	}
 	cmd := &exec.Cmd{
 		// fd 4 in the child is exe (ExtraFiles[1]); the path is resolved
 		// when the child execs, after its descriptors are in place.
-		Path:       "/proc/self/fd/4",
+		Path:       path,
 		Dir:        o.Stage,
-		Args:       []string{InitArg0},
+		Args:       args,
 		Env:        []string{},
 		Stdin:      o.Stdin,
 		Stdout:     o.Stdout,
@@ -135,6 +150,10 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 			// the new user namespace. Ambient capabilities survive.
 			AmbientCaps: allCaps(),
 		},
+	}
+	if o.JoinPID > 0 {
+		// No new user namespace here, so no capabilities to keep.
+		cmd.SysProcAttr.AmbientCaps = nil
 	}
 	if o.CgroupFD >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
@@ -176,10 +195,20 @@ func (o Options) signals() []os.Signal {
 // setUp writes the maps, starts the helpers, sends the spec and waits
 // until the command runs.
 func (sb *Sandbox) setUp() error {
-	pid := sb.cmd.Process.Pid
-	if err := idmap.Write(pid, sb.opts.Plan, sb.opts.Host); err != nil {
+	sb.initPID = sb.cmd.Process.Pid
+	if sb.opts.JoinPID > 0 {
+		// The maps are the other sandbox's; the join stage says where
+		// init is.
+		m, fds, err := sb.ch.recv()
+		closeAll(fds)
+		if err != nil || m.Kind != msgJoined || m.Code <= 0 {
+			return fmt.Errorf("joining the namespaces of process %d failed (is that sandbox still running?)", sb.opts.JoinPID)
+		}
+		sb.initPID = m.Code
+	} else if err := idmap.Write(sb.initPID, sb.opts.Plan, sb.opts.Host); err != nil {
 		return err
 	}
+	pid := sb.initPID
 	// The daemon mounts the root while the child sets up the rest; the
 	// child waits for it before it goes on to mount /proc and the rest.
 	var fuseDone <-chan struct{}
@@ -218,7 +247,7 @@ func (sb *Sandbox) setUp() error {
 }
 
 // InitPID is the host pid of the sandbox's init.
-func (sb *Sandbox) InitPID() int { return sb.cmd.Process.Pid }
+func (sb *Sandbox) InitPID() int { return sb.initPID }
 
 // Wait forwards signals until the sandbox ends and says how it ended.
 func (sb *Sandbox) Wait() (Exit, error) {

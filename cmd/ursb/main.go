@@ -53,6 +53,9 @@ func main() {
 	if strings.HasPrefix(os.Args[0], "ursb-") {
 		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(unsafe.StringData(os.Args[0]+"\x00"))), 0, 0, 0)
 	}
+	if len(os.Args) > 1 && os.Args[1] == userns.JoinArg {
+		userns.JoinChild()
+	}
 	switch os.Args[0] {
 	case userns.InitArg0:
 		userns.Init()

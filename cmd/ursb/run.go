@@ -117,19 +117,29 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		}
 		s.Rootfs = root
 	}
-	switch r.Net {
-	case "auto", "none":
+	var peer *state.Entry
+	switch {
+	case r.Net == "auto", r.Net == "none":
 		s.Network.Mode = "none"
-	case "host":
+	case r.Net == "host":
 		s.Network.Mode = "host"
+	case strings.HasPrefix(r.Net, spec.NetSandboxPrefix):
+		if peer, err = runningPeer(strings.TrimPrefix(r.Net, spec.NetSandboxPrefix)); err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Network.Mode = r.Net
 	default:
-		return fail("unknown --net %q; use auto, none or host", r.Net)
+		return fail("unknown --net %q; use auto, none, host or sandbox:NAME", r.Net)
 	}
 	plan, err := idmap.Resolve(r.Userns, host)
 	if err != nil {
 		return nil, idmap.Plan{}, err
 	}
 	s.UIDMap, s.GIDMap = plan.UID, plan.GID
+	if peer != nil {
+		// One user namespace, so one mapping: the other sandbox's.
+		s.UIDMap, s.GIDMap = peer.Spec.UIDMap, peer.Spec.GIDMap
+	}
 	s.User = plan.DefaultUser
 	if r.User != "" {
 		if s.User, err = spec.ParseUser(r.User); err != nil {
@@ -263,4 +273,19 @@ func (r *runCmd) limits() (spec.Limits, error) {
 		return l, fmt.Errorf("--pids-limit and --cpus must not be negative")
 	}
 	return l, nil
+}
+
+// runningPeer finds the running sandbox whose network another one joins.
+func runningPeer(name string) (*state.Entry, error) {
+	e, err := state.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Running || e.Spec == nil || e.InitPID == 0 {
+		return nil, fmt.Errorf("sandbox %s is not running; --net sandbox:%s needs it running", name, name)
+	}
+	if e.Spec.Network.Mode == "host" {
+		return nil, fmt.Errorf("sandbox %s uses the host's network; use --net host instead", name)
+	}
+	return e, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
@@ -98,6 +99,13 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		return fail(fmt.Errorf("saving the sandbox's record: %v", err))
 	}
 	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.in, Stdout: io.out, Stderr: io.err}
+	if peer, ok := strings.CutPrefix(s.Network.Mode, spec.NetSandboxPrefix); ok {
+		e, err := runningPeer(peer)
+		if err != nil {
+			return fail(err)
+		}
+		o.JoinPID = e.InitPID
+	}
 	if j.Detached {
 		// The monitor has no terminal; only a request to end reaches
 		// the sandbox.
