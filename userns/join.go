@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
 )
 
 // JoinArg is the first argument of ursb's join stage, the process that runs
@@ -18,12 +20,25 @@ import (
 const JoinArg = "ursb-join"
 
 // joinArgs is the nsenter command line of the join stage for the sandbox
-// whose init is pid. setpriv keeps the user namespace's capabilities across
-// the exec, for mappings in which the caller is not root there.
-func joinArgs(pid int) []string {
-	return []string{"nsenter", "--target", strconv.Itoa(pid), "--user", "--net", "--preserve-credentials", "--",
-		"setpriv", "--pdeathsig", "KILL", "--inh-caps", "+all", "--ambient-caps", "+all", "--",
-		"/proc/self/fd/4", JoinArg}
+// whose init is pid. Where the caller is not root in that user namespace
+// (keep-id), setpriv keeps the namespace's capabilities across the exec.
+func joinArgs(pid int, uids []spec.IDMapping) []string {
+	args := []string{"nsenter", "--target", strconv.Itoa(pid), "--user", "--net", "--preserve-credentials", "--"}
+	if !rootIsCaller(uids) {
+		args = append(args, "setpriv", "--inh-caps", "+all", "--ambient-caps", "+all", "--")
+	}
+	return append(args, "/proc/self/fd/4", JoinArg)
+}
+
+// rootIsCaller tells whether the caller is root in a namespace mapped by
+// uids.
+func rootIsCaller(uids []spec.IDMapping) bool {
+	for _, m := range uids {
+		if m.Inside == 0 && m.Size > 0 {
+			return m.Outside == uint32(os.Getuid())
+		}
+	}
+	return false
 }
 
 // JoinChild is the join stage: it starts init with the namespaces of its
@@ -32,6 +47,12 @@ func joinArgs(pid int) []string {
 // as init does. It never returns.
 func JoinChild() {
 	runtime.LockOSThread()
+	// Bound to ursb's thread that ran nsenter; set here rather than kept
+	// from nsenter, whose entering a user namespace may reset it.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	if os.Getppid() == 1 {
+		os.Exit(125) // ursb is already gone
+	}
 	ch := channel{os.NewFile(3, "sync")}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/4",

@@ -126,7 +126,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		if path, err = exec.LookPath("nsenter"); err != nil {
 			return nil, fmt.Errorf("sharing a sandbox's network needs nsenter: %v; sudo apt-get install util-linux", err)
 		}
-		args = joinArgs(o.JoinPID)
+		args = joinArgs(o.JoinPID, s.UIDMap)
 	}
 	cmd := &exec.Cmd{
 		// fd 4 in the child is exe (ExtraFiles[1]); the path is resolved
