@@ -1,0 +1,281 @@
+//go:build !ursb_nobuiltin
+
+package slirp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
+	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
+	gvport "github.com/rootless-containers/rootlesskit/v3/pkg/port/gvisortapvsock"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	rkport "github.com/rootless-containers/rootlesskit/v3/pkg/port"
+)
+
+const builtinAvailable = true
+
+// The builtin driver does not use rootlesskit's gvisor-tap-vsock network
+// driver: that one creates the tap by running nsenter and ip(8) in the
+// sandbox's mount namespace (racing init's pivot_root, and then running the
+// sandbox's own ip as an unconfined host process), and has the sandbox dial
+// a unix socket on the host. Here the sandbox's init creates the tap and
+// hands over its descriptor; the stack, gvisor-tap-vsock's forwarders and
+// DNS server run in ursb. Its virtualnetwork package is not used either:
+// through gopacket it adds some 20 ms of package initialisation to every
+// start of the binary.
+
+// nicID is the stack's only NIC; gvisor-tap-vsock's port forwarder assumes 1.
+const nicID = 1
+
+// gatewayMAC is the gateway's Ethernet address: locally administered, fixed
+// so that the sandbox's neighbour cache stays valid.
+var gatewayMAC = tcpip.LinkAddress("\x02\x75\x72\x73\x62\x01")
+
+// builtinNet is a sandbox network served by a gVisor stack in this process.
+type builtinNet struct {
+	o    Options
+	s    *stack.Stack
+	pub  *publisher
+	nat  map[tcpip.Address]tcpip.Address
+	natM sync.Mutex
+
+	mu       sync.Mutex
+	tap      *os.File
+	dnsConns []io.Closer
+	closed   bool
+
+	done chan struct{}
+	err  error
+}
+
+func startBuiltin(_ int, o Options) (driver, error) {
+	b := &builtinNet{o: o, done: make(chan struct{}), nat: map[tcpip.Address]tcpip.Address{}}
+	go func() {
+		defer close(b.done)
+		b.err = b.setup()
+	}()
+	return b, nil
+}
+
+// setup builds the stack without a NIC (that needs the tap) and publishes
+// the ports, so that a port already taken fails Ready.
+func (b *builtinNet) setup() error {
+	b.s = stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := b.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		return fmt.Errorf("builtin network: %s", err)
+	}
+	if b.o.AllowHostLoopback {
+		b.nat[addr4(GatewayIP)] = addr4("127.0.0.1")
+	}
+	// The forwarders dial from ursb, on the host's network, whatever the
+	// sandbox addresses: the filter in front decides what it may reach.
+	tcpFwd := forwarder.TCP(b.s, b.nat, &b.natM, false)
+	udpFwd := forwarder.UDP(b.s, b.nat, &b.natM, false)
+	b.s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if !b.reachable(id.LocalAddress) {
+			return false // the stack answers with a reset
+		}
+		return tcpFwd.HandlePacket(id, pkt)
+	})
+	b.s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if !b.reachable(id.LocalAddress) {
+			return false // the stack answers with port unreachable
+		}
+		return udpFwd.HandlePacket(id, pkt)
+	})
+	if len(b.o.Publish) == 0 {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/services/forwarder/", http.StripPrefix("/services/forwarder", forwarder.NewPortsForwarder(b.s).Mux()))
+	d, err := gvport.NewParentDriver(io.Discard, b.o.StateDir)
+	if err != nil {
+		return err
+	}
+	cctx := &rkport.ChildContext{
+		IP:        net.ParseIP(SandboxIP),
+		Network:   &stackProvider{s: b.s, mux: mux},
+		GatewayIP: net.ParseIP(GatewayIP),
+	}
+	b.pub, err = startPublisher(d, cctx, b.o.Publish, nil)
+	return err
+}
+
+// reachable decides whether the sandbox may reach dst through ursb.
+func (b *builtinNet) reachable(dst tcpip.Address) bool {
+	b.natM.Lock()
+	_, nat := b.nat[dst]
+	b.natM.Unlock()
+	if nat {
+		return true
+	}
+	ip := net.IP(dst.AsSlice())
+	_, subnet, _ := net.ParseCIDR(Subnet)
+	switch {
+	case subnet.Contains(ip):
+		// Only the gateway's NAT (above) and the DNS server (a bound
+		// endpoint, never seen here) live in the sandbox's subnet; an
+		// address there is forwarded as is otherwise, to whatever the
+		// host's own network has at 10.0.2.x.
+		return false
+	case ip.IsLoopback(), ip.IsUnspecified(), ip.IsLinkLocalUnicast(), ip.IsMulticast(), ip.Equal(net.IPv4bcast):
+		// Link-local includes 169.254.169.254: a cloud metadata service
+		// hands out the host's credentials.
+		return false
+	}
+	return true
+}
+
+func (b *builtinNet) ready() (ChildConfig, error) {
+	<-b.done
+	c := layout(b.o)
+	c.CreateTap = true
+	return c, b.err
+}
+
+// attachTap puts the sandbox's tap under the stack and starts the DNS
+// forwarder.
+func (b *builtinNet) attachTap(f *os.File) error {
+	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil || b.closed || b.tap != nil {
+		f.Close()
+		return fmt.Errorf("builtin network: no tap expected now")
+	}
+	// The stack polls the descriptor itself and needs it non-blocking.
+	// O_NONBLOCK lives in the open file description, which the child
+	// shares until it closes its copy: it does no more I/O on it.
+	if err := unix.SetNonblock(int(f.Fd()), true); err != nil {
+		f.Close()
+		return err
+	}
+	ep, err := fdbased.New(&fdbased.Options{
+		FDs:            []int{int(f.Fd())},
+		MTU:            uint32(b.o.MTU),
+		EthernetHeader: true,
+		Address:        gatewayMAC,
+	})
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("builtin network: %v", err)
+	}
+	b.tap = f
+	if terr := b.s.CreateNIC(nicID, ep); terr != nil {
+		return fmt.Errorf("builtin network: creating the NIC: %s", terr)
+	}
+	for _, a := range []string{GatewayIP, DNSIP} {
+		pa := tcpip.ProtocolAddress{
+			Protocol:          ipv4.ProtocolNumber,
+			AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr4(a), PrefixLen: PrefixLen},
+		}
+		if terr := b.s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); terr != nil {
+			return fmt.Errorf("builtin network: adding %s: %s", a, terr)
+		}
+	}
+	// Promiscuous: accept packets for any address, so the forwarders see
+	// the sandbox's connections to the world. Spoofing: answer from them.
+	if terr := b.s.SetPromiscuousMode(nicID, true); terr != nil {
+		return fmt.Errorf("builtin network: %s", terr)
+	}
+	if terr := b.s.SetSpoofing(nicID, true); terr != nil {
+		return fmt.Errorf("builtin network: %s", terr)
+	}
+	subnet, serr := tcpip.NewSubnet(addr4("10.0.2.0"), tcpip.MaskFromBytes(net.CIDRMask(PrefixLen, 32)))
+	if serr != nil {
+		return serr
+	}
+	b.s.SetRouteTable([]tcpip.Route{{Destination: subnet, NIC: nicID}})
+	return b.startDNS()
+}
+
+// startDNS serves DNS at DNSIP with gvisor-tap-vsock's forwarder, which asks
+// the host's resolver.
+func (b *builtinNet) startDNS() error {
+	fa := tcpip.FullAddress{NIC: nicID, Addr: addr4(DNSIP), Port: 53}
+	uc, err := gonet.DialUDP(b.s, &fa, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		return fmt.Errorf("builtin network: DNS: %v", err)
+	}
+	tl, err := gonet.ListenTCP(b.s, fa, ipv4.ProtocolNumber)
+	if err != nil {
+		uc.Close()
+		return fmt.Errorf("builtin network: DNS: %v", err)
+	}
+	srv, err := dns.New(uc, tl, nil)
+	if err != nil {
+		uc.Close()
+		tl.Close()
+		return err
+	}
+	b.dnsConns = []io.Closer{uc, tl}
+	go func() { _ = srv.Serve() }()
+	go func() { _ = srv.ServeTCP() }()
+	return nil
+}
+
+func (b *builtinNet) close() error {
+	<-b.done
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	if b.pub != nil {
+		b.pub.close()
+	}
+	for _, c := range b.dnsConns {
+		c.Close()
+	}
+	if b.s != nil {
+		b.s.Close()
+		b.s.Wait()
+	}
+	if b.tap != nil {
+		// Closing the last reference deletes the tap, which waits for an
+		// RCU grace period: let that overlap ursb's other clean-up.
+		go b.tap.Close()
+	}
+	return nil
+}
+
+func addr4(s string) tcpip.Address {
+	return tcpip.AddrFrom4Slice(net.ParseIP(s).To4())
+}
+
+// stackProvider is what rootlesskit's gvisor-tap-vsock port driver needs
+// of a virtual network.
+type stackProvider struct {
+	s   *stack.Stack
+	mux *http.ServeMux
+}
+
+// Mux serves gvisor-tap-vsock's forwarder API, used for UDP ports.
+func (p *stackProvider) Mux() *http.ServeMux { return p.mux }
+
+// DialContextTCP connects to addr inside the sandbox, for TCP ports.
+func (p *stackProvider) DialContextTCP(ctx context.Context, addr string) (net.Conn, error) {
+	ap, err := net.ResolveTCPAddr("tcp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	return gonet.DialContextTCP(ctx, p.s, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4Slice(ap.IP.To4()), Port: uint16(ap.Port)}, ipv4.ProtocolNumber)
+}

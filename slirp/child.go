@@ -1,0 +1,215 @@
+package slirp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// LoopbackUp brings up lo in the calling thread's network namespace. Every
+// thread of a process born with CLONE_NEWNET shares that namespace, so the
+// sandbox's init needs no locked thread for it.
+func LoopbackUp() error {
+	return withInetSocket(func(fd int) error { return setUp(fd, "lo") })
+}
+
+// ConfigureChild finishes the network inside the sandbox: lo always, and
+// with c.CreateTap the tap device, its address, MTU and default route. It
+// returns the tap (nil unless c.CreateTap), which the caller must pass to
+// the parent's Network.AttachTap and then close. In --net host it does
+// nothing: the host's interfaces are not the sandbox's to change.
+func ConfigureChild(c ChildConfig) (*os.File, error) {
+	if c.Mode == ModeHost {
+		return nil, nil
+	}
+	if err := LoopbackUp(); err != nil {
+		return nil, fmt.Errorf("bringing up lo: %w", err)
+	}
+	if !c.CreateTap {
+		return nil, nil
+	}
+	tap, err := createTap(c.Device)
+	if err != nil {
+		return nil, err
+	}
+	if err := configureInterface(c); err != nil {
+		tap.Close()
+		return nil, err
+	}
+	return tap, nil
+}
+
+// createTap creates the tap device name and returns its file.
+func createTap(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening /dev/net/tun: %w (it must be mode 0666)", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// IFF_NO_PI: bare Ethernet frames, as the parent's stack expects.
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("creating tap %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+}
+
+// configureInterface gives c.Device its MTU, address, up state and the
+// default route.
+func configureInterface(c ChildConfig) error {
+	ip := net.ParseIP(c.Address).To4()
+	gw := net.ParseIP(c.Gateway).To4()
+	if ip == nil || gw == nil || c.PrefixLen <= 0 || c.PrefixLen > 32 {
+		return fmt.Errorf("bad network configuration %+v", c)
+	}
+	var index int
+	err := withInetSocket(func(fd int) error {
+		ifr, err := unix.NewIfreq(c.Device)
+		if err != nil {
+			return err
+		}
+		if c.MTU > 0 {
+			ifr.SetUint32(uint32(c.MTU))
+			if err := unix.IoctlIfreq(fd, unix.SIOCSIFMTU, ifr); err != nil {
+				return fmt.Errorf("setting the MTU of %s to %d: %w", c.Device, c.MTU, err)
+			}
+		}
+		if err := ifr.SetInet4Addr(ip); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
+			return fmt.Errorf("setting the address of %s: %w", c.Device, err)
+		}
+		if err := ifr.SetInet4Addr(net.CIDRMask(c.PrefixLen, 32)); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
+			return fmt.Errorf("setting the netmask of %s: %w", c.Device, err)
+		}
+		if err := setUp(fd, c.Device); err != nil {
+			return fmt.Errorf("bringing up %s: %w", c.Device, err)
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+			return err
+		}
+		index = int(ifr.Uint32())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := addDefaultRoute(index, gw); err != nil {
+		return fmt.Errorf("adding the default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
+func withInetSocket(f func(fd int) error) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return f(fd)
+}
+
+func setUp(fd int, name string) error {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// addDefaultRoute adds 0.0.0.0/0 via gw on interface index with one
+// rtnetlink request: the ioctl way (SIOCADDRT) needs struct rtentry, whose
+// layout differs between architectures.
+func addDefaultRoute(index int, gw net.IP) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	msg := routeRequest(index, gw)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	return parseAck(buf[:n])
+}
+
+// routeRequest is an RTM_NEWROUTE message for the default route.
+func routeRequest(index int, gw net.IP) []byte {
+	ne := binary.NativeEndian
+	attr := func(typ uint16, data []byte) []byte {
+		l := unix.SizeofRtAttr + len(data)
+		b := make([]byte, (l+unix.RTA_ALIGNTO-1) & ^(unix.RTA_ALIGNTO-1))
+		ne.PutUint16(b[0:], uint16(l))
+		ne.PutUint16(b[2:], typ)
+		copy(b[unix.SizeofRtAttr:], data)
+		return b
+	}
+	oif := make([]byte, 4)
+	ne.PutUint32(oif, uint32(index))
+	body := []byte{
+		unix.AF_INET,       // rtm_family
+		0,                  // rtm_dst_len: the default route
+		0,                  // rtm_src_len
+		0,                  // rtm_tos
+		unix.RT_TABLE_MAIN, // rtm_table
+		unix.RTPROT_BOOT,   // rtm_protocol
+		unix.RT_SCOPE_UNIVERSE,
+		unix.RTN_UNICAST,
+		0, 0, 0, 0, // rtm_flags
+	}
+	body = append(body, attr(unix.RTA_GATEWAY, gw.To4())...)
+	body = append(body, attr(unix.RTA_OIF, oif)...)
+	msg := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(body))
+	ne.PutUint32(msg[0:], uint32(unix.SizeofNlMsghdr+len(body)))
+	ne.PutUint16(msg[4:], unix.RTM_NEWROUTE)
+	ne.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	ne.PutUint32(msg[8:], 1) // sequence number
+	return append(msg, body...)
+}
+
+// parseAck returns the error an rtnetlink acknowledgement carries.
+func parseAck(b []byte) error {
+	ne := binary.NativeEndian
+	for len(b) >= unix.SizeofNlMsghdr {
+		l := int(ne.Uint32(b[0:]))
+		typ := ne.Uint16(b[4:])
+		if l < unix.SizeofNlMsghdr || l > len(b) {
+			return fmt.Errorf("malformed netlink message")
+		}
+		if typ == unix.NLMSG_ERROR {
+			if l < unix.SizeofNlMsghdr+4 {
+				return fmt.Errorf("short netlink acknowledgement")
+			}
+			if code := int32(ne.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
+				return unix.Errno(-code)
+			}
+			return nil
+		}
+		b = b[(l+unix.NLMSG_ALIGNTO-1) & ^(unix.NLMSG_ALIGNTO-1):]
+	}
+	return fmt.Errorf("no netlink acknowledgement")
+}
