@@ -285,6 +285,17 @@ func TestNetworkPublish(t *testing.T) {
 			}
 			args = append(args, "--allow-host-loopback")
 		}
+		udpChecked := true
+		if driver == "pasta" {
+			// Debian 12's passt drops UDP replies on its loopback path;
+			// ursb refuses such a port and names the way out.
+			res := runNet(t, "run", "--net", driver, "-p", udpSpec, "--", "true")
+			if res.Code != 125 || !strings.Contains(res.Stderr, "--net builtin") {
+				t.Errorf("pasta with a loopback UDP port: want exit 125 naming --net builtin, got %d: %s", res.Code, res.Stderr)
+			}
+			args = args[:len(args)-2]
+			udpChecked = false
+		}
 		args = append(args, "--", python, "-c", serveScript, strconv.Itoa(inside), token)
 		cmd, stdout, stderr := startURSB(t, args...)
 		waitLine(t, stdout, "ready", stderr)
@@ -301,15 +312,13 @@ func TestNetworkPublish(t *testing.T) {
 			}
 		}
 
-		got, err := udpAsk(fmt.Sprintf("127.0.0.1:%d", udpHost))
-		if err != nil {
-			if driver == "pasta" {
-				t.Errorf("published UDP port: %v (passt releases of 2023 drop the replies on their loopback path: does a newer passt fix it?)", err)
-			} else {
+		if udpChecked {
+			got, err := udpAsk(fmt.Sprintf("127.0.0.1:%d", udpHost))
+			if err != nil {
 				t.Errorf("published UDP port: %v", err)
+			} else if got != token+" udp" {
+				t.Errorf("published UDP port answered %q", got)
 			}
-		} else if got != token+" udp" {
-			t.Errorf("published UDP port answered %q", got)
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()

@@ -64,10 +64,19 @@ const (
 // upper does not is reported deleted, but not their children: the user
 // sees the top names go, as with any removed directory.
 func Changes(layers ...Layer) ([]Change, error) {
+	return ChangesExcept(nil, layers...)
+}
+
+// ChangesExcept is Changes without the mount points ursb made in the upper
+// (mountpoints: empty files and directories it created as mount targets,
+// such as /etc/hosts for a rootfs without one) and the directories made
+// only to hold them: the sandbox did not write them.
+func ChangesExcept(mountpoints []string, layers ...Layer) ([]Change, error) {
 	ents, err := collect(layers)
 	if err != nil {
 		return nil, err
 	}
+	ents = withoutMountPoints(ents, mountpoints)
 	out := make([]Change, len(ents))
 	for i, e := range ents {
 		out[i] = e.Change
@@ -120,10 +129,16 @@ func WriteJSON(w io.Writer, changes []Change) error {
 // are left out; extended attributes are not carried. File content is
 // streamed from disk.
 func WriteTar(w io.Writer, layers ...Layer) error {
+	return WriteTarExcept(w, nil, layers...)
+}
+
+// WriteTarExcept is WriteTar without the mount points, as ChangesExcept.
+func WriteTarExcept(w io.Writer, mountpoints []string, layers ...Layer) error {
 	ents, err := collect(layers)
 	if err != nil {
 		return err
 	}
+	ents = withoutMountPoints(ents, mountpoints)
 	type item struct {
 		key string // orders a directory right before its contents
 		e   *entry
@@ -625,4 +640,52 @@ func join(dir, name string) string {
 // within tells whether p is root or below it.
 func within(root, p string) bool {
 	return root == "/" || p == root || strings.HasPrefix(p, root+"/")
+}
+
+// withoutMountPoints drops added entries that are mount points ursb made
+// (an empty file or directory), then the directories that were added or
+// copied up only to hold them.
+func withoutMountPoints(ents []*entry, mountpoints []string) []*entry {
+	if len(mountpoints) == 0 {
+		return ents
+	}
+	drop := map[string]bool{}
+	for _, m := range mountpoints {
+		drop[filepath.Clean(m)] = true
+	}
+	for {
+		// below: the directories that hold an entry that stays.
+		below := map[string]bool{}
+		for _, e := range ents {
+			if !drop[e.Path] {
+				for p := filepath.Dir(e.Path); p != "/"; p = filepath.Dir(p) {
+					below[p] = true
+				}
+			}
+		}
+		kept := ents[:0:0]
+		for _, e := range ents {
+			fi, err := os.Lstat(e.src)
+			empty := err == nil && (fi.IsDir() || fi.Mode().IsRegular() && fi.Size() == 0)
+			holder := err == nil && fi.IsDir() && e.Kind != Deleted && isAncestorOfAny(e.Path, drop)
+			if !below[e.Path] && (e.Kind == Added && drop[e.Path] && empty || holder) {
+				drop[e.Path] = true
+				continue
+			}
+			kept = append(kept, e)
+		}
+		if len(kept) == len(ents) {
+			return ents
+		}
+		ents = kept
+	}
+}
+
+func isAncestorOfAny(dir string, paths map[string]bool) bool {
+	for p := range paths {
+		if p != dir && within(dir, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -46,6 +46,11 @@ func checkPublish(mode string, allowHostLoopback bool, ps []spec.Port) error {
 			// would take datagrams in and never answer.
 			return fmt.Errorf("-p %s: slirp4netns cannot answer UDP clients on host loopback while the sandbox may not reach it: use --net builtin or pasta, a non-loopback host address, or --allow-host-loopback", describePort(p))
 		}
+		if mode == ModePasta && p.Proto == "udp" && ip.IsLoopback() {
+			// The passt of Debian 12 (2023) takes such datagrams in
+			// and drops the replies on its loopback path.
+			return fmt.Errorf("-p %s: pasta does not answer UDP clients on host loopback: use --net builtin (what --net auto picks then), or a non-loopback host address", describePort(p))
+		}
 		k := p.Proto + " " + net.JoinHostPort(ip.To4().String(), strconv.Itoa(int(p.HostPort)))
 		if seen[k] {
 			return fmt.Errorf("-p %s: published twice", describePort(p))

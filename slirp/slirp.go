@@ -3,11 +3,13 @@ package slirp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/spec"
@@ -154,8 +156,9 @@ type driver interface {
 
 // Network is the parent's handle on a sandbox's network.
 type Network struct {
-	mode string
-	d    driver
+	mode    string
+	d       driver
+	planned ChildConfig
 
 	readyOnce sync.Once
 	cfg       ChildConfig
@@ -184,7 +187,10 @@ func Start(childPID int, o Options) (*Network, error) {
 	if o.MTU == 0 {
 		o.MTU = DefaultMTU
 	}
-	n := &Network{mode: o.Mode}
+	// rootlesskit's port drivers and gvisor-tap-vsock report through
+	// logrus on stderr, which the user reads as the command's own.
+	logrus.SetOutput(io.Discard)
+	n := &Network{mode: o.Mode, planned: ChildConfig{Mode: o.Mode}}
 	var err error
 	switch o.Mode {
 	case ModeNone, ModeHost:
@@ -201,8 +207,15 @@ func Start(childPID int, o Options) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.planned = layout(o)
+	n.planned.CreateTap = o.Mode == ModeBuiltin
 	return n, nil
 }
+
+// Planned is the configuration Ready returns once the network works; it is
+// known as soon as Start returns, so that the sandbox's files can be written
+// while the helper starts.
+func (n *Network) Planned() ChildConfig { return n.planned }
 
 // Mode is the driver serving this network.
 func (n *Network) Mode() string { return n.mode }

@@ -34,7 +34,7 @@ func Init() {
 	if err != nil {
 		fail(125, err)
 	}
-	for _, st := range setupSteps(s, stage) {
+	for _, st := range setupSteps(s, stage, ch) {
 		if err := st.do(); err != nil {
 			fail(125, fmt.Errorf("setting up the sandbox: %s: %w", st.what, err))
 		}

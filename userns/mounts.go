@@ -34,7 +34,7 @@ type rootfs struct {
 // devices are bind-mounted from the host: a user namespace cannot mknod.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-func setupSteps(s *spec.Spec, stage string) []step {
+func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	r := &rootfs{stage: stage}
 	sources := make([]*os.File, len(s.Mounts))
 	var steps []step
@@ -71,6 +71,7 @@ func setupSteps(s *spec.Spec, stage string) []step {
 			return r.mountFS("/run", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755")
 		})
 	}
+	steps = append(steps, r.networkFiles(s, stage)...)
 	for i, m := range s.Mounts {
 		switch m.Kind {
 		case spec.MountBind:
@@ -93,6 +94,7 @@ func setupSteps(s *spec.Spec, stage string) []step {
 	if s.ReadOnly {
 		add("making the root read-only", r.readOnlyRoot)
 	}
+	steps = append(steps, networkUp(s, ch)...)
 	add("entering the new root", func() error {
 		for _, f := range append(sources, r.layers[min(1, len(r.layers)):]...) {
 			if f != nil {
@@ -102,9 +104,6 @@ func setupSteps(s *spec.Spec, stage string) []step {
 		return r.pivot()
 	})
 	add("setting the hostname", func() error { return unix.Sethostname([]byte(s.Hostname)) })
-	if s.Network.Mode != "host" {
-		add("bringing up the loopback interface", loopbackUp)
-	}
 	add("entering the working directory "+s.Cwd, func() error {
 		// Like podman, a missing working directory is created.
 		err := os.MkdirAll(s.Cwd, 0o755)

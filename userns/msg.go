@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -18,6 +19,9 @@ const (
 	msgError   = "error"   // child → parent: setup failed; Code is the exit code
 	msgStarted = "started" // child → parent: the command runs
 	msgJoined  = "joined"  // join stage → parent: init runs as host pid Code
+	msgNet     = "net"     // parent → child: the network is ready; Net says how to finish it
+	msgTap     = "tap"     // child → parent: the builtin network's tap attached as SCM_RIGHTS
+	msgNetUp   = "netup"   // parent → child: the tap is served; the network works
 
 	msgExec       = "exec"        // parent → child: run Exec as process ID, stdio attached unless TTY
 	msgExecSignal = "exec-signal" // parent → child: send Signal to process ID
@@ -27,10 +31,11 @@ const (
 
 // message is one datagram on the sync socket.
 type message struct {
-	Kind string     `json:"kind"`
-	Spec *spec.Spec `json:"spec,omitempty"`
-	Err  string     `json:"err,omitempty"`
-	Code int        `json:"code,omitempty"`
+	Kind string             `json:"kind"`
+	Spec *spec.Spec         `json:"spec,omitempty"`
+	Net  *slirp.ChildConfig `json:"net,omitempty"`
+	Err  string             `json:"err,omitempty"`
+	Code int                `json:"code,omitempty"`
 
 	ID     int        `json:"id,omitempty"`
 	Exec   *spec.Exec `json:"exec,omitempty"`

@@ -87,6 +87,7 @@ type Sandbox struct {
 	failure *Failure
 	tty     *ttyRelay
 	fuse    *fuseoverlay.Daemon
+	net     *sandboxNet
 	execs   map[int]*execWaiter
 	nextID  int
 	initPID int
@@ -209,6 +210,12 @@ func (sb *Sandbox) setUp() error {
 		return err
 	}
 	pid := sb.initPID
+	if !joined(sb.spec) {
+		// The network helper gets ready while the child mounts.
+		if err := sb.startNetwork(pid); err != nil {
+			return err
+		}
+	}
 	// The daemon mounts the root while the child sets up the rest; the
 	// child waits for it before it goes on to mount /proc and the rest.
 	var fuseDone <-chan struct{}
@@ -224,13 +231,18 @@ func (sb *Sandbox) setUp() error {
 		return fmt.Errorf("sending the spec to the sandbox: %w", err)
 	}
 	go sb.readMessages()
+	if sb.net != nil {
+		go sb.awaitNetwork(pid)
+	}
 	for {
 		select {
 		case <-sb.started:
 			return nil
 		case <-sb.msgs:
-			// init is gone before its command started: it said why.
+			// init is gone before its command started: it, or the
+			// network that failed it, said why.
 			<-sb.waited
+			sb.stopNetwork()
 			sb.mu.Lock()
 			defer sb.mu.Unlock()
 			if sb.failure != nil {
@@ -279,6 +291,7 @@ loop:
 
 // cleanUp ends what served the sandbox once init has exited.
 func (sb *Sandbox) cleanUp() {
+	sb.stopNetwork()
 	signal.Stop(sb.sigs)
 	if sb.tty != nil {
 		sb.tty.finish()
@@ -370,6 +383,9 @@ func (sb *Sandbox) readMessages() {
 			if m.Kind == msgExecDone {
 				w.finish(ExecResult{Code: m.Code, Err: m.Err})
 			}
+		case msgTap:
+			sb.attachTap(sb.initPID, fds)
+			continue
 		case msgError:
 			code := m.Code
 			if code != 126 && code != 127 {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os/exec"
 
 	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -28,8 +28,10 @@ func (c *checkCmd) Run() error {
 		{name: "subordinate id range for " + host.Username, err: wrap(host.RangeErr, "add one: "+idmap.FixRange(host.Username))},
 		{name: "kernel overlayfs inside a user namespace", err: fuseoverlay.ProbeKernel()},
 		{name: "fuse-overlayfs", err: fuseoverlay.ProbeFuse()},
-		{name: "pasta", err: lookup("pasta", "sudo apt-get install passt")},
-		{name: "slirp4netns", err: lookup("slirp4netns", "sudo apt-get install slirp4netns")},
+	}
+	for _, d := range []string{slirp.ModePasta, slirp.ModeSlirp4netns, slirp.ModeBuiltin} {
+		_, err := slirp.Resolve(d)
+		items = append(items, item{name: "network driver " + d, err: err})
 	}
 	if ok, detail := cgroupv2.Check(); ok {
 		fmt.Printf("ok       delegated cgroup v2: %s\n", detail)
@@ -47,6 +49,9 @@ func (c *checkCmd) Run() error {
 			ok = false
 		}
 	}
+	if mode, err := slirp.Resolve("auto"); err == nil {
+		fmt.Printf("note     --net auto uses %s\n", mode)
+	}
 	if host.RunsAsRoot {
 		plan, _ := idmap.Resolve(idmap.Auto, host)
 		fmt.Printf("note     running as root: %s\n", plan.Notice)
@@ -62,11 +67,4 @@ func wrap(err error, fix string) error {
 		return nil
 	}
 	return fmt.Errorf("%v; %s", err, fix)
-}
-
-func lookup(name, fix string) error {
-	if _, err := exec.LookPath(name); err != nil {
-		return fmt.Errorf("not installed; %s", fix)
-	}
-	return nil
 }

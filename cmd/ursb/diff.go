@@ -42,11 +42,26 @@ func (c *diffCmd) Run() error {
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	if err := userns.AsRoot(plan, host, out, "diff", op, st.Upper(), stored.Rootfs); err != nil {
+	args := append([]string{"diff", op, st.Upper(), stored.Rootfs}, mountPoints(c.Name)...)
+	if err := userns.AsRoot(plan, host, out, args...); err != nil {
 		if c.Output != "" {
 			os.Remove(c.Output)
 		}
 		return &exitError{code: 125, msg: fmt.Sprintf("diff of %s: %v", c.Name, err)}
 	}
 	return nil
+}
+
+// mountPoints are the paths a sandbox's last run mounted on, which ursb
+// created in the upper when the root lacked them: not the sandbox's doing.
+func mountPoints(name string) []string {
+	points := []string{"/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf"}
+	e, err := state.Find(name)
+	if err != nil || e.Spec == nil {
+		return points
+	}
+	for _, m := range e.Spec.Mounts {
+		points = append(points, m.Target)
+	}
+	return append(points, e.Spec.Cwd)
 }

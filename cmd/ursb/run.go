@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
@@ -29,7 +30,10 @@ type runCmd struct {
 	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N]." placeholder:"DST[:size=N]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
-	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto, none or host."`
+	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto (pasta, else slirp4netns, else builtin), none, host, pasta, slirp4netns, builtin or sandbox:NAME (share a running sandbox's)."`
+
+	Publish           []string `short:"p" sep:"none" help:"Publish a sandbox port on the host: [IP:]HOSTPORT:PORT[/tcp|udp]; IP defaults to 127.0.0.1." placeholder:"[IP:]HOSTPORT:PORT"`
+	AllowHostLoopback bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2."`
 
 	Memory       string  `help:"Memory limit, like 64m or 1g (memory.max)." placeholder:"SIZE"`
 	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
@@ -118,18 +122,16 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		s.Rootfs = root
 	}
 	var peer *state.Entry
-	switch {
-	case r.Net == "auto", r.Net == "none":
-		s.Network.Mode = "none"
-	case r.Net == "host":
-		s.Network.Mode = "host"
-	case strings.HasPrefix(r.Net, spec.NetSandboxPrefix):
-		if peer, err = runningPeer(strings.TrimPrefix(r.Net, spec.NetSandboxPrefix)); err != nil {
+	if name, ok := strings.CutPrefix(r.Net, spec.NetSandboxPrefix); ok {
+		if peer, err = runningPeer(name); err != nil {
 			return nil, idmap.Plan{}, err
 		}
+		if len(r.Publish) > 0 || r.AllowHostLoopback {
+			return fail("--net %s shares that sandbox's network: publish ports and allow host loopback on it instead", r.Net)
+		}
 		s.Network.Mode = r.Net
-	default:
-		return fail("unknown --net %q; use auto, none, host or sandbox:NAME", r.Net)
+	} else if s.Network, err = r.network(); err != nil {
+		return nil, idmap.Plan{}, err
 	}
 	plan, err := idmap.Resolve(r.Userns, host)
 	if err != nil {
@@ -198,6 +200,33 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
 	}
 	return s, plan, nil
+}
+
+// network resolves --net to a driver this host can run and checks -p and
+// --allow-host-loopback against it.
+func (r *runCmd) network() (spec.Network, error) {
+	mode, err := slirp.Resolve(r.Net)
+	if err != nil {
+		return spec.Network{}, err
+	}
+	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback}
+	for _, v := range r.Publish {
+		p, err := spec.ParsePublish(v)
+		if err != nil {
+			return n, err
+		}
+		n.Publish = append(n.Publish, p)
+	}
+	if r.Net == "auto" && mode == slirp.ModePasta && slirp.CheckOptions(slirp.Options{Mode: mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish}) != nil {
+		// What pasta cannot publish, the builtin stack can.
+		if builtin, err := slirp.Resolve(slirp.ModeBuiltin); err == nil {
+			n.Mode = builtin
+		}
+	}
+	if r.AllowHostLoopback && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+		return n, fmt.Errorf("--allow-host-loopback needs a user-mode network, not --net %s: use --net auto, pasta, slirp4netns or builtin", mode)
+	}
+	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
 }
 
 // environment is podman's clean default plus what the user asked for; a

@@ -24,9 +24,10 @@ func storageTool(args []string) error {
 		}
 		return nil
 	case "diff":
-		if len(args) != 4 {
-			return fmt.Errorf("storage tool: diff wants a format, an upper and a rootfs")
+		if len(args) < 4 {
+			return fmt.Errorf("storage tool: diff wants a format, an upper, a rootfs and mount points")
 		}
+		mountpoints := args[4:]
 		layers, err := fuseoverlay.StoredLayers(args[2], args[3])
 		if err != nil {
 			return err
@@ -34,10 +35,10 @@ func storageTool(args []string) error {
 		out := bufio.NewWriterSize(os.Stdout, 1<<16)
 		switch args[1] {
 		case "tar":
-			err = fuseoverlay.WriteTar(out, layers...)
+			err = fuseoverlay.WriteTarExcept(out, mountpoints, layers...)
 		case "json", "text":
 			var changes []fuseoverlay.Change
-			if changes, err = fuseoverlay.Changes(layers...); err != nil {
+			if changes, err = fuseoverlay.ChangesExcept(mountpoints, layers...); err != nil {
 				return err
 			}
 			if args[1] == "json" {

@@ -1,0 +1,247 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/slirp"
+	"github.com/ursb/ursb/spec"
+)
+
+// The sandbox's network, in three places of the start sequence:
+//
+//  1. The parent starts the driver right after the id maps are written, and
+//     writes the sandbox's /etc/hosts and /etc/resolv.conf into the run's
+//     private directory; a helper then gets ready while init mounts.
+//  2. Init bind-mounts those files over the root's before the volumes (so a
+//     volume on them wins) and, just before pivot_root, waits for the
+//     parent's msgNet and finishes the interface; the builtin driver's tap
+//     is created there and handed back, and init waits for msgNetUp.
+//  3. The parent closes the driver as soon as init exits.
+
+// netFiles are the files ursb writes for the sandbox, by their path inside;
+// the copies live in the run's directory, beside the stage.
+var netFiles = []struct{ inside, name string }{
+	{"/etc/hosts", "hosts"},
+	{"/etc/resolv.conf", "resolv.conf"},
+}
+
+// runDir is the private directory of this run, which holds the stage. The
+// sandbox cannot see it (its root hides ursb's runtime directory), so the
+// helpers' sockets are out of its reach there.
+func runDir(stage string) string { return filepath.Dir(stage) }
+
+// userMode reports whether the sandbox has a user-mode network, which init
+// must wait for.
+func userMode(s *spec.Spec) bool {
+	return s.Network.Mode != slirp.ModeNone && s.Network.Mode != slirp.ModeHost && !joined(s)
+}
+
+// joined reports whether the sandbox shares another's network, which is up
+// already and served by that sandbox's helper.
+func joined(s *spec.Spec) bool { return strings.HasPrefix(s.Network.Mode, spec.NetSandboxPrefix) }
+
+// sandboxNet is the parent's side of the sandbox's network.
+type sandboxNet struct {
+	n *slirp.Network
+	// closed is set once init has exited: what fails after that is a
+	// consequence, not a cause.
+	closed atomic.Bool
+	// tapped is set once the builtin driver's tap has arrived.
+	tapped atomic.Bool
+	// failed is why the network failed while init waited for it.
+	failed atomic.Pointer[error]
+}
+
+// startNetwork starts the network of the sandbox whose init is pid and
+// writes the sandbox's files; it does not wait for a helper.
+func (sb *Sandbox) startNetwork(pid int) error {
+	s := sb.spec
+	dir := runDir(sb.opts.Stage)
+	n, err := slirp.Start(pid, slirp.Options{
+		Mode:              s.Network.Mode,
+		AllowHostLoopback: s.Network.AllowHostLoopback,
+		Publish:           s.Network.Publish,
+		StateDir:          dir,
+		Hostname:          s.Hostname,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the network: %w", err)
+	}
+	sb.net = &sandboxNet{n: n}
+	if s.Network.Mode == slirp.ModeHost {
+		// The host's network, and the host's files to go with it.
+		return nil
+	}
+	c := n.Planned()
+	for _, f := range netFiles {
+		var data []byte
+		switch f.name {
+		case "hosts":
+			data = slirp.Hosts(c, s.Hostname)
+		case "resolv.conf":
+			data = slirp.ResolvConf(c)
+		}
+		if data == nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.name), data, 0o644); err != nil {
+			return fmt.Errorf("writing the sandbox's %s: %w", f.inside, err)
+		}
+	}
+	return nil
+}
+
+// awaitNetwork tells init how to finish its network once the driver is
+// ready; when it cannot get ready the sandbox ends.
+func (sb *Sandbox) awaitNetwork(pid int) {
+	if !userMode(sb.spec) {
+		return
+	}
+	c, err := sb.net.n.Ready()
+	if err == nil {
+		err = sb.ch.send(message{Kind: msgNet, Net: &c})
+	}
+	if err != nil {
+		sb.netFailed(pid, err)
+	}
+}
+
+// attachTap gives the builtin driver the tap init created, then lets init
+// go on.
+func (sb *Sandbox) attachTap(pid int, fds []int) {
+	if len(fds) != 1 || sb.net == nil || !sb.net.tapped.CompareAndSwap(false, true) {
+		closeAll(fds)
+		sb.netFailed(pid, errors.New("unexpected tap from the sandbox"))
+		return
+	}
+	err := sb.net.n.AttachTap(os.NewFile(uintptr(fds[0]), "tap"))
+	if err == nil {
+		err = sb.ch.send(message{Kind: msgNetUp})
+	}
+	if err != nil {
+		sb.netFailed(pid, err)
+	}
+}
+
+// netFailed ends a sandbox whose network failed before its command ran.
+// The failure is reported by stopNetwork unless init reported one of its
+// own: init may have ended first, and the network failed because of it.
+func (sb *Sandbox) netFailed(pid int, err error) {
+	if sb.net.closed.Load() || !sb.net.failed.CompareAndSwap(nil, &err) {
+		return
+	}
+	_ = unix.Kill(pid, unix.SIGKILL)
+}
+
+// stopNetwork ends the driver once init has exited and everything it said
+// has been read.
+func (sb *Sandbox) stopNetwork() {
+	if sb.net == nil || sb.net.closed.Swap(true) {
+		return
+	}
+	_ = sb.net.n.Close()
+	if err := sb.net.failed.Load(); err != nil {
+		sb.fail(125, fmt.Sprintf("starting the network: %v", *err))
+	}
+}
+
+// networkFiles bind-mounts the files the parent wrote over the root's
+// /etc/hosts and /etc/resolv.conf. The root is never written through: the
+// targets are resolved inside it, and one that is missing is created in the
+// copy-on-write layer or in the sandbox's own /run.
+func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
+	if s.Network.Mode == slirp.ModeHost {
+		return nil
+	}
+	return []step{{"mounting /etc/hosts and /etc/resolv.conf", func() error {
+		for _, f := range netFiles {
+			src, err := openPath(filepath.Join(runDir(stage), f.name))
+			if errors.Is(err, unix.ENOENT) {
+				continue // the root's own file stays
+			}
+			if err != nil {
+				return err
+			}
+			dst, err := r.fileThroughLinks(f.inside)
+			if err == nil {
+				err = unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND, "")
+				dst.Close()
+			}
+			src.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.inside, err)
+			}
+		}
+		return nil
+	}}}
+}
+
+// fileThroughLinks is fileIn for a path that may be a symbolic link to a
+// file that does not exist yet, as /etc/resolv.conf often is one into /run:
+// the link is followed inside the root and its target created.
+func (r *rootfs) fileThroughLinks(path string) (*os.File, error) {
+	buf := make([]byte, unix.PathMax)
+	for range 16 {
+		dir, err := r.dirIn(filepath.Dir(path))
+		if err != nil {
+			return nil, err
+		}
+		n, err := unix.Readlinkat(int(dir.Fd()), filepath.Base(path), buf)
+		dir.Close()
+		if err != nil {
+			// Not a link, or nothing there yet.
+			return r.fileIn(path)
+		}
+		target := string(buf[:n])
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = filepath.Clean("/" + target)
+	}
+	return nil, fmt.Errorf("%s: %w", path, unix.ELOOP)
+}
+
+// networkUp is init's last network step before pivot_root: lo alone, or the
+// user-mode network once the parent says it is ready.
+func networkUp(s *spec.Spec, ch channel) []step {
+	switch {
+	case s.Network.Mode == slirp.ModeHost:
+		return nil
+	case !userMode(s):
+		return []step{{"bringing up the loopback interface", slirp.LoopbackUp}}
+	}
+	return []step{{"starting the network", func() error {
+		m, fds, err := ch.recv()
+		closeAll(fds)
+		if err != nil {
+			return err
+		}
+		if m.Kind != msgNet || m.Net == nil {
+			return fmt.Errorf("unexpected %q message from ursb", m.Kind)
+		}
+		tap, err := slirp.ConfigureChild(*m.Net)
+		if err != nil || tap == nil {
+			return err
+		}
+		err = ch.send(message{Kind: msgTap}, int(tap.Fd()))
+		tap.Close()
+		if err != nil {
+			return err
+		}
+		if m, fds, err = ch.recv(); err != nil {
+			return err
+		}
+		closeAll(fds)
+		if m.Kind != msgNetUp {
+			return fmt.Errorf("unexpected %q message from ursb", m.Kind)
+		}
+		return nil
+	}}}
+}
