@@ -11,6 +11,7 @@ require (
 	github.com/moby/sys/capability v0.5.0
 	github.com/moby/sys/mountinfo v0.7.3
 	github.com/rootless-containers/rootlesskit/v3 v3.3.0
+	github.com/sirupsen/logrus v1.10.2
 	go.podman.io/storage v1.65.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
@@ -24,7 +25,6 @@ require (
 	github.com/inetaf/tcpproxy v0.0.0-20260515195445-c159a6051109 // indirect
 	github.com/miekg/dns v1.1.72 // indirect
 	github.com/moby/sys/user v0.4.1 // indirect
-	github.com/sirupsen/logrus v1.10.2 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/mod v0.35.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
