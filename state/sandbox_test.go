@@ -17,3 +17,17 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
+func TestNewIDIsFreshHex(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := NewID()
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("NewID() = %q, want 32 hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("NewID() returned %q twice", id)
+		}
+		seen[id] = true
+	}
+}
