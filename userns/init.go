@@ -16,11 +16,18 @@ import (
 
 // Init is the sandbox's PID 1. It never returns.
 func Init() {
+	ch := channel{os.NewFile(3, "sync")}
+	unix.Close(4) // the executable we were started from
+	// Ask for SIGCHLD and the forwarded signals before the command exists,
+	// so neither its exit nor an early ^C is lost. It is done while ursb
+	// still writes the id maps: os/signal enables each signal with a
+	// round trip to a thread of its own, over a millisecond in all, and
+	// less before this goroutine is locked to its thread.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
 	// Capabilities, the bounding set and no_new_privs are per thread, and
 	// the command is forked from the thread that set them.
 	runtime.LockOSThread()
-	ch := channel{os.NewFile(3, "sync")}
-	unix.Close(4) // the executable we were started from
 	m, _, err := ch.recv()
 	if err != nil || m.Kind != msgStart || m.Spec == nil {
 		os.Exit(125)
@@ -39,11 +46,6 @@ func Init() {
 			fail(125, fmt.Errorf("setting up the sandbox: %s: %w", st.what, err))
 		}
 	}
-
-	// Ask for SIGCHLD and the forwarded signals before the command exists,
-	// so neither its exit nor an early ^C is lost.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
 
 	sendTTY := func(master *os.File) error { return ch.send(message{Kind: msgTTY}, int(master.Fd())) }
 	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)

@@ -161,7 +161,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		}
 		if err == nil {
 			var top *os.File
-			top, err = pathrs.OpenatInRoot(r.dir, l.Target)
+			top, err = r.openIn(l.Target, 0)
 			r.layers = append(r.layers, top)
 		}
 		dst.Close()
@@ -170,7 +170,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		}
 	}
 	for _, p := range root.ReadOnly {
-		dst, err := pathrs.OpenatInRoot(r.dir, p)
+		dst, err := r.openIn(p, 0)
 		if err == nil {
 			err = r.bindHost(p, dst, p)
 			dst.Close()
@@ -213,7 +213,7 @@ func (r *rootfs) readOnlyRoot() error {
 // has no business with other sandboxes' layers.
 func (r *rootfs) hide(paths []string) error {
 	for _, p := range paths {
-		f, err := pathrs.OpenatInRoot(r.dir, p)
+		f, err := r.openIn(p, 0)
 		if err != nil {
 			continue
 		}
@@ -237,16 +237,41 @@ func openPath(path string) (*os.File, error) {
 
 func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
-// dirIn resolves path inside the new root without leaving it, creating the
-// missing directories, and returns an O_PATH handle to mount on. Symlinks
-// in the rootfs are followed as if the rootfs were / (CVE-2021-30465).
+// openIn resolves path inside the new root without leaving it and returns
+// an O_PATH handle to it. The kernel resolves it as if the new root were /
+// (RESOLVE_IN_ROOT), so no symlink or ".." in the rootfs leads out of it
+// (CVE-2021-30465). This is the lookup pathrs-lite makes too; calling
+// openat2 directly skips the /proc readlink it adds to name the handle,
+// a dozen system calls per mount target.
+func (r *rootfs) openIn(path string, flags uint64) (*os.File, error) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC | flags, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	for tries := 0; ; tries++ {
+		fd, err := unix.Openat2(int(r.dir.Fd()), path, &how)
+		// A rename or mount anywhere on the host during the walk makes
+		// the kernel refuse rather than risk an escape; a bounded retry
+		// gets past that without letting an attacker keep us spinning.
+		if (err == unix.EAGAIN || err == unix.EXDEV) && tries < 128 {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "openat2", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+}
+
+// dirIn is openIn for a directory, creating the missing ones (which
+// pathrs-lite does without leaving the root either).
 func (r *rootfs) dirIn(path string) (*os.File, error) {
+	if f, err := r.openIn(path, unix.O_DIRECTORY); err == nil {
+		return f, nil
+	}
 	return pathrs.MkdirAllHandle(r.dir, path, 0o755)
 }
 
 // fileIn is dirIn for a mount target that must be a non-directory.
 func (r *rootfs) fileIn(path string) (*os.File, error) {
-	if f, err := pathrs.OpenatInRoot(r.dir, path); err == nil {
+	if f, err := r.openIn(path, 0); err == nil {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			f.Close()
@@ -264,7 +289,7 @@ func (r *rootfs) fileIn(path string) (*os.File, error) {
 		return nil, err
 	}
 	unix.Close(fd)
-	return pathrs.OpenatInRoot(r.dir, path)
+	return r.openIn(path, 0)
 }
 
 func (r *rootfs) mountFS(target, source, fstype string, flags uintptr, data string) error {
@@ -304,7 +329,7 @@ func (r *rootfs) bind(src *os.File, target string, ro bool) error {
 // setattrIn changes the attributes of the mount now on top of path, all of
 // its sub-mounts included.
 func (r *rootfs) setattrIn(path string, attr uint64) error {
-	top, err := pathrs.OpenatInRoot(r.dir, path)
+	top, err := r.openIn(path, 0)
 	if err != nil {
 		return err
 	}
@@ -316,16 +341,20 @@ func (r *rootfs) setupDev(s *spec.Spec) error {
 	if err := r.mountFS("/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=65536k"); err != nil {
 		return err
 	}
+	dev, err := r.openIn("/dev", unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	// /dev is a fresh tmpfs of ours, so nothing in it can be an attacker's
+	// link: its entries are made and mounted on relative to it.
+	devfd := int(dev.Fd())
 	for _, d := range devices {
 		host, err := openPath("/dev/" + d)
 		if err != nil {
 			continue
 		}
-		dst, err := r.fileIn("/dev/" + d)
-		if err == nil {
-			err = unix.Mount(fdPath(host), fdPath(dst), "", unix.MS_BIND, "")
-			dst.Close()
-		}
+		err = mountOn(devfd, d, false, fdPath(host), "", unix.MS_BIND, "")
 		host.Close()
 		if err != nil {
 			return fmt.Errorf("/dev/%s: %w", d, err)
@@ -335,33 +364,44 @@ func (r *rootfs) setupDev(s *spec.Spec) error {
 	if idmap.Contains(s.GIDMap, 5) {
 		pts += ",gid=5"
 	}
-	if err := r.mountFS("/dev/pts", "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, pts); err != nil {
-		return err
+	if err := mountOn(devfd, "pts", true, "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, pts); err != nil {
+		return fmt.Errorf("/dev/pts: %w", err)
 	}
-	if err := r.mountFS("/dev/shm", "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
-		return err
+	if err := mountOn(devfd, "shm", true, "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
+		return fmt.Errorf("/dev/shm: %w", err)
 	}
-	if err := r.mountFS("/dev/mqueue", "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return err
+	if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("/dev/mqueue: %w", err)
 	}
 	links := [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
-	dev, err := r.dirIn("/dev")
-	if err != nil {
-		return err
-	}
-	defer dev.Close()
-	// /dev is a fresh tmpfs of ours, so these names cannot be attacker links.
-	devfd, err := unix.Openat(int(dev.Fd()), ".", unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(devfd)
 	for _, l := range links {
 		if err := unix.Symlinkat(l[0], devfd, l[1]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// mountOn makes name in the directory dir, a directory or an empty file,
+// and mounts source on it.
+func mountOn(dir int, name string, isDir bool, source, fstype string, flags uintptr, data string) error {
+	if isDir {
+		if err := unix.Mkdirat(dir, name, 0o755); err != nil {
+			return err
+		}
+	} else {
+		fd, err := unix.Openat(dir, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+	}
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Mount(source, "/proc/self/fd/"+strconv.Itoa(fd), fstype, flags, data)
 }
 
 func (r *rootfs) setupSys(s *spec.Spec) error {
@@ -389,7 +429,7 @@ func (r *rootfs) setupSys(s *spec.Spec) error {
 // mask hides paths that reveal or control the host (podman's list).
 func (r *rootfs) mask(paths []string) error {
 	for _, p := range paths {
-		f, err := pathrs.OpenatInRoot(r.dir, p)
+		f, err := r.openIn(p, 0)
 		if err != nil {
 			continue
 		}
@@ -412,7 +452,7 @@ func (r *rootfs) mask(paths []string) error {
 
 func (r *rootfs) readOnly(paths []string) error {
 	for _, p := range paths {
-		f, err := pathrs.OpenatInRoot(r.dir, p)
+		f, err := r.openIn(p, 0)
 		if err != nil {
 			continue
 		}

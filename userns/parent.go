@@ -77,6 +77,8 @@ type Sandbox struct {
 	spec *spec.Spec
 	opts Options
 	sigs chan os.Signal
+	// notified is closed once sigs receives the forwarded signals.
+	notified chan struct{}
 
 	waited  chan struct{}
 	waitErr error
@@ -161,18 +163,22 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		cmd.SysProcAttr.CgroupFD = o.CgroupFD
 	}
 	sb := &Sandbox{cmd: cmd, ch: channel{ours}, spec: s, opts: o,
-		sigs: make(chan os.Signal, 16), waited: make(chan struct{}), started: make(chan struct{}), msgs: make(chan struct{}),
+		sigs: make(chan os.Signal, 16), notified: make(chan struct{}), waited: make(chan struct{}), started: make(chan struct{}), msgs: make(chan struct{}),
 		execs: map[int]*execWaiter{}}
-	signal.Notify(sb.sigs, o.signals()...)
-
 	if err := cmd.Start(); err != nil {
-		signal.Stop(sb.sigs)
 		theirs.Close()
 		ours.Close()
 		return nil, fmt.Errorf("starting the sandbox: %w (is creating user namespaces allowed? run 'ursb check')", err)
 	}
 	theirs.Close()
 	exe.Close()
+	// os/signal enables each signal with a round trip to a thread of its
+	// own, a millisecond in all: it happens while newuidmap and newgidmap
+	// run, and setUp waits for it before the command can start.
+	go func() {
+		signal.Notify(sb.sigs, o.signals()...)
+		close(sb.notified)
+	}()
 	go func() {
 		sb.waitErr = cmd.Wait()
 		close(sb.waited)
@@ -180,6 +186,8 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	if err := sb.setUp(); err != nil {
 		_ = cmd.Process.Kill()
 		<-sb.waited
+		<-sb.notified
+		signal.Stop(sb.sigs)
 		sb.cleanUp()
 		return nil, err
 	}
@@ -227,6 +235,7 @@ func (sb *Sandbox) setUp() error {
 		sb.fuse = d
 		fuseDone = d.Done()
 	}
+	<-sb.notified
 	if err := sb.ch.send(message{Kind: msgStart, Spec: sb.spec}); err != nil {
 		return fmt.Errorf("sending the spec to the sandbox: %w", err)
 	}
@@ -261,7 +270,10 @@ func (sb *Sandbox) setUp() error {
 // InitPID is the host pid of the sandbox's init.
 func (sb *Sandbox) InitPID() int { return sb.initPID }
 
-// Wait forwards signals until the sandbox ends and says how it ended.
+// Wait forwards signals until the sandbox ends and says how it ended. The
+// signals stay caught afterwards, until ursb exits: a ^C during the clean-up
+// that follows must not cut it short, and os/signal would spend a millisecond
+// releasing them one round trip at a time.
 func (sb *Sandbox) Wait() (Exit, error) {
 	pid := sb.InitPID()
 loop:
@@ -292,7 +304,6 @@ loop:
 // cleanUp ends what served the sandbox once init has exited.
 func (sb *Sandbox) cleanUp() {
 	sb.stopNetwork()
-	signal.Stop(sb.sigs)
 	if sb.tty != nil {
 		sb.tty.finish()
 	}

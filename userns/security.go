@@ -40,31 +40,34 @@ func confine(s *spec.Spec) error {
 	for _, c := range s.Security.Capabilities {
 		keep[strings.ToLower(strings.TrimPrefix(c, "CAP_"))] = true
 	}
+	// Plain prctl and capset calls: moby/sys/capability's DropBound and
+	// Load read and parse /proc/self/status with fmt.Sscanf each time, to
+	// learn what these calls set anyway.
 	last, err := capability.LastCap()
 	if err != nil {
 		return err
 	}
-	var drop []capability.Cap
-	for _, c := range capability.ListKnown() {
-		if c <= last && !keep[c.String()] {
-			drop = append(drop, c)
+	for c := capability.Cap(0); c <= last; c++ {
+		if keep[c.String()] {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("dropping %s from the bounding set: %w", c, err)
 		}
 	}
-	if err := capability.DropBound(drop...); err != nil {
-		return fmt.Errorf("dropping capabilities: %w", err)
-	}
 	// init was started with every capability inheritable and ambient
-	// (see Run); for root, execve grants inheritable ones regardless of
+	// (see Start); for root, execve grants inheritable ones regardless of
 	// the bounding set, so both sets must be emptied too.
-	caps, err := capability.NewPid2(0)
-	if err == nil {
-		err = caps.Load()
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
-	if err != nil {
-		return err
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("reading init's capabilities: %w", err)
 	}
-	caps.Unset(capability.INHERITABLE|capability.AMBIENT, capability.ListKnown()...)
-	if err := caps.Apply(capability.CAPS | capability.AMBIENT); err != nil {
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("clearing inheritable capabilities: %w", err)
 	}
 	return nil
