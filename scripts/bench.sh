@@ -88,7 +88,7 @@ if [ "$(id -u)" = 0 ]; then
 		hyperfine bubblewrap busybox-static uidmap util-linux passwd python3 >/dev/null
 	# The anchors are optional: install those this distribution has (runc
 	# is the runtime podman's anchor figure was taken with).
-	for pkg in podman runc passt slirp4netns rootlesskit; do
+	for pkg in podman runc passt slirp4netns rootlesskit iperf3 iproute2; do
 		if apt-cache show "$pkg" >/dev/null 2>&1; then
 			apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null ||
 				echo "could not install $pkg; its anchor will be skipped"
@@ -257,15 +257,12 @@ if [ -n "$installed" ]; then
 else
 	echo "skipped: root-owned ursb not available, so every ursb line above ran from a sealed copy"
 fi
-# A network: measured only once this ursb offers pasta.
-if command -v pasta >/dev/null; then
-	out=$("$main" run --rootfs "$rootfs" --net pasta -- /bin/true 2>&1 </dev/null) || true
-	if grep -q 'unknown --net' <<<"$out"; then
-		echo "skipped: ursb (rootfs, pasta): this ursb has no --net pasta yet"
-	else
-		bench "ursb (rootfs, pasta)" "$main" run --rootfs "$rootfs" --net pasta -- /bin/true
+# With a network, per driver (the builtin one needs no helper binary).
+for driver in builtin slirp4netns pasta; do
+	if [ "$driver" = builtin ] || have "$driver" "ursb (rootfs, $driver)"; then
+		bench "ursb (rootfs, $driver)" "$main" run --rootfs "$rootfs" --net "$driver" -- /bin/true
 	fi
-fi
+done
 if have podman podman; then
 	runtime=runc
 	if ! command -v runc >/dev/null; then
@@ -323,6 +320,39 @@ if [ -n "$goroot" ] && [ -d "$goroot/src" ]; then
 else
 	echo "skipped: write-heavy build step (no Go source tree)"
 	skipped+=("write-heavy build step (no Go)")
+fi
+
+# ------------------------------------------------------ throughput ---
+# TCP from the sandbox to an iperf3 server on the host's loopback (reached
+# at 10.0.2.2 with --allow-host-loopback), per driver and MTU, next to pasta
+# and slirp4netns (through rootlesskit) run directly.
+if command -v iperf3 >/dev/null; then
+	say "network throughput: iperf3 to host loopback, 5 s each"
+	port=$((20000 + RANDOM % 20000))
+	iperf3 -s -B 127.0.0.1 -p "$port" -D --pidfile "$work/iperf3.pid" >/dev/null 2>&1
+	sleep 0.5
+	gw=$(ip -4 route show default 2>/dev/null | awk '{print $3; exit}')
+	gbits() { grep -E ' sender$' | awk '{for (i = 1; i <= NF; i++) if ($i ~ /bits\/sec/) {v = $(i-1); u = $i}} END {if (u ~ /^M/) v /= 1000; if (v == "") v = "failed"; print v}'; }
+	for mtu in 65520 1500; do
+		for driver in builtin slirp4netns pasta; do
+			[ "$driver" = builtin ] || command -v "$driver" >/dev/null || continue
+			printf '  %-40s %s Gbit/s\n' "ursb --net $driver, MTU $mtu" \
+				"$("$main" run --net "$driver" --mtu "$mtu" --allow-host-loopback -- iperf3 -c 10.0.2.2 -p "$port" -t 5 2>&1 | gbits)"
+		done
+		if command -v pasta >/dev/null && [ -n "$gw" ]; then
+			# pasta maps the gateway's address to the host's loopback.
+			printf '  %-40s %s Gbit/s\n' "pasta --config-net, MTU $mtu" \
+				"$(pasta --config-net -m "$mtu" -- iperf3 -c "$gw" -p "$port" -t 5 2>&1 | gbits)"
+		fi
+		if command -v rootlesskit >/dev/null && command -v slirp4netns >/dev/null; then
+			printf '  %-40s %s Gbit/s\n' "rootlesskit slirp4netns, MTU $mtu" \
+				"$(rootlesskit --net=slirp4netns --mtu="$mtu" iperf3 -c 10.0.2.2 -p "$port" -t 5 2>&1 | gbits)"
+		fi
+	done
+	kill "$(cat "$work/iperf3.pid")" 2>/dev/null || true
+else
+	echo "skipped: network throughput (iperf3 not installed)"
+	skipped+=("network throughput (no iperf3)")
 fi
 
 # ------------------------------------------------ detached sandboxes ---
@@ -432,7 +462,8 @@ def goal(text, label, base, limit):
 
 goal("ursb (rootfs, none) <= bwrap", "ursb (rootfs, none)", "bwrap", 1.0)
 goal("ursb (rootfs, none, userns single) <= bwrap", "ursb (rootfs, none, userns single)", "bwrap", 1.0)
-goal("ursb (rootfs, pasta) <= 0.25x pasta", "ursb (rootfs, pasta)", "pasta", 0.25)
+for d in ("builtin", "slirp4netns", "pasta"):
+    goal("ursb (rootfs, %s) <= 0.25x pasta" % d, "ursb (rootfs, %s)" % d, "pasta", 0.25)
 
 own, inst = "ursb (rootfs, none), user-owned copy", "ursb (rootfs, none)"
 if own in mean and inst in mean:

@@ -135,6 +135,8 @@ type Network struct {
 	Mode              string `json:"mode"`
 	Publish           []Port `json:"publish,omitempty"`
 	AllowHostLoopback bool   `json:"allowHostLoopback,omitempty"`
+	// MTU of the sandbox's interface; zero means the driver's default.
+	MTU int `json:"mtu,omitempty"`
 }
 
 // Port is one published port.

@@ -67,6 +67,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 	n, err := slirp.Start(pid, slirp.Options{
 		Mode:              s.Network.Mode,
 		AllowHostLoopback: s.Network.AllowHostLoopback,
+		MTU:               s.Network.MTU,
 		Publish:           s.Network.Publish,
 		StateDir:          dir,
 		Hostname:          s.Hostname,

@@ -34,6 +34,7 @@ type runCmd struct {
 
 	Publish           []string `short:"p" sep:"none" help:"Publish a sandbox port on the host: [IP:]HOSTPORT:PORT[/tcp|udp]; IP defaults to 127.0.0.1." placeholder:"[IP:]HOSTPORT:PORT"`
 	AllowHostLoopback bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2."`
+	MTU               int      `name:"mtu" help:"MTU of a user-mode network's interface (default 65520)." placeholder:"N"`
 
 	Memory       string  `help:"Memory limit, like 64m or 1g (memory.max)." placeholder:"SIZE"`
 	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
@@ -209,7 +210,10 @@ func (r *runCmd) network() (spec.Network, error) {
 	if err != nil {
 		return spec.Network{}, err
 	}
-	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback}
+	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU}
+	if r.MTU != 0 && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+		return n, fmt.Errorf("--mtu needs a user-mode network, not --net %s", mode)
+	}
 	for _, v := range r.Publish {
 		p, err := spec.ParsePublish(v)
 		if err != nil {
@@ -226,7 +230,7 @@ func (r *runCmd) network() (spec.Network, error) {
 	if r.AllowHostLoopback && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
 		return n, fmt.Errorf("--allow-host-loopback needs a user-mode network, not --net %s: use --net auto, pasta, slirp4netns or builtin", mode)
 	}
-	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
+	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
 }
 
 // environment is podman's clean default plus what the user asked for; a
