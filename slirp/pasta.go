@@ -27,6 +27,9 @@ func pastaArgs(childPID int, o Options) []string {
 		// to the host's whenever a host process listens there.
 		"--tcp-ns=none",
 		"--udp-ns=none",
+		// Started by root, pasta would switch to nobody, who may not
+		// enter the sandbox's user namespace; it stays who ursb is.
+		"--runas=" + strconv.Itoa(os.Geteuid()) + ":" + strconv.Itoa(os.Getegid()),
 	}
 	if !o.AllowHostLoopback {
 		// By default pasta sends what the sandbox addresses to the

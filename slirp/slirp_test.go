@@ -166,7 +166,9 @@ func TestCheckPublish(t *testing.T) {
 		ports  []spec.Port
 		errHas string
 	}{
-		{ModePasta, false, []spec.Port{tcp, udpLo}, ""},
+		{ModePasta, false, []spec.Port{tcp}, ""},
+		{ModePasta, false, []spec.Port{tcp, udpLo}, "--net builtin"},
+		{ModePasta, false, []spec.Port{{HostIP: "0.0.0.0", HostPort: 53, Port: 53, Proto: "udp"}}, ""},
 		{ModeBuiltin, false, []spec.Port{tcp, udpLo}, ""},
 		{ModeSlirp4netns, false, []spec.Port{tcp}, ""},
 		{ModeSlirp4netns, false, []spec.Port{udpLo}, "--allow-host-loopback"},
