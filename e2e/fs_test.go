@@ -572,6 +572,56 @@ func statOwner(t *testing.T, path string) (uid, gid uint32, perm fs.FileMode) {
 	return st.Uid, st.Gid, info.Mode().Perm()
 }
 
+// rootMountOptions returns the superblock options of the sandbox's root
+// mount, from the mount table printed after the mark.
+func rootMountOptions(t *testing.T, stdout string) string {
+	t.Helper()
+	_, table, _ := strings.Cut(stdout, mountinfoMark+"\n")
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[4] == "/" {
+			return f[len(f)-1]
+		}
+	}
+	t.Fatalf("no root mount in the sandbox's mount table: %q", table)
+	return ""
+}
+
+// volatileMount says whether mount options hold overlay's volatile, which
+// recent kernels print as fsync=volatile.
+func volatileMount(opts string) bool {
+	o := strings.Split(opts, ",")
+	return slices.Contains(o, "volatile") || slices.Contains(o, "fsync=volatile")
+}
+
+// An anonymous sandbox's upper is deleted at exit, so its overlay need not
+// sync (unmounting would otherwise flush the whole upper filesystem); a
+// named sandbox's upper is kept and must stay durable.
+func TestOnlyThrowawayUpperIsVolatile(t *testing.T) {
+	requireOverlay(t, "kernel")
+	s := newStore(t)
+	rootfs := busyboxRootfs(t)
+	script := "echo data > /f; sync; cat /f; echo '" + mountinfoMark + "'; cat /proc/self/mountinfo"
+	res := s.mustRun(runArgs("kernel", "--rootfs", rootfs, "--", "sh", "-c", script)...)
+	if !strings.HasPrefix(res.Stdout, "data\n") {
+		t.Fatalf("a write and sync in an anonymous sandbox should work: %q", res.Stdout)
+	}
+	if opts := rootMountOptions(t, res.Stdout); !volatileMount(opts) {
+		t.Fatalf("an anonymous sandbox's root overlay should be volatile: options %q", opts)
+	}
+	s.assertNoScratch()
+	for range 2 {
+		res = s.mustRun(runArgs("kernel", "--name", "durable", "--rootfs", rootfs, "--", "sh", "-c", script)...)
+		if opts := rootMountOptions(t, res.Stdout); volatileMount(opts) {
+			t.Fatalf("a named sandbox's root overlay must not be volatile: its upper is kept (options %q)", opts)
+		}
+	}
+	if got := readFile(t, s.stored("durable", "/f")); got != "data\n" {
+		t.Fatalf("the named sandbox's upper holds %q, want %q", got, "data\n")
+	}
+	s.mustRun("rm", "durable")
+}
+
 func TestNamedSandboxPersistsAndRmRemovesAll(t *testing.T) {
 	for _, mode := range overlays {
 		t.Run(mode, func(t *testing.T) {

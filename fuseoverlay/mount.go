@@ -18,10 +18,11 @@ import (
 
 const fuseSuperMagic = 0x65735546
 
-// MountKernel mounts layer l as a kernel overlay on target, from inside the
-// sandbox's user and mount namespaces. The directories are opened first
-// and named by descriptor, so no path needs escaping for the mount options.
-func MountKernel(l spec.Layer, target string, flags uintptr) error {
+// MountKernel mounts layer l of root r as a kernel overlay on target, from
+// inside the sandbox's user and mount namespaces. The directories are opened
+// first and named by descriptor, so no path needs escaping for the mount
+// options.
+func MountKernel(r spec.Root, l spec.Layer, target string, flags uintptr) error {
 	var fds []int
 	defer func() {
 		for _, fd := range fds {
@@ -40,6 +41,15 @@ func MountKernel(l spec.Layer, target string, flags uintptr) error {
 	// A user namespace may not write trusted.* xattrs; userxattr keeps the
 	// overlay's own metadata in user.overlay.*.
 	opts = append(opts, "userxattr")
+	if r.Volatile {
+		// Unmounting an overlay syncs its whole upper filesystem, seconds
+		// after a large build; volatile (Linux 5.10) skips that. Older
+		// kernels refuse the option and get the plain mount.
+		err := unix.Mount("overlay", target, "overlay", flags, strings.Join(append(opts, "volatile"), ","))
+		if err != unix.EINVAL {
+			return err
+		}
+	}
 	return unix.Mount("overlay", target, "overlay", flags, strings.Join(opts, ","))
 }
 
@@ -88,6 +98,9 @@ func StartFuse(pid int, r spec.Root, mountpoint string) (*Daemon, error) {
 	opts := "lowerdir=" + l.Lower + ",upperdir=" + l.Upper + ",workdir=" + l.Work
 	if r.SquashToRoot {
 		opts = "squash_to_root," + opts
+	}
+	if r.Volatile {
+		opts = "fsync=0," + opts
 	}
 	// nsenter joins the namespaces (a Go process cannot enter a user
 	// namespace once it has threads); setpriv keeps the capabilities of

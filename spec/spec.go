@@ -66,6 +66,10 @@ type Root struct {
 	// SquashToRoot shows every lower file as owned by root (fuse only), so
 	// that host files owned by unmapped ids can be changed inside.
 	SquashToRoot bool `json:"squashToRoot,omitempty"`
+	// Volatile is set when the upper is thrown away at exit: then nothing
+	// written needs to reach the disk, and the overlay skips fsync and
+	// syncfs (and the sync of the whole upper filesystem at unmount).
+	Volatile bool `json:"volatile,omitempty"`
 }
 
 // Layer is one overlay mount: Lower seen through, changes kept in Upper.

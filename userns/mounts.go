@@ -139,7 +139,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
 		}
-	} else if err := fuseoverlay.MountKernel(root.Layers[0], r.stage, flags); err != nil {
+	} else if err := fuseoverlay.MountKernel(root, root.Layers[0], r.stage, flags); err != nil {
 		return fmt.Errorf("kernel overlayfs over %s: %w (try --overlay fuse)", lowerName(s), err)
 	}
 	dir, err := os.OpenFile(r.stage, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -153,7 +153,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
-		err = fuseoverlay.MountKernel(l, fdPath(dst), flags)
+		err = fuseoverlay.MountKernel(root, l, fdPath(dst), flags)
 		if err != nil {
 			// Some filesystems cannot be an overlay's lower layer;
 			// they are shown read-only rather than not at all.

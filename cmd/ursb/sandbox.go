@@ -91,6 +91,9 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if s.Root, err = planRoot(s, mode, storage, stage); err != nil {
 		return fail(fmt.Errorf("preparing the root filesystem: %v", err))
 	}
+	// An anonymous sandbox's upper is deleted at exit, like podman's --rm
+	// containers; a named one's is kept and must survive a crash.
+	s.Root.Volatile = s.Name == ""
 	rec := &state.Record{ID: s.ID, Name: s.Name, Detached: j.Detached, Remove: j.Remove, Created: time.Now(), Cgroup: leaf.Path(), Spec: s}
 	if j.Detached {
 		rec.MonitorPID = os.Getpid()
