@@ -319,13 +319,13 @@ if [ -n "$goroot" ] && [ -d "$goroot/src" ]; then
 	for round in $(seq 0 "$runs_write"); do
 		for entry in "${untar_cmds[@]}"; do
 			IFS='|' read -r label prepare cmd <<<"$entry"
-			[ "$round" = 0 ] && untar_labels+=("$label")
-			[ -n "$prepare" ] && sh -c "$prepare" >/dev/null 2>&1
+			if [ "$round" = 0 ]; then untar_labels+=("$label"); fi
+			if [ -n "$prepare" ]; then sh -c "$prepare" >/dev/null 2>&1 || true; fi
 			sync
 			t0=$(date +%s%N)
 			if sh -c "$cmd" >/dev/null 2>"$work/untar.err"; then
 				t1=$(date +%s%N)
-				[ "$round" -gt 0 ] && printf '%s\t%s\n' "$label" $((t1 - t0)) >>"$untar_file"
+				if [ "$round" -gt 0 ]; then printf '%s\t%s\n' "$label" $((t1 - t0)) >>"$untar_file"; fi
 			else
 				echo "  $label failed: $(head -c 300 "$work/untar.err" | tr '\n' ' ')"
 			fi
