@@ -762,6 +762,9 @@ func TestLifecycleExecSeesSandbox(t *testing.T) {
 	same("cgroup", "/tmp/cg", "grep '^0::' /proc/self/cgroup")
 	same("capabilities and confinement", "/tmp/sec", `grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status`)
 	same("id maps", "/tmp/maps", "cat /proc/self/uid_map /proc/self/gid_map")
+	if res := l.ursb("exec", "box", "unshare", "-U", "true"); res.Code == 0 {
+		t.Error("an exec'd process made a nested user namespace: the seccomp filter did not reach it")
+	}
 
 	if got := l.must("exec", "box", "cat", "/tmp/made-by-main").Stdout; got != "hello-from-main\n" {
 		t.Errorf("exec should see the file the command wrote in /tmp, got %q", got)

@@ -312,13 +312,17 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o644)
 	cases := map[string][]string{
-		"missing rootfs":         {"run", "--rootfs", "/no/such/dir", "--", "true"},
-		"rootfs is a file":       {"run", "--rootfs", file, "--", "true"},
-		"relative volume target": {"run", "--rootfs", rootfs, "-v", rootfs + ":rel", "--", "true"},
-		"bad user":               {"run", "--rootfs", rootfs, "-u", "abc", "--", "true"},
-		"unknown flag":           {"run", "--no-such-flag", "--", "true"},
-		"missing volume source":  {"run", "--rootfs", rootfs, "-v", "/no/such/src:/x", "--", "true"},
-		"no command":             {"run", "--rootfs", rootfs},
+		"missing rootfs":               {"run", "--rootfs", "/no/such/dir", "--", "true"},
+		"rootfs is a file":             {"run", "--rootfs", file, "--", "true"},
+		"relative volume target":       {"run", "--rootfs", rootfs, "-v", rootfs + ":rel", "--", "true"},
+		"bad user":                     {"run", "--rootfs", rootfs, "-u", "abc", "--", "true"},
+		"unknown flag":                 {"run", "--no-such-flag", "--", "true"},
+		"missing volume source":        {"run", "--rootfs", rootfs, "-v", "/no/such/src:/x", "--", "true"},
+		"no command":                   {"run", "--rootfs", rootfs},
+		"unknown capability":           {"run", "--rootfs", rootfs, "--cap-add", "CAP_NO_SUCH", "--", "true"},
+		"capability added and dropped": {"run", "--rootfs", rootfs, "--cap-add", "NET_RAW", "--cap-drop", "net_raw", "--", "true"},
+		"custom seccomp profile":       {"run", "--rootfs", rootfs, "--security-opt", "seccomp=/etc/profile.json", "--", "true"},
+		"unknown security option":      {"run", "--rootfs", rootfs, "--security-opt", "label=disable", "--", "true"},
 	}
 	before := mountTable(t)
 	st := newStore(t)

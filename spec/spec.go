@@ -175,4 +175,16 @@ type Security struct {
 	MaskedPaths []string `json:"maskedPaths"`
 	// ReadonlyPaths are made read-only inside the sandbox.
 	ReadonlyPaths []string `json:"readonlyPaths"`
+	// Seccomp is SeccompDefault or SeccompUnconfined.
+	Seccomp string `json:"seccomp"`
+	// NoNewPrivileges sets no_new_privs: set-uid programs and file
+	// capabilities grant nothing.
+	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
 }
+
+// The system call filters of a sandbox: ursb's default, which denies what
+// podman's default profile denies, or none at all.
+const (
+	SeccompDefault    = "default"
+	SeccompUnconfined = "unconfined"
+)

@@ -2,6 +2,7 @@ package userns
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/moby/sys/capability"
@@ -28,6 +29,67 @@ var DefaultMaskedPaths = []string{
 // DefaultReadonlyPaths are visible but cannot be changed.
 var DefaultReadonlyPaths = []string{"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 
+// Capabilities is the set a sandbox keeps, as podman computes it: the
+// default set plus add, minus drop. Names may lack the CAP_ prefix and are
+// not case-sensitive; ALL stands for every capability.
+func Capabilities(add, drop []string) ([]string, error) {
+	known := map[string]bool{}
+	for _, c := range capability.ListKnown() {
+		known["CAP_"+strings.ToUpper(c.String())] = true
+	}
+	norm := func(flag string, names []string) (map[string]bool, bool, error) {
+		set, all := map[string]bool{}, false
+		for _, n := range names {
+			n = strings.ToUpper(strings.TrimSpace(n))
+			if n == "ALL" {
+				all = true
+				continue
+			}
+			if !strings.HasPrefix(n, "CAP_") {
+				n = "CAP_" + n
+			}
+			if !known[n] {
+				return nil, false, fmt.Errorf("%s %s: no such capability; see capabilities(7)", flag, n)
+			}
+			set[n] = true
+		}
+		return set, all, nil
+	}
+	adds, addAll, err := norm("--cap-add", add)
+	if err != nil {
+		return nil, err
+	}
+	drops, dropAll, err := norm("--cap-drop", drop)
+	if err != nil {
+		return nil, err
+	}
+	for c := range adds {
+		if drops[c] {
+			return nil, fmt.Errorf("%s is both added and dropped; give it to one of --cap-add and --cap-drop", c)
+		}
+	}
+	keep := map[string]bool{}
+	switch {
+	case addAll:
+		keep = known
+	case !dropAll:
+		for _, c := range DefaultCapabilities {
+			keep[c] = true
+		}
+	}
+	for c := range adds {
+		keep[c] = true
+	}
+	var caps []string
+	for c := range keep {
+		if !drops[c] {
+			caps = append(caps, c)
+		}
+	}
+	slices.Sort(caps)
+	return caps, nil
+}
+
 // confine runs last, on the thread the command is forked from.
 func confine(s *spec.Spec) error {
 	// A non-dumpable init cannot be ptraced, nor its /proc/1/fd and
@@ -39,6 +101,18 @@ func confine(s *spec.Spec) error {
 	keep := map[string]bool{}
 	for _, c := range s.Security.Capabilities {
 		keep[strings.ToLower(strings.TrimPrefix(c, "CAP_"))] = true
+	}
+	// The filter goes on while this thread still holds CAP_SYS_ADMIN in
+	// the sandbox's user namespace (see loadSeccomp).
+	if s.Security.Seccomp != spec.SeccompUnconfined {
+		if err := loadSeccomp(keep); err != nil {
+			return fmt.Errorf("installing the seccomp filter: %w", err)
+		}
+	}
+	if s.Security.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("setting no_new_privs: %w", err)
+		}
 	}
 	// Plain prctl and capset calls: moby/sys/capability's DropBound and
 	// Load read and parse /proc/self/status with fmt.Sscanf each time, to

@@ -43,6 +43,11 @@ type runCmd struct {
 	CpusetCpus   string  `name:"cpuset-cpus" help:"CPUs the sandbox may use, like 0-1 (cpuset.cpus)." placeholder:"LIST"`
 	CgroupParent string  `name:"cgroup-parent" help:"Delegated cgroup under which the sandbox's cgroup is made." placeholder:"PATH"`
 
+	CapAdd      []string `name:"cap-add" help:"Keep a capability the sandbox drops by default, like NET_RAW; ALL for every one." placeholder:"CAP"`
+	CapDrop     []string `name:"cap-drop" help:"Drop a capability, like CHOWN; ALL for every one." placeholder:"CAP"`
+	SecurityOpt []string `name:"security-opt" sep:"none" help:"seccomp=unconfined (no system call filter) or no-new-privileges." placeholder:"OPT"`
+	Privileged  bool     `help:"Every capability, no system call filter, nothing masked: the user namespace is the only fence."`
+
 	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
 }
 
@@ -192,15 +197,52 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if s.Env, err = r.environment(s); err != nil {
 		return nil, idmap.Plan{}, err
 	}
-	s.Security = spec.Security{
-		Capabilities:  userns.DefaultCapabilities,
-		MaskedPaths:   userns.DefaultMaskedPaths,
-		ReadonlyPaths: userns.DefaultReadonlyPaths,
+	if s.Security, err = r.security(); err != nil {
+		return nil, idmap.Plan{}, err
 	}
 	if s.TTY {
 		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
 	}
 	return s, plan, nil
+}
+
+// security turns --cap-add, --cap-drop, --security-opt and --privileged
+// into the sandbox's confinement.
+func (r *runCmd) security() (spec.Security, error) {
+	sec := spec.Security{
+		Seccomp:       spec.SeccompDefault,
+		MaskedPaths:   userns.DefaultMaskedPaths,
+		ReadonlyPaths: userns.DefaultReadonlyPaths,
+	}
+	add := r.CapAdd
+	if r.Privileged {
+		add = append([]string{"ALL"}, add...)
+		sec.Seccomp, sec.MaskedPaths, sec.ReadonlyPaths = spec.SeccompUnconfined, nil, nil
+	}
+	caps, err := userns.Capabilities(add, r.CapDrop)
+	if err != nil {
+		return sec, err
+	}
+	sec.Capabilities = caps
+	for _, o := range r.SecurityOpt {
+		key, value, _ := strings.Cut(o, "=")
+		if k, v, ok := strings.Cut(o, ":"); ok && !strings.Contains(o, "=") {
+			key, value = k, v // Docker's older key:value form
+		}
+		switch {
+		case key == "seccomp" && value == "unconfined":
+			sec.Seccomp = spec.SeccompUnconfined
+		case key == "seccomp":
+			return sec, fmt.Errorf("--security-opt %s: ursb has no custom seccomp profiles; use seccomp=unconfined or leave the default filter", o)
+		case key == "no-new-privileges" && (value == "" || value == "true"):
+			sec.NoNewPrivileges = true
+		case key == "no-new-privileges" && value == "false":
+			sec.NoNewPrivileges = false
+		default:
+			return sec, fmt.Errorf("unknown --security-opt %q; ursb knows seccomp=unconfined and no-new-privileges (it applies no SELinux label or AppArmor profile)", o)
+		}
+	}
+	return sec, nil
 }
 
 // network resolves --net to a driver this host can run and checks -p and
