@@ -410,6 +410,27 @@ func TestCapabilitiesDropped(t *testing.T) {
 	}
 }
 
+// Tools keep caches under $HOME; on the host's /, host root's /root is not
+// the sandbox's to write, the caller's home is (copy-on-write).
+func TestHostRootHomeIsTheCallers(t *testing.T) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skip("HOME is not set")
+	}
+	cache := filepath.Join(home, ".cache", "ursb-home-probe")
+	res := mustRun(t, "run", "--net", "none", "--", "sh", "-c", `echo "$HOME"; mkdir -p "$HOME/.cache/ursb-home-probe" && echo CACHED`)
+	if got := strings.Fields(res.Stdout); len(got) != 2 || got[0] != home || got[1] != "CACHED" {
+		t.Fatalf("want HOME=%s, writable: %s %s", home, res.Stdout, res.Stderr)
+	}
+	if _, err := os.Stat(cache); err == nil {
+		t.Fatal("the sandbox's cache directory appeared on the host")
+	}
+	res = mustRun(t, "run", "--net", "none", "-u", "1000", "--", "sh", "-c", `echo "$HOME"`)
+	if strings.TrimSpace(res.Stdout) != "/" {
+		t.Fatalf("another user inside gets HOME=/, like podman: %q", res.Stdout)
+	}
+}
+
 func TestHostRootIsCopyOnWriteWithPrivateTmp(t *testing.T) {
 	home, _ := os.UserHomeDir()
 	res := ursb(t, "", "run", "-w", "/", "--", "sh", "-c", "touch "+filepath.Join(home, "ursb-probe")+" && echo WROTE; touch /tmp/x && echo TMP-OK; ls /tmp")

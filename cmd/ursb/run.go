@@ -285,7 +285,12 @@ func (r *runCmd) environment(s *spec.Spec) ([]string, error) {
 	home := "/root"
 	if s.User.UID != 0 {
 		home = "/"
-		if h := os.Getenv("HOME"); h != "" && s.Rootfs == "" && s.User.UID == uint32(os.Getuid()) {
+	}
+	// On the host's /, the caller's home is writable (copy-on-write) by
+	// the id that stands for the caller inside, and host root's /root is
+	// not: tools that keep caches in $HOME would fail there.
+	if h := os.Getenv("HOME"); h != "" && s.Rootfs == "" {
+		if id, ok := idmap.ToHost(s.UIDMap, s.User.UID); ok && id == uint32(os.Getuid()) {
 			home = h
 		}
 	}
