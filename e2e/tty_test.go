@@ -112,3 +112,19 @@ func TestNoTIOCSTIIntoCallersTerminal(t *testing.T) {
 		t.Fatalf("TIOCSTI into the caller's terminal was not refused: %q", out)
 	}
 }
+
+// Even on its own terminal (-t), the sandbox cannot push input: the filter
+// refuses TIOCSTI wherever the kernel still has it. Without the filter the
+// pushed "x" comes back on the terminal before INJECTED.
+func TestNoTIOCSTIEvenOnOwnTerminal(t *testing.T) {
+	py := requireTool(t, "python3")
+	probe := "import fcntl, termios\ntry:\n fcntl.ioctl(0, termios.TIOCSTI, b'x')\n print('INJECTED')\nexcept OSError as e:\n print('refused', e.errno)"
+	res := mustRun(t, "run", "-t", "-w", "/", "--net", "none", "--", py, "-c", probe)
+	if !strings.HasPrefix(res.Stdout, "refused 1") {
+		t.Fatalf("TIOCSTI on the sandbox's own terminal should fail with EPERM: %q", res.Stdout)
+	}
+	res = mustRun(t, "run", "-t", "-w", "/", "--net", "none", "--security-opt", "seccomp=unconfined", "--", py, "-c", probe)
+	if !strings.Contains(res.Stdout, "INJECTED") {
+		t.Logf("this kernel refuses TIOCSTI by itself (dev.tty.legacy_tiocsti=0): %q", res.Stdout)
+	}
+}

@@ -19,14 +19,15 @@ type denial struct {
 	// unless lists capabilities that give the call back when the sandbox
 	// keeps one of them (--cap-add), as podman's profile does.
 	unless []string
-	// arg0 narrows the denial to calls whose first argument matches.
-	arg0 argTest
+	// arg narrows the denial to calls with a matching argument.
+	arg argTest
 }
 
 // argTest matches the low 32 bits of an argument: every flag and family
 // tested here lives there, and the kernel reads those as an int or ignores
 // the high bits, so a caller cannot slip past by setting them.
 type argTest struct {
+	n       uint32 // which argument, from 0
 	anyBit  uint32 // some of these bits are set
 	equal   uint32 // the value is this (when isEqual)
 	isEqual bool
@@ -50,8 +51,8 @@ var denials = []denial{
 	// A new user namespace starts with every capability, whatever the
 	// sandbox dropped, and with them the kernel code behind most escapes
 	// from rootless containers (netfilter, filesystem contexts, mounts).
-	{name: "unshare", errno: eperm, unless: sysAdmin, arg0: argTest{anyBit: nsFlags}},
-	{name: "clone", errno: eperm, unless: sysAdmin, arg0: argTest{anyBit: cloneNSFlags}},
+	{name: "unshare", errno: eperm, unless: sysAdmin, arg: argTest{anyBit: nsFlags}},
+	{name: "clone", errno: eperm, unless: sysAdmin, arg: argTest{anyBit: cloneNSFlags}},
 	// clone3 passes its flags in memory, out of a filter's sight. ENOSYS,
 	// as from an older kernel, makes glibc and Go fall back to clone.
 	{name: "clone3", errno: unix.ENOSYS, unless: sysAdmin},
@@ -103,12 +104,18 @@ var denials = []denial{
 	{name: "io_uring_enter", errno: unix.ENOSYS},
 	{name: "io_uring_register", errno: unix.ENOSYS},
 	{name: "uselib", errno: eperm},
+	// Typing into, or reading the selection of, a terminal the sandbox
+	// shares with the caller (CVE-2017-5226 in bubblewrap): its own
+	// session already makes the kernel refuse TIOCSTI, but only where
+	// dev.tty.legacy_tiocsti or an older kernel allows it at all.
+	{name: "ioctl", errno: eperm, arg: argTest{n: 1, equal: unix.TIOCSTI, isEqual: true}},
+	{name: "ioctl", errno: eperm, arg: argTest{n: 1, equal: unix.TIOCLINUX, isEqual: true}},
 	// Socket families whose kernel code has given local root (vsock
 	// CVE-2021-26708) and that a build has no use for. A 32-bit program
 	// on x86 can still reach them through socketcall(2), whose arguments
 	// are in memory, as with podman's and Docker's profiles.
-	{name: "socket", errno: unix.EAFNOSUPPORT, arg0: argTest{equal: unix.AF_VSOCK, isEqual: true}},
-	{name: "socket", errno: unix.EAFNOSUPPORT, arg0: argTest{equal: unix.AF_ALG, isEqual: true}},
+	{name: "socket", errno: unix.EAFNOSUPPORT, arg: argTest{equal: unix.AF_VSOCK, isEqual: true}},
+	{name: "socket", errno: unix.EAFNOSUPPORT, arg: argTest{equal: unix.AF_ALG, isEqual: true}},
 }
 
 // abi is one system call convention a process on this machine can use, with
@@ -140,7 +147,7 @@ func (a abi) number(name string) (uint32, bool) {
 const (
 	offNr   = 0
 	offArch = 4
-	offArg0 = 16 // the low half on a little-endian machine
+	offArgs = 16 // 8 bytes each, the low half first on a little-endian machine
 )
 
 const (
@@ -175,18 +182,18 @@ func seccompFilter(keep map[string]bool) ([]bpf.Instruction, error) {
 				continue
 			}
 			ret := bpf.RetConstant{Val: retErrno(d.errno)}
-			if d.arg0.none() {
+			if d.arg.none() {
 				body = append(body, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, ret)
 				continue
 			}
-			test := bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: d.arg0.anyBit, SkipFalse: 1}
-			if d.arg0.isEqual {
-				test = bpf.JumpIf{Cond: bpf.JumpEqual, Val: d.arg0.equal, SkipFalse: 1}
+			test := bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: d.arg.anyBit, SkipFalse: 1}
+			if d.arg.isEqual {
+				test = bpf.JumpIf{Cond: bpf.JumpEqual, Val: d.arg.equal, SkipFalse: 1}
 			}
 			// Not this call: skip the test and reload the number.
 			body = append(body,
 				bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 4},
-				bpf.LoadAbsolute{Off: offArg0, Size: 4},
+				bpf.LoadAbsolute{Off: offArgs + 8*d.arg.n, Size: 4},
 				test,
 				ret,
 				bpf.LoadAbsolute{Off: offNr, Size: 4})

@@ -25,7 +25,7 @@ var abis = []abi{
 		{"add_key", unix.SYS_ADD_KEY}, {"request_key", unix.SYS_REQUEST_KEY},
 		{"io_uring_setup", unix.SYS_IO_URING_SETUP}, {"io_uring_enter", unix.SYS_IO_URING_ENTER},
 		{"io_uring_register", unix.SYS_IO_URING_REGISTER}, {"uselib", unix.SYS_USELIB},
-		{"socket", unix.SYS_SOCKET},
+		{"socket", unix.SYS_SOCKET}, {"ioctl", unix.SYS_IOCTL},
 	}},
 	// Numbers from the kernel's arch/x86/entry/syscalls/syscall_32.tbl.
 	{arch: unix.AUDIT_ARCH_I386, numbers: []sysno{
@@ -40,6 +40,6 @@ var abis = []abi{
 		{"clock_settime", 264}, {"clock_settime64", 404}, {"iopl", 110}, {"ioperm", 101},
 		{"open_by_handle_at", 342}, {"keyctl", 288}, {"add_key", 286}, {"request_key", 287},
 		{"io_uring_setup", 425}, {"io_uring_enter", 426}, {"io_uring_register", 427},
-		{"uselib", 86}, {"socket", 359},
+		{"uselib", 86}, {"socket", 359}, {"ioctl", 54},
 	}},
 }

@@ -23,6 +23,6 @@ var abis = []abi{
 		{"open_by_handle_at", unix.SYS_OPEN_BY_HANDLE_AT}, {"keyctl", unix.SYS_KEYCTL},
 		{"add_key", unix.SYS_ADD_KEY}, {"request_key", unix.SYS_REQUEST_KEY},
 		{"io_uring_setup", unix.SYS_IO_URING_SETUP}, {"io_uring_enter", unix.SYS_IO_URING_ENTER},
-		{"io_uring_register", unix.SYS_IO_URING_REGISTER}, {"socket", unix.SYS_SOCKET},
+		{"io_uring_register", unix.SYS_IO_URING_REGISTER}, {"socket", unix.SYS_SOCKET}, {"ioctl", unix.SYS_IOCTL},
 	}},
 }
