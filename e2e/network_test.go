@@ -146,7 +146,29 @@ func TestNetworkFiles(t *testing.T) {
 		if !regexpLine(res.Stdout, "10.0.2.2", "host.containers.internal") {
 			t.Errorf("with --allow-host-loopback hosts should map host.containers.internal to 10.0.2.2:\n%s", res.Stdout)
 		}
+		res = mustRunNet(t, "run", "--rootfs", rootfs, "--net", driver, "--allow-host-loopback", "--dns", "192.0.2.53",
+			"--add-host", "db:192.0.2.7", "--add-host", "gw:host-gateway", "--", "sh", "-c", "cat /etc/resolv.conf; echo ===; cat /etc/hosts")
+		resolv, hosts, _ = strings.Cut(res.Stdout, "===")
+		if !regexpLine(resolv, "nameserver 192.0.2.53") || strings.Count(resolv, "nameserver") != 1 {
+			t.Errorf("--dns should replace the forwarder in resolv.conf:\n%s", resolv)
+		}
+		if !regexpLine(hosts, "192.0.2.7", "db") || !regexpLine(hosts, "10.0.2.2", "gw") {
+			t.Errorf("--add-host entries missing from hosts:\n%s", hosts)
+		}
 	})
+}
+
+func TestNetworkNoneDNSAndHosts(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--dns", "192.0.2.53", "--add-host", "db:2001:db8::7",
+		"--", "sh", "-c", "cat /etc/resolv.conf; echo ===; cat /etc/hosts")
+	resolv, hosts, _ := strings.Cut(res.Stdout, "===")
+	if !regexpLine(resolv, "nameserver 192.0.2.53") {
+		t.Errorf("--dns without a network should still write resolv.conf:\n%s", resolv)
+	}
+	if !regexpLine(hosts, "2001:db8::7", "db") {
+		t.Errorf("--add-host with an IPv6 address missing from hosts:\n%s", hosts)
+	}
 }
 
 // loopbackServers starts a TCP and a UDP server on the harness's 127.0.0.1

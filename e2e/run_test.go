@@ -323,6 +323,9 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		"capability added and dropped": {"run", "--rootfs", rootfs, "--cap-add", "NET_RAW", "--cap-drop", "net_raw", "--", "true"},
 		"custom seccomp profile":       {"run", "--rootfs", rootfs, "--security-opt", "seccomp=/etc/profile.json", "--", "true"},
 		"unknown security option":      {"run", "--rootfs", rootfs, "--security-opt", "label=disable", "--", "true"},
+		"add-host without address":     {"run", "--rootfs", rootfs, "--net", "none", "--add-host", "db", "--", "true"},
+		"dns not an address":           {"run", "--rootfs", rootfs, "--net", "none", "--dns", "resolver.example", "--", "true"},
+		"host-gateway while blocked":   {"run", "--rootfs", rootfs, "--add-host", "gw:host-gateway", "--", "true"},
 	}
 	before := mountTable(t)
 	st := newStore(t)

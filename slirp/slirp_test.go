@@ -197,17 +197,24 @@ func TestCheckPublish(t *testing.T) {
 }
 
 func TestResolvConf(t *testing.T) {
-	if got := ResolvConf(ChildConfig{Mode: ModeNone}); got != nil {
+	if got := ResolvConf(ChildConfig{Mode: ModeNone}, nil); got != nil {
 		t.Errorf("--net none should keep the rootfs's resolv.conf, got %q", got)
 	}
-	got := string(ResolvConf(layout(Options{Mode: ModePasta})))
+	got := string(ResolvConf(layout(Options{Mode: ModePasta}), nil))
 	if !strings.Contains(got, "\nnameserver 10.0.2.3\n") || strings.Count(got, "nameserver") != 1 {
 		t.Errorf("ResolvConf = %q", got)
+	}
+	got = string(ResolvConf(layout(Options{Mode: ModePasta}), []string{"192.0.2.53", "2001:db8::53"}))
+	if !strings.Contains(got, "\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n") || strings.Count(got, "nameserver") != 2 {
+		t.Errorf("with --dns, ResolvConf = %q", got)
+	}
+	if got := ResolvConf(ChildConfig{Mode: ModeNone}, []string{"192.0.2.53"}); !strings.Contains(string(got), "nameserver 192.0.2.53\n") {
+		t.Errorf("--dns with --net none should write resolv.conf, got %q", got)
 	}
 }
 
 func TestHosts(t *testing.T) {
-	got := string(Hosts(layout(Options{Mode: ModeSlirp4netns}), "box"))
+	got := string(Hosts(layout(Options{Mode: ModeSlirp4netns}), "box", nil))
 	for _, want := range []string{"127.0.0.1\tlocalhost\n", "::1\tlocalhost", "10.0.2.100\tbox\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Hosts lacks %q:\n%s", want, got)
@@ -216,11 +223,14 @@ func TestHosts(t *testing.T) {
 	if strings.Contains(got, HostAlias) {
 		t.Errorf("Hosts names the host while its loopback is blocked:\n%s", got)
 	}
-	got = string(Hosts(layout(Options{Mode: ModeSlirp4netns, AllowHostLoopback: true}), "box"))
-	if !strings.Contains(got, "10.0.2.2\t"+HostAlias+"\n") {
-		t.Errorf("Hosts lacks the host alias:\n%s", got)
+	got = string(Hosts(layout(Options{Mode: ModeSlirp4netns, AllowHostLoopback: true}), "box",
+		[]spec.HostEntry{{Name: "db", IP: "192.0.2.7"}, {Name: "gw", IP: spec.HostGateway}}))
+	for _, want := range []string{"10.0.2.2\t" + HostAlias + "\n", "192.0.2.7\tdb\n", "10.0.2.2\tgw\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Hosts lacks %q:\n%s", want, got)
+		}
 	}
-	got = string(Hosts(ChildConfig{Mode: ModeNone}, "box"))
+	got = string(Hosts(ChildConfig{Mode: ModeNone}, "box", nil))
 	if !strings.Contains(got, "127.0.1.1\tbox\n") {
 		t.Errorf("without a network the hostname should be 127.0.1.1:\n%s", got)
 	}

@@ -3,6 +3,7 @@ package spec
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -193,4 +194,29 @@ func unwrapPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// ParseAddHost parses --add-host NAME:IP; IP may be an IPv6 address or
+// HostGateway.
+func ParseAddHost(v string) (HostEntry, error) {
+	name, ip, ok := strings.Cut(v, ":")
+	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	if !ok || name == "" || strings.ContainsAny(name, " \t#") {
+		return HostEntry{}, fmt.Errorf("--add-host %q: want NAME:IP, like db:10.0.2.2", v)
+	}
+	if ip != HostGateway {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return HostEntry{}, fmt.Errorf("--add-host %q: %q is not an IP address (or %s)", v, ip, HostGateway)
+		}
+	}
+	return HostEntry{Name: name, IP: ip}, nil
+}
+
+// ParseDNS checks --dns IP.
+func ParseDNS(v string) (string, error) {
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return "", fmt.Errorf("--dns %q is not an IP address", v)
+	}
+	return a.String(), nil
 }

@@ -141,6 +141,21 @@ type Network struct {
 	AllowHostLoopback bool   `json:"allowHostLoopback,omitempty"`
 	// MTU of the sandbox's interface; zero means the driver's default.
 	MTU int `json:"mtu,omitempty"`
+	// DNS replaces the driver's DNS forwarder in resolv.conf.
+	DNS []string `json:"dns,omitempty"`
+	// Hosts are extra /etc/hosts entries.
+	Hosts []HostEntry `json:"hosts,omitempty"`
+}
+
+// HostGateway, as the address of a host entry, stands for the address at
+// which the host's loopback answers (podman's spelling).
+const HostGateway = "host-gateway"
+
+// HostEntry is one line of /etc/hosts.
+type HostEntry struct {
+	Name string `json:"name"`
+	// IP is an address or HostGateway.
+	IP string `json:"ip"`
 }
 
 // Port is one published port.

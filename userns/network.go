@@ -85,9 +85,9 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		var data []byte
 		switch f.name {
 		case "hosts":
-			data = slirp.Hosts(c, s.Hostname)
+			data = slirp.Hosts(c, s.Hostname, s.Network.Hosts)
 		case "resolv.conf":
-			data = slirp.ResolvConf(c)
+			data = slirp.ResolvConf(c, s.Network.DNS)
 		}
 		if data == nil {
 			continue

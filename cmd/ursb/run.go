@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,8 @@ type runCmd struct {
 	Publish           []string `short:"p" sep:"none" help:"Publish a sandbox port on the host: [IP:]HOSTPORT:PORT[/tcp|udp]; IP defaults to 127.0.0.1." placeholder:"[IP:]HOSTPORT:PORT"`
 	AllowHostLoopback bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2."`
 	MTU               int      `name:"mtu" help:"MTU of a user-mode network's interface (default 65520)." placeholder:"N"`
+	DNS               []string `name:"dns" help:"Name server for the sandbox's resolv.conf, instead of the network's forwarder." placeholder:"IP"`
+	AddHost           []string `name:"add-host" sep:"none" help:"Add NAME:IP to /etc/hosts; IP host-gateway is the host's loopback (with --allow-host-loopback)." placeholder:"NAME:IP"`
 
 	Memory       string  `help:"Memory limit, like 64m or 1g (memory.max)." placeholder:"SIZE"`
 	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
@@ -132,8 +135,8 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		if peer, err = runningPeer(name); err != nil {
 			return nil, idmap.Plan{}, err
 		}
-		if len(r.Publish) > 0 || r.AllowHostLoopback {
-			return fail("--net %s shares that sandbox's network: publish ports and allow host loopback on it instead", r.Net)
+		if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
+			return fail("--net %s shares that sandbox's network: publish ports, allow host loopback and set DNS and hosts on it instead", r.Net)
 		}
 		s.Network.Mode = r.Net
 	} else if s.Network, err = r.network(); err != nil {
@@ -271,6 +274,26 @@ func (r *runCmd) network() (spec.Network, error) {
 	}
 	if r.AllowHostLoopback && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
 		return n, fmt.Errorf("--allow-host-loopback needs a user-mode network, not --net %s: use --net auto, pasta, slirp4netns or builtin", mode)
+	}
+	if (len(r.DNS) > 0 || len(r.AddHost) > 0) && mode == slirp.ModeHost {
+		return n, errors.New("--net host keeps the host's resolv.conf and hosts: drop --dns and --add-host, or use another network")
+	}
+	for _, v := range r.DNS {
+		ip, err := spec.ParseDNS(v)
+		if err != nil {
+			return n, err
+		}
+		n.DNS = append(n.DNS, ip)
+	}
+	for _, v := range r.AddHost {
+		h, err := spec.ParseAddHost(v)
+		if err != nil {
+			return n, err
+		}
+		if h.IP == spec.HostGateway && !r.AllowHostLoopback {
+			return n, fmt.Errorf("--add-host %s: the host is unreachable from the sandbox; add --allow-host-loopback", v)
+		}
+		n.Hosts = append(n.Hosts, h)
 	}
 	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
 }
