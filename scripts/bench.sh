@@ -390,8 +390,10 @@ pss_of() { # sum of Pss (kB) of the monitor and init of each named sandbox
 }
 if "$main" run -d --name ursb-bench-idle --rootfs "$rootfs" --net none -- sleep 100000 >/dev/null; then
 	idle+=(ursb-bench-idle)
-	# Measured idle, before the exec benchmark makes init serve execs.
-	sleep 1
+	# Measured idle, before the exec benchmark makes init serve execs, and
+	# after the second in which a sandbox's processes still hold what
+	# starting it needed.
+	sleep 2
 	one=$(pss_of ursb-bench-idle)
 	bench "ursb exec NAME true" "$main" exec ursb-bench-idle /bin/true
 	names=()

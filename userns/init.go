@@ -57,6 +57,7 @@ func Init() {
 		fail(125, err)
 	}
 	_ = ch.send(message{Kind: msgStarted})
+	releaseWhenIdle()
 	reqs := make(chan request, 16)
 	go readRequests(ch, reqs)
 	os.Exit(serve(s, ch, cmd, sigs, reqs))

@@ -246,6 +246,7 @@ func (sb *Sandbox) setUp() error {
 	for {
 		select {
 		case <-sb.started:
+			releaseWhenIdle()
 			return nil
 		case <-sb.msgs:
 			// init is gone before its command started: it, or the
