@@ -509,6 +509,28 @@ func TestCheck(t *testing.T) {
 	if !strings.Contains(res.Stdout, "ok       unprivileged user namespaces") {
 		t.Fatalf("user namespaces work here, check says otherwise:\n%s", res.Stdout)
 	}
+	const copyNote = "sealed"
+	if st, err := os.Stat(ursbBin(t)); err == nil && !ownedByMe(ursbBin(t)) && st.Mode()&0o022 == 0 && strings.Contains(res.Stdout, copyNote) {
+		t.Errorf("an ursb the sandbox cannot write runs from itself, check says otherwise:\n%s", res.Stdout)
+	}
+	// A copy of its own, as go install makes it: every sandbox must run
+	// from a sealed copy, and check says what that costs and how to avoid it.
+	own := filepath.Join(t.TempDir(), "ursb")
+	data, err := os.ReadFile(ursbBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(own, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(own, "check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ursb check from the user's copy: %v: %s", err, out)
+	}
+	want := fmt.Sprintf("sealed %d MiB copy", (len(data)+1<<20-1)>>20)
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "sudo install -m 0755 "+own+" /usr/local/bin/ursb") {
+		t.Errorf("check from a user-owned ursb should say %q and how to install it root-owned:\n%s", want, out)
+	}
 }
 
 func TestNetNoneHasOnlyLoopbackUp(t *testing.T) {

@@ -30,7 +30,7 @@ func initExecutable(uids []spec.IDMapping) (*os.File, error) {
 		self.Close()
 		return nil, err
 	}
-	if !idmap.HostIDMapped(uids, st.Uid) && st.Mode&0o022 == 0 {
+	if !needsCopy(&st, uids) {
 		return self, nil
 	}
 	defer self.Close()
@@ -62,4 +62,24 @@ func initExecutable(uids []spec.IDMapping) (*os.File, error) {
 		return nil, fmt.Errorf("sealing the copy of ursb: %w", err)
 	}
 	return sealed, nil
+}
+
+// needsCopy tells whether an id mapped by uids could write the binary st
+// describes: its owner is mapped, or it is group- or world-writable.
+func needsCopy(st *unix.Stat_t, uids []spec.IDMapping) bool {
+	return idmap.HostIDMapped(uids, st.Uid) || st.Mode&0o022 != 0
+}
+
+// SealedCopySize is how much memory each sandbox with the uid map uids
+// holds for its whole life in the sealed copy of ursb's binary that its
+// init runs from, or 0 when init runs from the binary itself.
+func SealedCopySize(uids []spec.IDMapping) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return 0, fmt.Errorf("reading ursb's own binary: %w", err)
+	}
+	if !needsCopy(&st, uids) {
+		return 0, nil
+	}
+	return st.Size, nil
 }

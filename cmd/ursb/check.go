@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/fuseoverlay"
@@ -52,9 +53,15 @@ func (c *checkCmd) Run() error {
 	if mode, err := slirp.Resolve("auto"); err == nil {
 		fmt.Printf("note     --net auto uses %s\n", mode)
 	}
-	if host.RunsAsRoot {
-		plan, _ := idmap.Resolve(idmap.Auto, host)
+	plan, planErr := idmap.Resolve(idmap.Auto, host)
+	if host.RunsAsRoot && planErr == nil {
 		fmt.Printf("note     running as root: %s\n", plan.Notice)
+	}
+	if planErr == nil {
+		if size, err := userns.SealedCopySize(plan.UID); err == nil && size > 0 {
+			exe, _ := os.Executable()
+			fmt.Printf("note     each running sandbox holds a sealed %d MiB copy of ursb in memory, since its root could otherwise write this binary (CVE-2019-5736); installed root-owned (sudo install -m 0755 %s /usr/local/bin/ursb) it does not\n", (size+1<<20-1)>>20, exe)
+		}
 	}
 	if !ok {
 		return &exitError{code: 1, msg: "ursb cannot run on this host; fix the lines marked missing above"}
