@@ -978,6 +978,59 @@ done`
 	}
 }
 
+func TestLifecycleWait(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	gate := "touch /vol/ready-$0; until [ -e /vol/go ]; do sleep 0.05; done; exit $1"
+	l.detach("w-code", lifeBase(rootfs, "-v", vol+":/vol"), "sh", "-c", gate, "w-code", "7")
+	l.detach("w-rm", append([]string{"--rm"}, lifeBase(rootfs, "-v", vol+":/vol")...), "sh", "-c", gate, "w-rm", "3")
+	waitFor(t, filepath.Join(vol, "ready-w-code"))
+	waitFor(t, filepath.Join(vol, "ready-w-rm"))
+
+	// wait blocks while the sandboxes run, then prints each exit code in
+	// the order asked, even for one that --rm removes as it ends.
+	cmd := l.command("wait", "w-code", "w-rm")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("ursb wait returned while both sandboxes ran (%v): %q %q", err, out.String(), errOut.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := os.WriteFile(filepath.Join(vol, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || out.String() != "7\n3\n" {
+			t.Fatalf("ursb wait w-code w-rm: %v, printed %q, want \"7\\n3\\n\" (stderr %q)", err, out.String(), errOut.String())
+		}
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("ursb wait did not return after both sandboxes exited")
+	}
+
+	// After the end, the record answers; a removed sandbox is an error.
+	if res := l.must("wait", "w-code"); res.Stdout != "7\n" {
+		t.Errorf("ursb wait on an exited sandbox printed %q, want \"7\\n\"", res.Stdout)
+	}
+	l.fails(125, "wait", "w-rm")
+
+	// Killed: 128+9, like the run itself would exit.
+	l.detach("w-kill", lifeBase(rootfs), "sleep", "1000")
+	l.must("kill", "w-kill")
+	if res := l.must("wait", "w-kill"); res.Stdout != "137\n" {
+		t.Errorf("ursb wait on a killed sandbox printed %q, want \"137\\n\"", res.Stdout)
+	}
+}
+
 func TestLifecycleStopRunsTermTrap(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)

@@ -18,17 +18,25 @@ import (
 const (
 	ctlExec   = "exec"   // client → server: Exec, with stdin, stdout, stderr unless TTY
 	ctlSignal = "signal" // client → server: Signal to the sandbox, or to the exec'd process
+	ctlWait   = "wait"   // client → server: answer with ctlExit once the sandbox has ended
 	ctlTTY    = "tty"    // server → client: the exec'd process's pty master
-	ctlExit   = "exit"   // server → client: Code (and Err) of the exec'd process
+	ctlExit   = "exit"   // server → client: Code (and Err) of the exec'd process, or of the sandbox
 	ctlOK     = "ok"     // server → client: the signal was sent
 )
 
-// Controller answers exec and signal requests for a running sandbox on a
-// unix socket in ursb's private runtime directory.
+// Controller answers exec, signal and wait requests for a running sandbox
+// on a unix socket in ursb's private runtime directory.
 type Controller struct {
 	fd   int
 	path string
 	wg   sync.WaitGroup
+
+	mu sync.Mutex
+	// waiters are told code, what ursb exits with, by Finish; once ended
+	// a wait is answered at once.
+	waiters []channel
+	ended   bool
+	code    int
 }
 
 // Serve listens on path for requests about sb. Only the caller's own uid
@@ -59,10 +67,37 @@ func (sb *Sandbox) Serve(path string) (*Controller, error) {
 				}
 				return
 			}
-			go sb.answer(channel{os.NewFile(uintptr(conn), "control")})
+			go sb.answer(c, channel{os.NewFile(uintptr(conn), "control")})
 		}
 	}()
 	return c, nil
+}
+
+// Finish tells every waiter that the sandbox ended with code, then stops
+// answering and removes the socket.
+func (c *Controller) Finish(code int) {
+	c.mu.Lock()
+	c.ended, c.code = true, code
+	for _, w := range c.waiters {
+		_ = w.send(message{Kind: ctlExit, Code: code})
+		w.f.Close()
+	}
+	c.waiters = nil
+	c.mu.Unlock()
+	c.Close()
+}
+
+// await answers a wait request on conn now if the sandbox has ended, or
+// keeps conn for Finish; it reports whether it kept it.
+func (c *Controller) await(conn channel) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		_ = conn.send(message{Kind: ctlExit, Code: c.code})
+		return false
+	}
+	c.waiters = append(c.waiters, conn)
+	return true
 }
 
 // Close stops answering and removes the socket.
@@ -73,8 +108,13 @@ func (c *Controller) Close() {
 	os.Remove(c.path)
 }
 
-func (sb *Sandbox) answer(conn channel) {
-	defer conn.f.Close()
+func (sb *Sandbox) answer(c *Controller, conn channel) {
+	kept := false
+	defer func() {
+		if !kept {
+			conn.f.Close()
+		}
+	}()
 	cred, err := unix.GetsockoptUcred(int(conn.f.Fd()), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil || int(cred.Uid) != os.Getuid() {
 		return
@@ -93,6 +133,8 @@ func (sb *Sandbox) answer(conn channel) {
 		}
 	}()
 	switch m.Kind {
+	case ctlWait:
+		kept = c.await(conn)
 	case ctlSignal:
 		if err := sb.Signal(unix.Signal(m.Signal)); err != nil {
 			_ = conn.send(message{Kind: ctlExit, Code: 125, Err: err.Error()})
@@ -186,6 +228,28 @@ func SignalSandbox(path string, sig unix.Signal) error {
 		return errors.New(m.Err)
 	}
 	return nil
+}
+
+// WaitSandbox waits until the sandbox served on the control socket at path
+// has ended and returns the code its ursb exits with.
+func WaitSandbox(path string) (int, error) {
+	conn, err := dial(path)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.f.Close()
+	if err := conn.send(message{Kind: ctlWait}); err != nil {
+		return 0, err
+	}
+	m, fds, err := conn.recv()
+	closeAll(fds)
+	if err != nil {
+		return 0, fmt.Errorf("the sandbox's ursb went away without saying how it ended (%v)", err)
+	}
+	if m.Kind != ctlExit {
+		return 0, fmt.Errorf("unexpected answer %q to wait", m.Kind)
+	}
+	return m.Code, nil
 }
 
 // ExecIn runs e in the sandbox served on the control socket at path, with

@@ -25,6 +25,7 @@ type cli struct {
 	Ps      psCmd      `cmd:"" help:"List sandboxes."`
 	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: SIGTERM, then SIGKILL after a grace period."`
 	Kill    killCmd    `cmd:"" help:"Send a signal to sandboxes."`
+	Wait    waitCmd    `cmd:"" help:"Wait until sandboxes exit and print their exit codes."`
 	Start   startCmd   `cmd:"" help:"Start exited named sandboxes again, in the background."`
 	Rm      rmCmd      `cmd:"" help:"Remove sandboxes and everything they stored."`
 	Pause   pauseCmd   `cmd:"" help:"Freeze every process of sandboxes (needs a cgroup)."`

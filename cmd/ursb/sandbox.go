@@ -139,9 +139,6 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		started(rec)
 	}
 	exit, err := sb.Wait()
-	if ctl != nil {
-		ctl.Close()
-	}
 	// The kernel's OOM kills and pids.max hits, said in words.
 	if ev, everr := leaf.Events(); everr == nil {
 		for _, line := range cgroupv2.Describe(s.Limits, ev) {
@@ -157,6 +154,10 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		err = &exitError{code: code, msg: err.Error()}
 	}
 	finish(rec, stage, exit.Code, err)
+	if ctl != nil {
+		// ursb wait is answered once ps would show the sandbox exited.
+		ctl.Finish(*rec.ExitCode)
+	}
 	if j.Remove && s.Name != "" {
 		defer removeStorage(storage.Dir)
 	}
