@@ -1029,6 +1029,14 @@ func TestLifecycleWait(t *testing.T) {
 	if res := l.must("wait", "w-kill"); res.Stdout != "137\n" {
 		t.Errorf("ursb wait on a killed sandbox printed %q, want \"137\\n\"", res.Stdout)
 	}
+	// The monitor of a detached sandbox keeps to its --timeout.
+	l.detach("w-timeout", append([]string{"--timeout", "1"}, lifeBase(rootfs)...), "sleep", "1000")
+	if res := l.must("wait", "w-timeout"); res.Stdout != "137\n" {
+		t.Errorf("ursb wait on a sandbox past its --timeout printed %q, want \"137\\n\"", res.Stdout)
+	}
+	if res := l.must("logs", "w-timeout"); !strings.Contains(res.Stdout+res.Stderr, "--timeout of 1 s") {
+		t.Errorf("the log of a sandbox killed for its --timeout should say so: %q %q", res.Stdout, res.Stderr)
+	}
 }
 
 func TestLifecycleStopRunsTermTrap(t *testing.T) {

@@ -490,6 +490,25 @@ func TestHostRootKeepsWorkingDirectoryUnderTmp(t *testing.T) {
 	}
 }
 
+func TestRunTimeout(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	start := time.Now()
+	res := ursb(t, "", "run", "--timeout", "1", "--net", "none", "--rootfs", rootfs, "--", "sh", "-c", "echo started; sleep 60; echo finished")
+	if res.Code != 137 || res.Stdout != "started\n" {
+		t.Fatalf("a sandbox past its --timeout should be killed (exit 137) before it finishes: exit %d, stdout %q, stderr %q", res.Code, res.Stdout, res.Stderr)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("--timeout 1 let the sandbox run %v", took)
+	}
+	if !strings.Contains(res.Stderr, "--timeout of 1 s") {
+		t.Errorf("ursb should say the sandbox was killed for its --timeout: %q", res.Stderr)
+	}
+	// A command that ends in time keeps its own exit code.
+	if res := ursb(t, "", "run", "--timeout", "60", "--net", "none", "--rootfs", rootfs, "--", "sh", "-c", "exit 4"); res.Code != 4 || res.Stderr != "" {
+		t.Errorf("a command within its --timeout exited %d (stderr %q), want 4 and nothing said", res.Code, res.Stderr)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	res := ursb(t, "", "check")
 	if res.Code != 0 {

@@ -43,6 +43,9 @@ type Spec struct {
 	WinSize *WinSize `json:"winSize,omitempty"`
 	// Security holds the settings applied last, just before the command runs.
 	Security Security `json:"security"`
+	// Timeout, in seconds, is how long the sandbox may run before it is
+	// killed; 0 is no limit.
+	Timeout uint `json:"timeout,omitempty"`
 }
 
 // The copy-on-write implementations of a sandbox's root.

@@ -50,6 +50,7 @@ type runCmd struct {
 	CapDrop     []string `name:"cap-drop" help:"Drop a capability, like CHOWN; ALL for every one." placeholder:"CAP"`
 	SecurityOpt []string `name:"security-opt" sep:"none" help:"seccomp=unconfined (no system call filter) or no-new-privileges." placeholder:"OPT"`
 	Privileged  bool     `help:"Every capability, no system call filter, nothing masked: the user namespace is the only fence."`
+	Timeout     uint     `help:"Kill the sandbox once it has run this many seconds; ursb then exits 137." placeholder:"SECS"`
 
 	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
 }
@@ -194,6 +195,7 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 			}
 		}
 	}
+	s.Timeout = r.Timeout
 	if s.Limits, err = r.limits(); err != nil {
 		return nil, idmap.Plan{}, err
 	}

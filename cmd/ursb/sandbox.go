@@ -135,6 +135,13 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if err != nil {
 		_ = sb.Signal(killSignal)
 	}
+	if s.Timeout > 0 {
+		limit := time.AfterFunc(time.Duration(s.Timeout)*time.Second, func() {
+			fmt.Fprintf(io.err, "ursb: the sandbox ran for its --timeout of %d s and was killed\n", s.Timeout)
+			_ = sb.Signal(killSignal)
+		})
+		defer limit.Stop()
+	}
 	if started != nil {
 		started(rec)
 	}
