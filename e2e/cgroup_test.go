@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -209,6 +210,8 @@ bomb 2>/dev/null &
 while :; do wait; done`
 	cmd := exec.Command(ursbBin(t), "run", "--net", "none", "--rootfs", busyboxRootfs(t), "--pids-limit", "64",
 		"--", "/bin/sh", "-c", script)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +239,9 @@ while :; do wait; done`
 		_ = cmd.Process.Kill()
 		<-done
 		t.Fatal("ursb did not stop the fork-bombed sandbox within 30s of SIGTERM")
+	}
+	if t.Failed() {
+		t.Logf("ursb's stderr: %q", stderr.String())
 	}
 	noLeftoverLeaves(t, dir)
 }

@@ -31,16 +31,20 @@ func releaseStartupMemory() {
 	if err != nil {
 		return
 	}
+	var ranges [][2]uintptr
 	for _, line := range strings.Split(string(maps), "\n") {
-		start, end, ok := readOnlyFileMapping(line)
-		if !ok {
-			continue
+		if start, end, ok := readOnlyFileMapping(line); ok {
+			ranges = append(ranges, [2]uintptr{start, end})
 		}
+	}
+	// All at the end: code run after its pages are dropped maps them
+	// again, 64 KiB at a time.
+	for _, r := range ranges {
 		// MADV_DONTNEED only drops page table entries: a private file
 		// mapping never written to reads the file again on the next
 		// access, so nothing is lost. Writable mappings (.data, heap)
 		// would lose their contents and are left alone.
-		_, _, _ = unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_DONTNEED)
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
 	}
 }
 

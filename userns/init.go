@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,7 @@ func Init() {
 		}
 	}
 
+	reserveThreads(spareThreads)
 	sendTTY := func(master *os.File) error { return ch.send(message{Kind: msgTTY}, int(master.Fd())) }
 	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
 	if err != nil {
@@ -283,4 +285,31 @@ func lookPath(name string, env []string) (string, error) {
 
 func single(s *spec.Spec) bool {
 	return len(s.UIDMap) == 1 && s.UIDMap[0].Size == 1
+}
+
+// spareThreads is how many idle threads init keeps for the Go runtime. Its
+// main goroutine is locked to its thread, so waking it (for a signal, a
+// request) has the runtime hand the P over through another thread; once
+// the command has filled pids.max, a thread the runtime has to start for
+// that fails, and the runtime aborts. Idle threads are reused instead.
+const spareThreads = 4
+
+// reserveThreads makes the runtime start n threads while it still can and
+// keep them idle: a locked goroutine holds its thread, so n goroutines
+// locked at once need n threads, which go back to the idle pool when they
+// unlock.
+func reserveThreads(n int) {
+	var locked, release sync.WaitGroup
+	locked.Add(n)
+	release.Add(1)
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			locked.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	locked.Wait()
+	release.Done()
 }
