@@ -57,7 +57,7 @@ func JoinChild() {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/4",
 		Args:       []string{InitArg0},
-		Env:        initEnv,
+		Env:        []string{},
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,

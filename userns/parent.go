@@ -26,13 +26,6 @@ const InitArg0 = "ursb-init"
 // command, so that ^C, kill and terminal resizes behave as without ursb.
 var ForwardedSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
 
-// initEnv is the whole environment of the sandbox's init. Its threads are
-// the sandbox's processes, counted against pids.max, and a Go runtime that
-// cannot start a thread when it wants one aborts: under a fork bomb, init
-// died as it woke its main goroutine for a SIGCHLD. With one P the runtime
-// hands that P between the threads it has instead of starting another.
-var initEnv = []string{"GOMAXPROCS=1"}
-
 // Options is what the parent needs besides the spec.
 type Options struct {
 	Plan idmap.Plan
@@ -144,7 +137,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		Path:       path,
 		Dir:        o.Stage,
 		Args:       args,
-		Env:        initEnv,
+		Env:        []string{},
 		Stdin:      o.Stdin,
 		Stdout:     o.Stdout,
 		Stderr:     o.Stderr,
