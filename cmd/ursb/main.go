@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"unsafe"
 
@@ -46,6 +47,9 @@ type exitError struct {
 func (e *exitError) Error() string { return e.msg }
 
 func main() {
+	// ursb never writes a memory profile; sampling for one touches the
+	// profiler's hash table, pages that every idle sandbox would keep.
+	runtime.MemProfileRate = 0
 	// Descriptors inherited from whoever started ursb must not reach the
 	// sandbox (CVE-2024-21626): mark them all close-on-exec first.
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
