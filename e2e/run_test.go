@@ -363,14 +363,7 @@ func TestInitCannotBeTamperedWith(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	// A copy of ursb owned by the user: the sandbox's root owns it too,
 	// so ursb must run its init from a sealed copy (CVE-2019-5736).
-	own := filepath.Join(t.TempDir(), "ursb")
-	data, err := os.ReadFile(ursbBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(own, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	own, data := userOwnedURSB(t)
 	for _, bin := range []string{ursbBin(t), own} {
 		requireUnprivileged(t)
 		out, err := exec.Command(bin, "run", "--rootfs", rootfs, "--", "sh", "-c",
@@ -386,6 +379,21 @@ func TestInitCannotBeTamperedWith(t *testing.T) {
 	if len(after) != len(data) {
 		t.Fatal("the user's ursb binary was modified")
 	}
+}
+
+// userOwnedURSB copies ursb's binary to a file of the test user's, as go
+// install makes one, and returns its path and contents.
+func userOwnedURSB(t *testing.T) (string, []byte) {
+	t.Helper()
+	own := filepath.Join(t.TempDir(), "ursb")
+	data, err := os.ReadFile(ursbBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(own, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return own, data
 }
 
 func TestCapabilitiesDropped(t *testing.T) {
@@ -534,14 +542,7 @@ func TestCheck(t *testing.T) {
 	}
 	// A copy of its own, as go install makes it: every sandbox must run
 	// from a sealed copy, and check says what that costs and how to avoid it.
-	own := filepath.Join(t.TempDir(), "ursb")
-	data, err := os.ReadFile(ursbBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(own, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	own, data := userOwnedURSB(t)
 	out, err := exec.Command(own, "check").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ursb check from the user's copy: %v: %s", err, out)
