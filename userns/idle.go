@@ -2,7 +2,6 @@ package userns
 
 import (
 	"os"
-
 	"strconv"
 	"strings"
 	"time"
@@ -20,13 +19,13 @@ const idleAfter = time.Second
 func releaseWhenIdle() { time.AfterFunc(idleAfter, releaseStartupMemory) }
 
 // releaseStartupMemory unmaps the pages of code and read-only data that
-// starting touched. Waiting on a
-// sandbox runs a few dozen pages of a binary of megabytes; the rest stayed
-// mapped from start-up, counted against every idle sandbox (twice: the
-// monitor and init each map them). The pages stay in the page cache, clean
-// and shared, and come back on the next use with a minor fault.
+// starting touched. Waiting on a sandbox runs a few dozen pages of a binary
+// of megabytes; the rest stayed mapped from start-up, counted against every
+// idle sandbox (twice: the monitor and init each map them). The pages stay
+// in the page cache, clean and shared, and come back on the next use with a
+// minor fault. Returning the free heap too (debug.FreeOSMemory) costs more:
+// the first collection's work buffers outweigh what it gives back.
 func releaseStartupMemory() {
-	// debug.FreeOSMemory()
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return
