@@ -101,7 +101,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if err := state.WriteRecord(stage, rec); err != nil {
 		return fail(fmt.Errorf("saving the sandbox's record: %v", err))
 	}
-	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.in, Stdout: io.out, Stderr: io.err}
+	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.in, Stdout: io.out, Stderr: io.err, LongLived: j.Detached}
 	if peer, ok := strings.CutPrefix(s.Network.Mode, spec.NetSandboxPrefix); ok {
 		e, err := runningPeer(peer)
 		if err != nil {
