@@ -135,17 +135,22 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if err != nil {
 		_ = sb.Signal(killSignal)
 	}
+	var limit *time.Timer
 	if s.Timeout > 0 {
-		limit := time.AfterFunc(time.Duration(s.Timeout)*time.Second, func() {
+		limit = time.AfterFunc(time.Duration(s.Timeout)*time.Second, func() {
 			fmt.Fprintf(io.err, "ursb: the sandbox ran for its --timeout of %d s and was killed\n", s.Timeout)
 			_ = sb.Signal(killSignal)
 		})
-		defer limit.Stop()
 	}
 	if started != nil {
 		started(rec)
 	}
 	exit, err := sb.Wait()
+	if limit != nil {
+		// Stopped at once: a command that ended just in time must not
+		// be reported killed while ursb cleans up.
+		limit.Stop()
+	}
 	// The kernel's OOM kills and pids.max hits, said in words.
 	if ev, everr := leaf.Events(); everr == nil {
 		for _, line := range cgroupv2.Describe(s.Limits, ev) {
