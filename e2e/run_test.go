@@ -326,6 +326,12 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		"add-host without address":     {"run", "--rootfs", rootfs, "--net", "none", "--add-host", "db", "--", "true"},
 		"dns not an address":           {"run", "--rootfs", rootfs, "--net", "none", "--dns", "resolver.example", "--", "true"},
 		"host-gateway while blocked":   {"run", "--rootfs", rootfs, "--add-host", "gw:host-gateway", "--", "true"},
+		"unknown ulimit":               {"run", "--rootfs", rootfs, "--ulimit", "bogus=1", "--", "true"},
+		"ulimit soft above hard":       {"run", "--rootfs", rootfs, "--ulimit", "nofile=10:5", "--", "true"},
+	}
+	var nofile syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile); err == nil && nofile.Max != ^uint64(0) {
+		cases["ulimit above the caller's hard limit"] = []string{"run", "--rootfs", rootfs, "--ulimit", fmt.Sprintf("nofile=%d", nofile.Max+1), "--", "true"}
 	}
 	before := mountTable(t)
 	st := newStore(t)

@@ -170,3 +170,56 @@ func TestPrivileged(t *testing.T) {
 		t.Fatalf("--privileged: no filter, nothing masked or read-only: %s", res.Stdout)
 	}
 }
+
+// limitLine is the "soft hard" pair of a /proc/PID/limits line.
+func limitLine(t *testing.T, limits, name string) string {
+	t.Helper()
+	for _, line := range strings.Split(limits, "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 2 {
+				return f[0] + " " + f[1]
+			}
+		}
+	}
+	t.Fatalf("no %q line in %q", name, limits)
+	return ""
+}
+
+func TestUlimit(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	// Read by the command's own child: limits are inherited, and the Go
+	// runtime in init must not have put the soft nofile limit back.
+	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--ulimit", "nofile=512:1024", "--ulimit", "core=0", "--ulimit", "nofile=256:1024",
+		"--", "sh", "-c", "cat /proc/self/limits; echo soft-n: $(ulimit -n)")
+	if got := limitLine(t, res.Stdout, "Max open files"); got != "256 1024" {
+		t.Errorf("open files %q, want 256 1024 (the later --ulimit wins)", got)
+	}
+	if got := limitLine(t, res.Stdout, "Max core file size"); got != "0 0" {
+		t.Errorf("core size %q, want 0 0 (one value sets both)", got)
+	}
+	if statusField(t, res.Stdout, "soft-n") != "256" {
+		t.Errorf("the shell sees a soft nofile limit other than 256: %s", res.Stdout)
+	}
+
+	// init's own threads count against nproc: with room for the command
+	// it starts; a command that then forks past the limit fails on its
+	// own while init survives to report its exit code.
+	res = ursb(t, "", "run", "--rootfs", rootfs, "--net", "none", "--ulimit", "nproc=40",
+		"--", "sh", "-c", "i=0; while [ $i -lt 60 ]; do sleep 2 & i=$((i+1)); done; echo not-reached")
+	if res.Code == 0 || res.Code >= 125 || strings.Contains(res.Stdout, "not-reached") || !strings.Contains(res.Stderr, "fork") {
+		t.Errorf("60 processes under nproc=40: want the shell to fail to fork and exit with its own code, got %s", res)
+	}
+	res = ursb(t, "", "run", "--rootfs", rootfs, "--net", "none", "--ulimit", "nproc=5", "--", "true")
+	if res.Code != 125 || !strings.Contains(res.Stderr, "--ulimit nproc") || strings.Count(res.Stderr, "\n") != 1 {
+		t.Errorf("nproc=5 leaves the command no room: want one line naming the limit and exit 125, got %s", res)
+	}
+
+	// Processes started with exec get the sandbox's limits too.
+	l := newLab(t)
+	l.detach("limited", lifeBase(rootfs, "--ulimit", "nofile=300:600"), "sleep", "60")
+	res = l.must("exec", "limited", "cat", "/proc/self/limits")
+	if got := limitLine(t, res.Stdout, "Max open files"); got != "300 600" {
+		t.Errorf("exec'd process: open files %q, want 300 600", got)
+	}
+}

@@ -46,7 +46,22 @@ type Spec struct {
 	// Timeout, in seconds, is how long the sandbox may run before it is
 	// killed; 0 is no limit.
 	Timeout uint `json:"timeout,omitempty"`
+	// Rlimits are the resource limits of every process in the sandbox;
+	// those not listed are the caller's.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
 }
+
+// Rlimit is one resource limit, as setrlimit(2) takes it.
+type Rlimit struct {
+	// Type is the resource, named like RLIMIT_NOFILE.
+	Type string `json:"type"`
+	// Soft and Hard are the limits; RlimInfinity is no limit.
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// RlimInfinity is the value of an unlimited resource limit.
+const RlimInfinity = ^uint64(0)
 
 // The copy-on-write implementations of a sandbox's root.
 const (

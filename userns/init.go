@@ -233,6 +233,16 @@ func spawn(s *spec.Spec, p process, stdio []int, sendTTY func(*os.File) error) (
 		slave.Close()
 	}
 	if err != nil {
+		if errors.Is(err, unix.EAGAIN) && hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
+			msg := fmt.Sprintf("starting %s: the process limit (--ulimit nproc) is reached", p.argv[0])
+			if p.user.UID == 0 {
+				// The limit counts the processes and threads of a uid,
+				// and init runs as root too.
+				threads, _ := os.ReadDir("/proc/self/task")
+				msg += fmt.Sprintf(": init's own %d threads count against it", len(threads))
+			}
+			return 0, &Failure{Code: 125, Msg: msg + "; raise the limit"}
+		}
 		return 0, execFailure(p.argv[0], err)
 	}
 	return pid, nil
@@ -301,9 +311,15 @@ const spareThreads = 4
 // it has. It runs beside the command's start rather than before it: done
 // earlier, it made every start 3 to 6 ms slower.
 func braceForForkBombs() {
-	reserveThreads(spareThreads)
-	runtime.GOMAXPROCS(1)
+	braced.Do(func() {
+		reserveThreads(spareThreads)
+		runtime.GOMAXPROCS(1)
+	})
 }
+
+// braced makes braceForForkBombs run once: before the command starts when
+// a process limit is set, else beside its start.
+var braced sync.Once
 
 // reserveThreads makes the runtime start n threads while it still can and
 // keep them idle: a locked goroutine holds its thread, so n goroutines

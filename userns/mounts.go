@@ -115,6 +115,14 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 		}
 		return err
 	})
+	if hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
+		// init's threads count against the limit too: its spare ones
+		// must exist before the limit can stop their creation.
+		add("readying init for the process limit", func() error { braceForForkBombs(); return nil })
+	}
+	if len(s.Rlimits) > 0 {
+		add("setting resource limits", func() error { return setRlimits(s.Rlimits) })
+	}
 	add("applying the security settings", func() error { return confine(s) })
 	return steps
 }
