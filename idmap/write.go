@@ -17,34 +17,59 @@ func Write(pid int, p Plan, h Host) error {
 	if !p.Helper || h.RunsAsRoot {
 		return writeDirect(pid, p, h.RunsAsRoot)
 	}
-	// The two helpers are independent setuid programs; running them side by
-	// side halves their share of start-up time.
-	gidErr := make(chan error, 1)
-	go func() { gidErr <- runHelper(h.NewGIDMap, pid, p.GID, h.Username, "subgid") }()
-	uerr := runHelper(h.NewUIDMap, pid, p.UID, h.Username, "subuid")
-	gerr := <-gidErr
+	// The two helpers are independent setuid programs, each several
+	// milliseconds of dynamic loading: both are started before either is
+	// waited for. Run from two goroutines instead, the second often waited
+	// milliseconds for the Go scheduler to hand it a thread while the
+	// first one's waiter blocked.
+	uid, uerr := startHelper(h.NewUIDMap, pid, p.UID, h.Username, "subuid")
+	if uerr != nil {
+		return uerr
+	}
+	gid, gerr := startHelper(h.NewGIDMap, pid, p.GID, h.Username, "subgid")
+	uerr = uid.wait()
+	if gerr == nil {
+		gerr = gid.wait()
+	}
 	if uerr != nil {
 		return uerr
 	}
 	return gerr
 }
 
-func runHelper(helper string, pid int, m []spec.IDMapping, username, file string) error {
+// helperRun is a running newuidmap or newgidmap.
+type helperRun struct {
+	cmd            *exec.Cmd
+	stderr         bytes.Buffer
+	username, file string
+}
+
+func startHelper(helper string, pid int, m []spec.IDMapping, username, file string) (*helperRun, error) {
 	args := []string{strconv.Itoa(pid)}
 	for _, r := range m {
 		args = append(args, strconv.FormatUint(uint64(r.Inside), 10), strconv.FormatUint(uint64(r.Outside), 10), strconv.FormatUint(uint64(r.Size), 10))
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(helper, args...)
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return fmt.Errorf("%s failed: %s; check the range for %s in /etc/%s (fix: %s), or use --userns single", helper, strings.ReplaceAll(msg, "\n", "; "), username, file, FixRange(username))
+	h := &helperRun{cmd: exec.Command(helper, args...), username: username, file: file}
+	h.cmd.Stderr = &h.stderr
+	if err := h.cmd.Start(); err != nil {
+		return nil, h.failed(err)
+	}
+	return h, nil
+}
+
+func (h *helperRun) wait() error {
+	if err := h.cmd.Wait(); err != nil {
+		return h.failed(err)
 	}
 	return nil
+}
+
+func (h *helperRun) failed(err error) error {
+	msg := strings.TrimSpace(h.stderr.String())
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Errorf("%s failed: %s; check the range for %s in /etc/%s (fix: %s), or use --userns single", h.cmd.Path, strings.ReplaceAll(msg, "\n", "; "), h.username, h.file, FixRange(h.username))
 }
 
 // writeDirect writes the maps itself. An unprivileged caller may map only
