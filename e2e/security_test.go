@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -221,5 +222,41 @@ func TestUlimit(t *testing.T) {
 	res = l.must("exec", "limited", "cat", "/proc/self/limits")
 	if got := limitLine(t, res.Stdout, "Max open files"); got != "300 600" {
 		t.Errorf("exec'd process: open files %q, want 300 600", got)
+	}
+}
+
+func TestSysctl(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	hostPort, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostMsgmax, err := os.ReadFile("/proc/sys/kernel/msgmax")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80",
+		"--sysctl", "kernel.msgmax=4096", "--sysctl", "fs/mqueue/msg_max=20", "--",
+		"sh", "-c", "echo port: $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); echo msgmax: $(cat /proc/sys/kernel/msgmax); echo mq: $(cat /proc/sys/fs/mqueue/msg_max); echo 1 > /proc/sys/net/ipv4/ip_forward && echo WROTE; true")
+	if statusField(t, res.Stdout, "port") != "80" || statusField(t, res.Stdout, "msgmax") != "4096" || statusField(t, res.Stdout, "mq") != "20" {
+		t.Errorf("the sandbox's parameters were not set: %s", res.Stdout)
+	}
+	if strings.Contains(res.Stdout, "WROTE") {
+		t.Error("/proc/sys stayed writable after the parameters were set")
+	}
+	for file, before := range map[string][]byte{"/proc/sys/net/ipv4/ip_unprivileged_port_start": hostPort, "/proc/sys/kernel/msgmax": hostMsgmax} {
+		if now, _ := os.ReadFile(file); string(now) != string(before) {
+			t.Errorf("the host's %s changed from %q to %q", file, before, now)
+		}
+	}
+	for _, bad := range [][]string{
+		{"--net", "none", "--sysctl", "kernel.panic=1"},
+		{"--net", "host", "--sysctl", "net.ipv4.ip_forward=1"},
+		{"--net", "none", "--sysctl", "net/../../etc/x=1"},
+	} {
+		res := ursb(t, "", append(append([]string{"run", "--rootfs", rootfs}, bad...), "--", "true")...)
+		if res.Code != 125 || strings.Count(res.Stderr, "\n") != 1 || !strings.Contains(res.Stderr, "--sysctl") {
+			t.Errorf("%v: want one line about --sysctl and exit 125, got %s", bad, res)
+		}
 	}
 }

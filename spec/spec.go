@@ -49,6 +49,9 @@ type Spec struct {
 	// Rlimits are the resource limits of every process in the sandbox;
 	// those not listed are the caller's.
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// Sysctls are kernel parameters of the sandbox's own namespaces, keyed
+	// by their path under /proc/sys (net/ipv4/ip_forward).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 // Rlimit is one resource limit, as setrlimit(2) takes it.

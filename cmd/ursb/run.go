@@ -51,6 +51,7 @@ type runCmd struct {
 	SecurityOpt []string `name:"security-opt" sep:"none" help:"seccomp=unconfined (no system call filter) or no-new-privileges." placeholder:"OPT"`
 	Privileged  bool     `help:"Every capability, no system call filter, nothing masked: the user namespace is the only fence."`
 	Timeout     uint     `help:"Kill the sandbox once it has run this many seconds; ursb then exits 137." placeholder:"SECS"`
+	Sysctl      []string `sep:"none" help:"Set a kernel parameter of the sandbox's own namespaces, like net.ipv4.ip_unprivileged_port_start=0." placeholder:"KEY=VALUE"`
 	Ulimit      []string `sep:"none" help:"Set a resource limit of every process in the sandbox, like nofile=1024:4096 or core=0; -1 for unlimited." placeholder:"NAME=SOFT[:HARD]"`
 
 	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
@@ -198,6 +199,9 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	}
 	s.Timeout = r.Timeout
 	if s.Rlimits, err = userns.Rlimits(r.Ulimit); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.Sysctls, err = userns.Sysctls(r.Sysctl, s.Network.Mode); err != nil {
 		return nil, idmap.Plan{}, err
 	}
 	if s.Limits, err = r.limits(); err != nil {
