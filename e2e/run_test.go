@@ -328,6 +328,7 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		"host-gateway while blocked":   {"run", "--rootfs", rootfs, "--add-host", "gw:host-gateway", "--", "true"},
 		"unknown ulimit":               {"run", "--rootfs", rootfs, "--ulimit", "bogus=1", "--", "true"},
 		"ulimit soft above hard":       {"run", "--rootfs", rootfs, "--ulimit", "nofile=10:5", "--", "true"},
+		"shm size not a size":          {"run", "--rootfs", rootfs, "--shm-size", "lots", "--", "true"},
 	}
 	var nofile syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile); err == nil && nofile.Max != ^uint64(0) {
@@ -564,5 +565,18 @@ func TestNetNoneHasOnlyLoopbackUp(t *testing.T) {
 	res := mustRun(t, "run", "--net", "none", "--rootfs", rootfs, "--", "sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags")
 	if got := strings.Fields(res.Stdout); len(got) != 2 || got[0] != "lo" || got[1] != "0x9" {
 		t.Fatalf("want only lo, up (flags 0x9), got %q", res.Stdout)
+	}
+}
+
+func TestShmSize(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	fill := "grep ' /dev/shm ' /proc/self/mountinfo; dd if=/dev/zero of=/dev/shm/fill bs=1M count=12 2>/dev/null; echo filled: $(( $(wc -c < /dev/shm/fill) / 1048576 ))"
+	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--shm-size", "8m", "--", "sh", "-c", fill)
+	if !strings.Contains(res.Stdout, "size=8192k") || statusField(t, res.Stdout, "filled") != "8" {
+		t.Errorf("--shm-size 8m: want an 8 MiB /dev/shm that holds no more, got %s", res.Stdout)
+	}
+	res = mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--", "sh", "-c", fill)
+	if statusField(t, res.Stdout, "filled") != "12" {
+		t.Errorf("by default /dev/shm is the kernel's tmpfs size: %s", res.Stdout)
 	}
 }

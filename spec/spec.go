@@ -52,6 +52,9 @@ type Spec struct {
 	// Sysctls are kernel parameters of the sandbox's own namespaces, keyed
 	// by their path under /proc/sys (net/ipv4/ip_forward).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// ShmSizeBytes limits /dev/shm; zero means the kernel's default for a
+	// tmpfs, half of memory.
+	ShmSizeBytes int64 `json:"shmSizeBytes,omitempty"`
 }
 
 // Rlimit is one resource limit, as setrlimit(2) takes it.

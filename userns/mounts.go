@@ -378,7 +378,11 @@ func (r *rootfs) setupDev(s *spec.Spec) error {
 	if err := mountOn(devfd, "pts", true, "devpts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, pts); err != nil {
 		return fmt.Errorf("/dev/pts: %w", err)
 	}
-	if err := mountOn(devfd, "shm", true, "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777"); err != nil {
+	shm := "mode=1777"
+	if s.ShmSizeBytes > 0 {
+		shm += ",size=" + strconv.FormatInt(s.ShmSizeBytes, 10)
+	}
+	if err := mountOn(devfd, "shm", true, "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, shm); err != nil {
 		return fmt.Errorf("/dev/shm: %w", err)
 	}
 	if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {

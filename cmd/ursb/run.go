@@ -51,6 +51,7 @@ type runCmd struct {
 	SecurityOpt []string `name:"security-opt" sep:"none" help:"seccomp=unconfined (no system call filter) or no-new-privileges." placeholder:"OPT"`
 	Privileged  bool     `help:"Every capability, no system call filter, nothing masked: the user namespace is the only fence."`
 	Timeout     uint     `help:"Kill the sandbox once it has run this many seconds; ursb then exits 137." placeholder:"SECS"`
+	ShmSize     string   `name:"shm-size" help:"Size of /dev/shm, like 64m (default: half of memory, the kernel's default)." placeholder:"SIZE"`
 	Sysctl      []string `sep:"none" help:"Set a kernel parameter of the sandbox's own namespaces, like net.ipv4.ip_unprivileged_port_start=0." placeholder:"KEY=VALUE"`
 	Ulimit      []string `sep:"none" help:"Set a resource limit of every process in the sandbox, like nofile=1024:4096 or core=0; -1 for unlimited." placeholder:"NAME=SOFT[:HARD]"`
 
@@ -203,6 +204,11 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	}
 	if s.Sysctls, err = userns.Sysctls(r.Sysctl, s.Network.Mode); err != nil {
 		return nil, idmap.Plan{}, err
+	}
+	if r.ShmSize != "" {
+		if s.ShmSizeBytes, err = spec.ParseSize(r.ShmSize); err != nil {
+			return nil, idmap.Plan{}, fmt.Errorf("--shm-size: %v", err)
+		}
 	}
 	if s.Limits, err = r.limits(); err != nil {
 		return nil, idmap.Plan{}, err
