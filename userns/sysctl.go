@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -44,7 +45,7 @@ func Sysctls(flags []string, netMode string) (map[string]string, error) {
 		dotted := strings.ReplaceAll(path, "/", ".")
 		switch {
 		case strings.HasPrefix(dotted, "net."):
-			if netMode == "host" || strings.HasPrefix(netMode, spec.NetSandboxPrefix) {
+			if netMode == slirp.ModeHost || strings.HasPrefix(netMode, spec.NetSandboxPrefix) {
 				return nil, fmt.Errorf("--sysctl %s: the sandbox shares a network namespace (--net %s), whose parameters are not its own to set", f, netMode)
 			}
 		case !namespaced(dotted):
