@@ -220,3 +220,96 @@ func ParseDNS(v string) (string, error) {
 	}
 	return a.String(), nil
 }
+
+// ParseDevice parses HOST[:CTR][:PERMS] into bind mounts of device nodes:
+// one for a device, one per device below it for a directory (like
+// podman's --device /dev/dri). PERMS is a combination of r, w and m.
+func ParseDevice(v string) ([]Mount, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) > 3 {
+		return nil, fmt.Errorf("device %q: want HOST[:CTR][:PERMS]", v)
+	}
+	host, target, perms := parts[0], parts[0], "rwm"
+	switch {
+	case len(parts) == 3:
+		target, perms = parts[1], parts[2]
+	case len(parts) == 2 && strings.HasPrefix(parts[1], "/"):
+		target = parts[1]
+	case len(parts) == 2:
+		perms = parts[1]
+	}
+	if !filepath.IsAbs(host) || !filepath.IsAbs(target) {
+		return nil, fmt.Errorf("device %q: the host and sandbox paths must be absolute", v)
+	}
+	if perms == "" || strings.Trim(perms, "rwm") != "" {
+		return nil, fmt.Errorf("device %q: permissions %q: use a combination of r, w and m", v, perms)
+	}
+	// Whether a device can be written is decided by its file mode and the
+	// device cgroup; a read-only mount does not stop writes to a device
+	// node, and only a privileged process can attach a device cgroup
+	// program, so a rootless sandbox cannot honour a missing w.
+	if !strings.Contains(perms, "w") {
+		return nil, fmt.Errorf("device %q: read-only device access cannot be enforced without privileges; give rw (or drop the permissions)", v)
+	}
+	real, err := filepath.EvalSymlinks(host)
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %v", v, unwrapPath(err))
+	}
+	target = filepath.Clean(target)
+	st, err := os.Stat(real)
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %v", v, unwrapPath(err))
+	}
+	if isDevice(st.Mode()) {
+		return []Mount{{Kind: MountDevice, Source: real, Target: target}}, nil
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("device %q: %s is not a device node or a directory of them", v, real)
+	}
+	var mounts []Mount
+	err = filepath.WalkDir(real, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !isDevice(d.Type()) {
+			return nil
+		}
+		rel, err := filepath.Rel(real, path)
+		if err != nil {
+			return err
+		}
+		mounts = append(mounts, Mount{Kind: MountDevice, Source: path, Target: filepath.Join(target, rel)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device %q: %v", v, unwrapPath(err))
+	}
+	if len(mounts) == 0 {
+		return nil, fmt.Errorf("device %q: no device nodes below %s", v, real)
+	}
+	return mounts, nil
+}
+
+func isDevice(m os.FileMode) bool {
+	return m&os.ModeDevice != 0
+}
+
+// ParseGroupAdd parses --group-add values: numeric group ids, or
+// keep-groups for the caller's own supplementary groups.
+func ParseGroupAdd(values []string) (groups []uint32, keep bool, err error) {
+	for _, v := range values {
+		if v == "keep-groups" {
+			keep = true
+			continue
+		}
+		g, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, false, fmt.Errorf("--group-add %q: use a numeric group id or keep-groups", v)
+		}
+		groups = append(groups, uint32(g))
+	}
+	if keep && len(groups) > 0 {
+		return nil, false, fmt.Errorf("--group-add keep-groups cannot be combined with other groups")
+	}
+	return groups, keep, nil
+}

@@ -55,6 +55,13 @@ type Spec struct {
 	// ShmSizeBytes limits /dev/shm; zero means the kernel's default for a
 	// tmpfs, half of memory.
 	ShmSizeBytes int64 `json:"shmSizeBytes,omitempty"`
+	// Groups are supplementary group ids of every process in the
+	// sandbox, added to User.
+	Groups []uint32 `json:"groups,omitempty"`
+	// KeepGroups leaves every process the caller's own supplementary
+	// groups (unmapped ones show as the overflow gid) instead of none, so
+	// that host files shared with a group stay reachable.
+	KeepGroups bool `json:"keepGroups,omitempty"`
 }
 
 // Rlimit is one resource limit, as setrlimit(2) takes it.
@@ -131,12 +138,14 @@ type MountKind string
 const (
 	MountBind  MountKind = "bind"
 	MountTmpfs MountKind = "tmpfs"
+	// MountDevice is a bind mount of a host device node.
+	MountDevice MountKind = "device"
 )
 
-// Mount is one volume or tmpfs.
+// Mount is one volume, tmpfs or device.
 type Mount struct {
 	Kind MountKind `json:"kind"`
-	// Source is the absolute host path of a bind mount.
+	// Source is the absolute host path of a bind mount or device.
 	Source string `json:"source,omitempty"`
 	// Target is the absolute path inside the sandbox.
 	Target   string `json:"target"`

@@ -192,18 +192,10 @@ func spawn(s *spec.Spec, p process, stdio []int, sendTTY func(*os.File) error) (
 	for i, fd := range stdio {
 		attr.Files[i] = uintptr(fd)
 	}
-	if p.user.UID != 0 || p.user.GID != 0 {
-		attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: []uint32{}}
-	}
-	if single(s) {
-		// setgroups is denied in a single-id map; dropping groups is
-		// then impossible and the kernel refuses the call.
-		if attr.Sys.Credential != nil {
-			attr.Sys.Credential.NoSetGroups = true
-		}
-	} else if attr.Sys.Credential == nil {
-		attr.Sys.Credential = &syscall.Credential{Groups: []uint32{}}
-	}
+	// setgroups is denied in a single-id map, so the caller's groups stay
+	// there whatever is asked; elsewhere the groups are exactly those
+	// given, none by default.
+	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: single(s) || s.KeepGroups}
 	var slave *os.File
 	if p.tty {
 		master, sl, err := openPTY(p.winSize, p.user.UID)

@@ -47,7 +47,7 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	})
 	add("mounting the root filesystem", func() error { return r.mountRoot(s) })
 	for i, m := range s.Mounts {
-		if m.Kind != spec.MountBind {
+		if m.Kind != spec.MountBind && m.Kind != spec.MountDevice {
 			continue
 		}
 		add("opening volume source "+m.Source, func() error {
@@ -79,6 +79,17 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 		switch m.Kind {
 		case spec.MountBind:
 			add("mounting volume "+m.Source+" on "+m.Target, func() error { return r.bind(sources[i], m.Target, m.ReadOnly) })
+		case spec.MountDevice:
+			add("mounting device "+m.Source+" on "+m.Target, func() error {
+				var st unix.Stat_t
+				if err := unix.Fstat(int(sources[i].Fd()), &st); err != nil {
+					return err
+				}
+				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK {
+					return errors.New("not a device node")
+				}
+				return r.bind(sources[i], m.Target, false)
+			})
 		case spec.MountTmpfs:
 			add("mounting tmpfs on "+m.Target, func() error {
 				data := "mode=1777"

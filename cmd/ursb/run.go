@@ -26,9 +26,11 @@ type runCmd struct {
 	EnvFile     []string `name:"env-file" sep:"none" help:"Read environment variables from a file." placeholder:"FILE"`
 	Workdir     string   `short:"w" help:"Working directory inside the sandbox." placeholder:"DIR"`
 	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox." placeholder:"UID[:GID]"`
+	GroupAdd    []string `name:"group-add" help:"Add a supplementary group id inside the sandbox; keep-groups keeps the caller's own groups (to reach host files shared with them)." placeholder:"GID"`
 	Hostname    string   `help:"Host name inside the sandbox (default: generated)."`
 	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:ro|rw]." placeholder:"SRC:DST[:ro|rw]"`
 	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N]." placeholder:"DST[:size=N]"`
+	Device      []string `sep:"none" help:"Give the sandbox a host device, or every device below a directory: HOST[:CTR][:rwm]." placeholder:"HOST[:CTR]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
 	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto (pasta, else slirp4netns, else builtin), none, host, pasta, slirp4netns, builtin or sandbox:NAME (share a running sandbox's)."`
@@ -177,6 +179,24 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 			return nil, idmap.Plan{}, err
 		}
 		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range r.Device {
+		ms, err := spec.ParseDevice(v)
+		if err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Mounts = append(s.Mounts, ms...)
+	}
+	if s.Groups, s.KeepGroups, err = spec.ParseGroupAdd(r.GroupAdd); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if len(s.Groups) > 0 && len(s.GIDMap) == 1 && s.GIDMap[0].Size == 1 {
+		return fail("--group-add needs a full id map: a single-id map denies setgroups; use --userns full")
+	}
+	for _, g := range s.Groups {
+		if !idmap.Contains(s.GIDMap, g) {
+			return fail("--group-add %d: the group is not mapped in the sandbox (--userns %s); use --userns full", g, plan.Mode)
+		}
 	}
 	s.Cwd = "/"
 	if s.Rootfs == "" {
