@@ -1111,6 +1111,38 @@ func TestLifecycleStopDefaultGrace(t *testing.T) {
 	}
 }
 
+func TestLifecycleStopSignalAndTimeout(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	l.detach("usr1", lifeBase(rootfs, "-v", vol+":/vol", "--stop-signal", "USR1"), "sh", "-c",
+		"trap 'echo term >/vol/got' TERM; trap 'echo usr1 >/vol/got; exit 3' USR1; touch /vol/ready; while :; do sleep 0.1; done")
+	waitFor(t, filepath.Join(vol, "ready"))
+	l.must("stop", "usr1")
+	if data, _ := os.ReadFile(filepath.Join(vol, "got")); string(data) != "usr1\n" {
+		t.Errorf("stop of a sandbox run with --stop-signal USR1 should send USR1 first; the command saw %q", data)
+	}
+	if e := l.mustEntry("usr1"); e.Status != "exited" || e.ExitCode == nil || *e.ExitCode != 3 {
+		t.Errorf("after stop: ps shows %+v, want exited with the USR1 trap's code 3", e)
+	}
+	// A sandbox's own --stop-timeout replaces the default 10 s grace.
+	os.Remove(filepath.Join(vol, "ready"))
+	l.detach("brief", lifeBase(rootfs, "-v", vol+":/vol", "--stop-timeout", "1"), "sh", "-c", "trap '' TERM; touch /vol/ready; while :; do sleep 0.1; done")
+	waitFor(t, filepath.Join(vol, "ready"))
+	start := time.Now()
+	l.must("stop", "brief")
+	if took := time.Since(start); took < 900*time.Millisecond || took > 8*time.Second {
+		t.Errorf("stop of a sandbox run with --stop-timeout 1 that ignores TERM took %s, want about 1 s", took)
+	}
+	if e := l.mustEntry("brief"); e.Status != "exited" || e.ExitCode == nil || *e.ExitCode != 137 {
+		t.Errorf("after stop: ps shows %+v, want exited (137)", e)
+	}
+	if res := l.fails(125, "run", "--stop-signal", "NOPE", "--rootfs", rootfs, "--", "true"); !strings.Contains(res.Stderr, "NOPE") {
+		t.Errorf("an unknown --stop-signal should be named in the error, got %q", res.Stderr)
+	}
+}
+
 func TestLifecycleKill(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)

@@ -55,6 +55,11 @@ type Spec struct {
 	// ShmSizeBytes limits /dev/shm; zero means the kernel's default for a
 	// tmpfs, half of memory.
 	ShmSizeBytes int64 `json:"shmSizeBytes,omitempty"`
+	// StopSignal is the signal `ursb stop` sends first; zero is SIGTERM.
+	StopSignal int `json:"stopSignal,omitempty"`
+	// StopTimeout is how many seconds `ursb stop` waits for the command to
+	// end before it kills the sandbox; nil is the default, 10.
+	StopTimeout *uint `json:"stopTimeout,omitempty"`
 	// Groups are supplementary group ids of every process in the
 	// sandbox, added to User.
 	Groups []uint32 `json:"groups,omitempty"`

@@ -24,7 +24,7 @@ type cli struct {
 	Run     runCmd     `cmd:"" help:"Run a command in a new sandbox."`
 	Exec    execCmd    `cmd:"" help:"Run a command in a running sandbox."`
 	Ps      psCmd      `cmd:"" help:"List sandboxes."`
-	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: SIGTERM, then SIGKILL after a grace period."`
+	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: their stop signal (SIGTERM), then SIGKILL after a grace period."`
 	Kill    killCmd    `cmd:"" help:"Send a signal to sandboxes."`
 	Wait    waitCmd    `cmd:"" help:"Wait until sandboxes exit and print their exit codes."`
 	Start   startCmd   `cmd:"" help:"Start exited named sandboxes again, in the background."`

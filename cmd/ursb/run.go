@@ -52,6 +52,8 @@ type runCmd struct {
 	CapDrop     []string `name:"cap-drop" help:"Drop a capability, like CHOWN; ALL for every one." placeholder:"CAP"`
 	SecurityOpt []string `name:"security-opt" sep:"none" help:"seccomp=unconfined (no system call filter) or no-new-privileges." placeholder:"OPT"`
 	Privileged  bool     `help:"Every capability, no system call filter, nothing masked: the user namespace is the only fence."`
+	StopSignal  string   `name:"stop-signal" help:"Signal 'ursb stop' sends first, by name or number (default TERM)." placeholder:"SIG"`
+	StopTimeout *uint    `name:"stop-timeout" help:"Seconds 'ursb stop' waits before it kills the sandbox (default 10)." placeholder:"SECS"`
 	Timeout     uint     `help:"Kill the sandbox once it has run this many seconds; ursb then exits 137." placeholder:"SECS"`
 	ShmSize     string   `name:"shm-size" help:"Size of /dev/shm, like 64m (default: half of memory, the kernel's default)." placeholder:"SIZE"`
 	Sysctl      []string `sep:"none" help:"Set a kernel parameter of the sandbox's own namespaces, like net.ipv4.ip_unprivileged_port_start=0." placeholder:"KEY=VALUE"`
@@ -219,6 +221,14 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		}
 	}
 	s.Timeout = r.Timeout
+	s.StopTimeout = r.StopTimeout
+	if r.StopSignal != "" {
+		sig, err := parseSignal(r.StopSignal)
+		if err != nil {
+			return fail("--stop-signal: %v", err)
+		}
+		s.StopSignal = int(sig)
+	}
 	if s.Rlimits, err = userns.Rlimits(r.Ulimit); err != nil {
 		return nil, idmap.Plan{}, err
 	}

@@ -14,19 +14,27 @@ import (
 )
 
 type stopCmd struct {
-	Time  int      `short:"t" default:"10" help:"Seconds to wait after SIGTERM before SIGKILL."`
+	Time  *int     `short:"t" help:"Seconds to wait after the stop signal before SIGKILL (default: the sandbox's --stop-timeout, else 10)." placeholder:"SECS"`
 	Names []string `arg:"" name:"NAME" help:"Sandboxes to stop."`
 }
 
-// Run asks each sandbox's command to end with SIGTERM and kills what is
-// left after the grace period, like podman stop.
+// Run asks each sandbox's command to end with its stop signal (SIGTERM
+// unless --stop-signal said otherwise) and kills what is left after the
+// grace period, like podman stop.
 func (c *stopCmd) Run() error {
 	return forEach(c.Names, func(name string) error {
 		e, err := state.Find(name)
 		if err != nil {
 			return err
 		}
-		return stop(e, time.Duration(c.Time)*time.Second)
+		grace := 10
+		if e.Spec != nil && e.Spec.StopTimeout != nil {
+			grace = int(*e.Spec.StopTimeout)
+		}
+		if c.Time != nil {
+			grace = *c.Time
+		}
+		return stop(e, time.Duration(grace)*time.Second)
 	})
 }
 
@@ -36,7 +44,11 @@ func stop(e *state.Entry, grace time.Duration) error {
 		return nil
 	}
 	if grace > 0 {
-		if err := userns.SignalSandbox(e.ControlSocket(), unix.SIGTERM); err != nil {
+		sig := unix.SIGTERM
+		if e.Spec != nil && e.Spec.StopSignal != 0 {
+			sig = unix.Signal(e.Spec.StopSignal)
+		}
+		if err := userns.SignalSandbox(e.ControlSocket(), sig); err != nil {
 			return nil // it ended meanwhile
 		}
 		if waitExit(e, grace) {
