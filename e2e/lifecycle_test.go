@@ -1143,6 +1143,79 @@ func TestLifecycleStopSignalAndTimeout(t *testing.T) {
 	}
 }
 
+func TestLifecycleTop(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	nap := l.nap()
+	// The inner shell's $0 carries a terminal escape: top must not pass it
+	// to the caller's terminal.
+	l.detach("top", lifeBase(rootfs, "-v", vol+":/vol"), "sh", "-c",
+		"sh -c 'sleep "+nap+"; true' \"x$(printf '\\033]0;t\\007')y\" & touch /vol/ready; wait")
+	waitFor(t, filepath.Join(vol, "ready"))
+	l.must("exec", "-d", "-u", "5", "top", "sleep", nap)
+	var procs []struct {
+		PID     int    `json:"pid"`
+		PPID    int    `json:"ppid"`
+		UID     uint32 `json:"uid"`
+		Command string `json:"command"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(procs) < 4 && time.Now().Before(deadline) {
+		if err := json.Unmarshal([]byte(l.must("top", "--format", "json", "top").Stdout), &procs); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(procs) != 4 {
+		t.Fatalf("top should list the shell, its child shell, that one's sleep and the exec'd sleep, got %+v", procs)
+	}
+	outer, inner, sleep, execd := procs[0], procs[1], procs[2], procs[3]
+	if !strings.HasPrefix(outer.Command, "sh -c sh -c") || outer.UID != 0 || outer.PPID != 1 || outer.PID <= 1 {
+		t.Errorf("top's first process should be the command, uid 0, child of pid 1: %+v", outer)
+	}
+	if inner.Command != "sh -c sleep "+nap+"; true x?]0;t?y" || inner.PPID != outer.PID {
+		t.Errorf("top should show the inner shell with control characters as '?': %+v", inner)
+	}
+	if sleep.Command != "sleep "+nap || sleep.PPID != inner.PID {
+		t.Errorf("top should show the inner shell's sleep: %+v", sleep)
+	}
+	if execd.Command != "sleep "+nap || execd.UID != 5 || execd.PPID != 1 {
+		t.Errorf("top should show the exec'd process with uid 5 inside, child of pid 1: %+v", execd)
+	}
+	table := l.must("top", "top").Stdout
+	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "UID PID PPID ELAPSED TIME COMMAND" || strings.ContainsRune(table, 0x1b) {
+		t.Errorf("top's table: want a header and 4 lines and no escape character, got %q", table)
+	}
+	// A detached exec still reports what stopped it from starting.
+	l.fails(127, "exec", "-d", "top", "no-such-command")
+	l.fails(125, "exec", "-d", "-t", "top", "true")
+	l.must("rm", "-f", "top")
+	l.fails(125, "top", "top")
+}
+
+func TestLifecyclePort(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	rootfs := busyboxRootfs(t)
+	requireTun(t)
+	tcp, udp := freePort(t, "tcp4"), freePort(t, "udp4")
+	l.detach("ports", []string{"--rootfs", rootfs, "-p", fmt.Sprintf("%d:80", tcp), "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udp)}, "sleep", l.nap())
+	want := fmt.Sprintf("80/tcp -> 127.0.0.1:%d\n53/udp -> 127.0.0.1:%d\n", tcp, udp)
+	if got := l.must("port", "ports").Stdout; got != want {
+		t.Errorf("port: got %q, want %q", got, want)
+	}
+	if got := l.must("port", "ports", "53/udp").Stdout; got != fmt.Sprintf("127.0.0.1:%d\n", udp) {
+		t.Errorf("port ports 53/udp: got %q", got)
+	}
+	if got := l.must("port", "ports", "80").Stdout; got != fmt.Sprintf("127.0.0.1:%d\n", tcp) {
+		t.Errorf("port ports 80 (tcp by default): got %q", got)
+	}
+	l.fails(125, "port", "ports", "81")
+	l.fails(125, "port", "no-such-sandbox")
+}
+
 func TestLifecycleKill(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)

@@ -128,6 +128,9 @@ type Exec struct {
 	TTY         bool     `json:"tty,omitempty"`
 	Interactive bool     `json:"interactive,omitempty"`
 	WinSize     *WinSize `json:"winSize,omitempty"`
+	// Detach leaves the process running on its own once started, its
+	// output discarded, like podman exec -d.
+	Detach bool `json:"detach,omitempty"`
 }
 
 // User is a numeric identity inside the sandbox.

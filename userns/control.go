@@ -150,6 +150,14 @@ func (sb *Sandbox) answer(c *Controller, conn channel) {
 			_ = conn.send(message{Kind: ctlExit, Code: 125, Err: err.Error()})
 			return
 		}
+		if m.Exec.Detach {
+			if r, ok := p.Started(); ok {
+				_ = conn.send(message{Kind: ctlOK})
+			} else {
+				_ = conn.send(message{Kind: ctlExit, Code: r.Code, Err: r.Err})
+			}
+			return
+		}
 		if m.Exec.TTY {
 			if master := p.TTY(); master != nil {
 				err := conn.send(message{Kind: ctlTTY}, int(master.Fd()))

@@ -26,10 +26,12 @@ type Process struct {
 }
 
 type execWaiter struct {
-	tty    chan *os.File
-	done   chan struct{}
-	result ExecResult
-	once   sync.Once
+	tty     chan *os.File
+	done    chan struct{}
+	result  ExecResult
+	once    sync.Once
+	running chan struct{} // closed once a detached process has started
+	runs    sync.Once
 }
 
 func (w *execWaiter) finish(r ExecResult) {
@@ -49,7 +51,7 @@ func (sb *Sandbox) Exec(e spec.Exec, stdio []*os.File) (*Process, error) {
 	sb.mu.Lock()
 	sb.nextID++
 	id := sb.nextID
-	w := &execWaiter{tty: make(chan *os.File, 1), done: make(chan struct{})}
+	w := &execWaiter{tty: make(chan *os.File, 1), done: make(chan struct{}), running: make(chan struct{})}
 	sb.execs[id] = w
 	sb.mu.Unlock()
 	var fds []int
@@ -75,6 +77,17 @@ func (p *Process) TTY() *os.File {
 		return f
 	case <-p.w.done:
 		return nil
+	}
+}
+
+// Started returns once a detached process has started, or with how it
+// ended when it could not be started.
+func (p *Process) Started() (ExecResult, bool) {
+	select {
+	case <-p.w.running:
+		return ExecResult{}, true
+	case <-p.w.done:
+		return p.w.result, false
 	}
 }
 

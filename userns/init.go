@@ -148,6 +148,9 @@ func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
 			return
 		}
 		execs[pid] = id
+		if r.m.Exec.Detach {
+			_ = ch.send(message{Kind: msgExecRuns, ID: id})
+		}
 	case msgExecSignal:
 		for pid, id := range execs {
 			if id == r.m.ID {

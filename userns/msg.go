@@ -27,6 +27,7 @@ const (
 	msgExecSignal = "exec-signal" // parent → child: send Signal to process ID
 	msgExecTTY    = "exec-tty"    // child → parent: pty master of process ID attached
 	msgExecDone   = "exec-done"   // child → parent: process ID ended with Code (Err if it never ran)
+	msgExecRuns   = "exec-runs"   // child → parent: detached process ID has started
 )
 
 // message is one datagram on the sync socket.

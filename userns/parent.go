@@ -393,7 +393,7 @@ func (sb *Sandbox) readMessages() {
 			default:
 				close(sb.started)
 			}
-		case msgExecTTY, msgExecDone:
+		case msgExecTTY, msgExecDone, msgExecRuns:
 			sb.mu.Lock()
 			w := sb.execs[m.ID]
 			if m.Kind == msgExecDone {
@@ -407,8 +407,11 @@ func (sb *Sandbox) readMessages() {
 				w.tty <- os.NewFile(uintptr(fds[0]), "pty")
 				continue
 			}
-			if m.Kind == msgExecDone {
+			switch m.Kind {
+			case msgExecDone:
 				w.finish(ExecResult{Code: m.Code, Err: m.Err})
+			case msgExecRuns:
+				w.runs.Do(func() { close(w.running) })
 			}
 		case msgTap:
 			sb.attachTap(sb.initPID, fds)

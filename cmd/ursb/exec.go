@@ -14,6 +14,7 @@ import (
 type execCmd struct {
 	Interactive bool     `short:"i" help:"Keep stdin attached to the process."`
 	TTY         bool     `short:"t" name:"tty" help:"Give the process a terminal."`
+	Detach      bool     `short:"d" help:"Leave the process running in the background, its output discarded."`
 	Env         []string `short:"e" sep:"none" help:"Set an environment variable (KEY=VALUE, or KEY to copy the caller's)." placeholder:"K=V"`
 	Workdir     string   `short:"w" help:"Working directory inside the sandbox (default: the command's)." placeholder:"DIR"`
 	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox (default: the command's)." placeholder:"UID[:GID]"`
@@ -42,7 +43,10 @@ func (c *execCmd) Run() error {
 		return fail("sandbox %s is not running; start it with 'ursb start %s'", c.Name, c.Name)
 	}
 	s := e.Spec
-	x := spec.Exec{Argv: argv, Env: append([]string{}, s.Env...), Cwd: s.Cwd, User: s.User, TTY: c.TTY, Interactive: c.Interactive}
+	x := spec.Exec{Argv: argv, Env: append([]string{}, s.Env...), Cwd: s.Cwd, User: s.User, TTY: c.TTY, Interactive: c.Interactive, Detach: c.Detach}
+	if c.Detach && (c.TTY || c.Interactive) {
+		return fail("-d leaves nothing attached; drop -i and -t")
+	}
 	if c.Workdir != "" {
 		if !filepath.IsAbs(c.Workdir) {
 			return fail("--workdir %q is not an absolute path", c.Workdir)
@@ -69,7 +73,16 @@ func (c *execCmd) Run() error {
 	if c.TTY {
 		x.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
 	}
-	r, err := userns.ExecIn(e.ControlSocket(), x, os.Stdin, os.Stdout, os.Stderr)
+	stdin, stdout, stderr := os.Stdin, os.Stdout, os.Stderr
+	if c.Detach {
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer null.Close()
+		stdin, stdout, stderr = null, null, null
+	}
+	r, err := userns.ExecIn(e.ControlSocket(), x, stdin, stdout, stderr)
 	if err != nil {
 		return fail("exec in %s: %v", c.Name, err)
 	}

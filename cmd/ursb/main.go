@@ -35,6 +35,8 @@ type cli struct {
 	Inspect inspectCmd `cmd:"" help:"Print everything ursb knows of a sandbox, as JSON."`
 	Diff    diffCmd    `cmd:"" help:"Show what a named sandbox changed, or write the changes as a layer tar."`
 	Stats   statsCmd   `cmd:"" help:"Show a running sandbox's memory, pids and cpu use (needs a cgroup)."`
+	Top     topCmd     `cmd:"" help:"List the processes of a running sandbox, with their pids and uids inside it."`
+	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 }
 
