@@ -286,6 +286,34 @@ func TestReadOnlyVolume(t *testing.T) {
 	}
 }
 
+func TestMountFlag(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "hello"), []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, "run", "--rootfs", rootfs,
+		"--mount", "type=bind,source="+vol+",destination=/src,readonly",
+		"--mount", "type=tmpfs,dst=/cache,tmpfs-size=1m,tmpfs-mode=750",
+		"--tmpfs", "/frozen:mode=700,ro",
+		"--", "sh", "-c", "cat /src/hello; touch /src/x 2>/dev/null && echo wrote-src; "+
+			"stat -f -c %T /cache; stat -c %a /cache; df -k /cache | tail -1 | awk '{print $2}'; "+
+			"stat -c %a /frozen; touch /frozen/x 2>/dev/null && echo wrote-frozen; true")
+	want := "hi\ntmpfs\n750\n1024\n700\n"
+	if res.Stdout != want {
+		t.Fatalf("--mount bind readonly, tmpfs with size and mode, --tmpfs ro: got %q, want %q", res.Stdout, want)
+	}
+	if _, err := os.Stat(filepath.Join(vol, "x")); err == nil {
+		t.Fatal("a file appeared behind a readonly --mount")
+	}
+	for _, bad := range []string{"type=volume,src=v,dst=/v", "type=bind,dst=/v", "type=tmpfs,dst=/v,tmpfs-mode=9"} {
+		res := ursb(t, "", "run", "--rootfs", rootfs, "--mount", bad, "--", "true")
+		if res.Code != 125 || !strings.HasPrefix(res.Stderr, "ursb: mount ") || strings.Count(res.Stderr, "\n") != 1 {
+			t.Errorf("--mount %s: want exit 125 and one line naming the mount, got %d %q", bad, res.Code, res.Stderr)
+		}
+	}
+}
+
 func TestNoStrayDescriptors(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	requireUnprivileged(t)

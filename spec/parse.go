@@ -19,29 +19,35 @@ func ParseVolume(v, cwd string) (Mount, error) {
 	if len(parts) < 2 || len(parts) > 3 {
 		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:ro|rw]", v)
 	}
-	src, dst := parts[0], parts[1]
-	m := Mount{Kind: MountBind, Target: filepath.Clean(dst)}
+	ro := false
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
 			switch o {
 			case "ro":
-				m.ReadOnly = true
+				ro = true
 			case "rw":
-				m.ReadOnly = false
+				ro = false
 			case "z", "Z", "":
 			default:
 				return Mount{}, fmt.Errorf("volume %q: unknown option %q; use ro or rw", v, o)
 			}
 		}
 	}
+	src := parts[0]
+	if src != "" && !filepath.IsAbs(src) && !strings.HasPrefix(src, ".") {
+		return Mount{}, fmt.Errorf("volume %q: named volumes are not supported; give a path (./%s for a relative one)", v, src)
+	}
+	return bindMount(fmt.Sprintf("volume %q", v), src, parts[1], ro, cwd)
+}
+
+// bindMount checks a bind mount of src, relative to cwd unless absolute,
+// on the absolute dst; what names the option in errors.
+func bindMount(what, src, dst string, ro bool, cwd string) (Mount, error) {
 	if !filepath.IsAbs(dst) {
-		return Mount{}, fmt.Errorf("volume %q: the target %q is not an absolute path", v, dst)
+		return Mount{}, fmt.Errorf("%s: the target %q is not an absolute path", what, dst)
 	}
 	if src == "" {
-		return Mount{}, fmt.Errorf("volume %q: the source is empty", v)
-	}
-	if !filepath.IsAbs(src) && !strings.HasPrefix(src, ".") {
-		return Mount{}, fmt.Errorf("volume %q: named volumes are not supported; give a path (./%s for a relative one)", v, src)
+		return Mount{}, fmt.Errorf("%s: the source is empty", what)
 	}
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(cwd, src)
@@ -50,13 +56,12 @@ func ParseVolume(v, cwd string) (Mount, error) {
 	// opens the result without following a final symlink.
 	real, err := filepath.EvalSymlinks(src)
 	if err != nil {
-		return Mount{}, fmt.Errorf("volume %q: the source does not exist: %v", v, unwrapPath(err))
+		return Mount{}, fmt.Errorf("%s: the source does not exist: %v", what, unwrapPath(err))
 	}
-	m.Source = real
-	return m, nil
+	return Mount{Kind: MountBind, Source: real, Target: filepath.Clean(dst), ReadOnly: ro}, nil
 }
 
-// ParseTmpfs parses DST[:size=N[,mode=M]].
+// ParseTmpfs parses DST[:size=N[,mode=M][,ro]].
 func ParseTmpfs(v string) (Mount, error) {
 	dst, opts, _ := strings.Cut(v, ":")
 	if !filepath.IsAbs(dst) {
@@ -73,11 +78,17 @@ func ParseTmpfs(v string) (Mount, error) {
 				return Mount{}, fmt.Errorf("tmpfs %q: %w", v, err)
 			}
 			m.SizeBytes = n
+		case "mode":
+			mode, err := parseMode(val)
+			if err != nil {
+				return Mount{}, fmt.Errorf("tmpfs %q: %w", v, err)
+			}
+			m.Mode = &mode
 		case "ro":
 			m.ReadOnly = true
 		case "rw":
 		default:
-			return Mount{}, fmt.Errorf("tmpfs %q: unknown option %q; use size=N, ro or rw", v, o)
+			return Mount{}, fmt.Errorf("tmpfs %q: unknown option %q; use size=N, mode=OCTAL, ro or rw", v, o)
 		}
 	}
 	return m, nil
@@ -312,4 +323,83 @@ func ParseGroupAdd(values []string) (groups []uint32, keep bool, err error) {
 		return nil, false, fmt.Errorf("--group-add keep-groups cannot be combined with other groups")
 	}
 	return groups, keep, nil
+}
+
+func parseMode(v string) (uint32, error) {
+	n, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || n > 0o7777 {
+		return 0, fmt.Errorf("invalid mode %q: use octal permission bits, like 1777 or 755", v)
+	}
+	return uint32(n), nil
+}
+
+// ParseMount parses podman's --mount: comma-separated KEY=VALUE options
+// with type=bind (source, destination, ro) or type=tmpfs (destination,
+// tmpfs-size, tmpfs-mode, ro); target and dst spell destination, src
+// spells source, readonly spells ro. A relative source is resolved
+// against cwd.
+func ParseMount(v, cwd string) (Mount, error) {
+	var typ, src, dst string
+	var ro bool
+	var size int64
+	var mode *uint32
+	for _, o := range strings.Split(v, ",") {
+		k, val, hasVal := strings.Cut(o, "=")
+		var err error
+		switch k {
+		case "type":
+			typ = val
+		case "source", "src":
+			src = val
+		case "destination", "dst", "target":
+			dst = val
+		case "ro", "readonly":
+			ro = true
+			if hasVal {
+				if ro, err = strconv.ParseBool(val); err != nil {
+					return Mount{}, fmt.Errorf("mount %q: %s=%q: use true or false", v, k, val)
+				}
+			}
+		case "rw":
+			ro = false
+		case "tmpfs-size":
+			size, err = ParseSize(val)
+		case "tmpfs-mode":
+			var m uint32
+			m, err = parseMode(val)
+			mode = &m
+		case "bind-propagation", "relabel", "z", "Z":
+			// Propagation is always private here: nothing a sandbox
+			// mounts may reach the host, nor the host's mounts it.
+		default:
+			return Mount{}, fmt.Errorf("mount %q: unknown option %q", v, k)
+		}
+		if err != nil {
+			return Mount{}, fmt.Errorf("mount %q: %w", v, err)
+		}
+	}
+	if dst == "" {
+		return Mount{}, fmt.Errorf("mount %q: no destination; add destination=PATH", v)
+	}
+	switch typ {
+	case "bind":
+		if size != 0 || mode != nil {
+			return Mount{}, fmt.Errorf("mount %q: tmpfs options on a bind mount", v)
+		}
+		if src == "" {
+			return Mount{}, fmt.Errorf("mount %q: a bind mount needs source=PATH", v)
+		}
+		return bindMount(fmt.Sprintf("mount %q", v), src, dst, ro, cwd)
+	case "tmpfs":
+		if src != "" {
+			return Mount{}, fmt.Errorf("mount %q: a tmpfs has no source", v)
+		}
+		if !filepath.IsAbs(dst) {
+			return Mount{}, fmt.Errorf("mount %q: the destination %q is not an absolute path", v, dst)
+		}
+		return Mount{Kind: MountTmpfs, Target: filepath.Clean(dst), ReadOnly: ro, SizeBytes: size, Mode: mode}, nil
+	case "":
+		return Mount{}, fmt.Errorf("mount %q: no type; add type=bind or type=tmpfs", v)
+	}
+	return Mount{}, fmt.Errorf("mount %q: type %q is not supported; use bind or tmpfs", v, typ)
 }

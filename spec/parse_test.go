@@ -41,3 +41,32 @@ func TestParseGroupAdd(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMount(t *testing.T) {
+	dir := t.TempDir()
+	mode := uint32(0o755)
+	for _, c := range []struct {
+		arg  string
+		want Mount
+	}{
+		{"type=bind,source=" + dir + ",destination=/src", Mount{Kind: MountBind, Source: dir, Target: "/src"}},
+		{"type=bind,src=.,target=/src,ro", Mount{Kind: MountBind, Source: dir, Target: "/src", ReadOnly: true}},
+		{"type=bind,src=" + dir + ",dst=/src,readonly=false", Mount{Kind: MountBind, Source: dir, Target: "/src"}},
+		{"type=tmpfs,dst=/cache,tmpfs-size=64m,tmpfs-mode=755", Mount{Kind: MountTmpfs, Target: "/cache", SizeBytes: 64 << 20, Mode: &mode}},
+		{"type=tmpfs,destination=/ro/,ro=true", Mount{Kind: MountTmpfs, Target: "/ro", ReadOnly: true}},
+	} {
+		got, err := ParseMount(c.arg, dir)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParseMount(%q) = %+v, %v; want %+v", c.arg, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{
+		"type=volume,src=x,dst=/x", "src=/tmp,dst=/x", "type=bind,dst=/x", "type=bind,src=/tmp", "type=bind,src=/tmp,dst=rel",
+		"type=tmpfs,src=/tmp,dst=/x", "type=tmpfs,dst=/x,tmpfs-mode=9", "type=bind,src=/tmp,dst=/x,tmpfs-size=1m", "type=bind,src=/tmp,dst=/x,ro=maybe",
+		"type=bind,src=/no/such/dir,dst=/x", "type=tmpfs,dst=/x,color=red",
+	} {
+		if _, err := ParseMount(bad, dir); err == nil {
+			t.Errorf("ParseMount(%q) should fail", bad)
+		}
+	}
+}

@@ -160,6 +160,8 @@ type Mount struct {
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	// SizeBytes limits a tmpfs; zero means the kernel's default.
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Mode is the permission bits of a tmpfs's root; nil is 1777.
+	Mode *uint32 `json:"mode,omitempty"`
 }
 
 // IDMapping is one line of a uid_map or gid_map: Size ids starting at

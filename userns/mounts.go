@@ -92,11 +92,19 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 			})
 		case spec.MountTmpfs:
 			add("mounting tmpfs on "+m.Target, func() error {
-				data := "mode=1777"
+				mode := uint32(0o1777)
+				if m.Mode != nil {
+					mode = *m.Mode
+				}
+				data := "mode=" + strconv.FormatUint(uint64(mode), 8)
 				if m.SizeBytes > 0 {
 					data += ",size=" + strconv.FormatInt(m.SizeBytes, 10)
 				}
-				return r.mountFS(m.Target, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data)
+				flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+				if m.ReadOnly {
+					flags |= unix.MS_RDONLY
+				}
+				return r.mountFS(m.Target, "tmpfs", "tmpfs", flags, data)
 			})
 		}
 	}

@@ -29,7 +29,8 @@ type runCmd struct {
 	GroupAdd    []string `name:"group-add" help:"Add a supplementary group id inside the sandbox; keep-groups keeps the caller's own groups (to reach host files shared with them)." placeholder:"GID"`
 	Hostname    string   `help:"Host name inside the sandbox (default: generated)."`
 	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:ro|rw]." placeholder:"SRC:DST[:ro|rw]"`
-	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N]." placeholder:"DST[:size=N]"`
+	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N][,mode=OCTAL][,ro]." placeholder:"DST[:size=N]"`
+	Mount       []string `sep:"none" help:"Mount like podman: type=bind,source=SRC,destination=DST[,ro] or type=tmpfs,destination=DST[,tmpfs-size=N][,tmpfs-mode=OCTAL]." placeholder:"type=TYPE,..."`
 	Device      []string `sep:"none" help:"Give the sandbox a host device, or every device below a directory: HOST[:CTR][:rwm]." placeholder:"HOST[:CTR]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
@@ -177,6 +178,13 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	}
 	for _, v := range r.Tmpfs {
 		m, err := spec.ParseTmpfs(v)
+		if err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	for _, v := range r.Mount {
+		m, err := spec.ParseMount(v, cwd)
 		if err != nil {
 			return nil, idmap.Plan{}, err
 		}
