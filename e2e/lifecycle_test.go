@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -1216,6 +1217,50 @@ func TestLifecyclePort(t *testing.T) {
 	l.fails(125, "port", "no-such-sandbox")
 }
 
+func TestLifecycleShortIDsAndAll(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	rootfs := busyboxRootfs(t)
+	nap := l.nap()
+	a := l.detach("", lifeBase(rootfs), "sleep", nap)
+	b := l.detach("named", lifeBase(rootfs), "sleep", nap)
+	quiet := strings.Fields(l.must("ps", "-q").Stdout)
+	sort.Strings(quiet)
+	want := []string{a[:12], b[:12]}
+	sort.Strings(want)
+	if strings.Join(quiet, " ") != strings.Join(want, " ") {
+		t.Fatalf("ps -q: got %v, want the short ids %v", quiet, want)
+	}
+	// The short id ps shows names the sandbox in every other command.
+	if got := l.must("exec", a[:12], "hostname").Stdout; got != a[:12]+"\n" {
+		t.Errorf("exec by short id: hostname %q, want %s", got, a[:12])
+	}
+	if in := l.inspect(b[:8]); in.Name != "named" {
+		t.Errorf("inspect by an 8-character id prefix found %q", in.Name)
+	}
+	l.fails(125, "stop")
+	l.fails(125, "stop", "--all", "named")
+	l.must("stop", "--all", "-t", "0")
+	if got := l.must("ps", "-q").Stdout; got != "" {
+		t.Errorf("after stop --all, ps -q lists %q", got)
+	}
+	if e := l.mustEntry("named"); e.Status != "exited" {
+		t.Errorf("stop --all left named %s", e.Status)
+	}
+	l.detach("again", lifeBase(rootfs), "sleep", nap)
+	res := l.fails(125, "rm", "-a")
+	if !strings.Contains(res.Stderr, "running") {
+		t.Errorf("rm -a with a running sandbox should say it is running: %q", res.Stderr)
+	}
+	l.must("rm", "-a", "-f")
+	if got := l.must("ps", "-a", "-q").Stdout; got != "" {
+		t.Errorf("after rm -a -f, ps -a -q lists %q", got)
+	}
+	if _, err := os.Stat(l.sandboxDir("named")); !os.IsNotExist(err) {
+		t.Errorf("rm -a left the named sandbox's storage: %v", err)
+	}
+}
+
 func TestLifecycleKill(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
@@ -1464,6 +1509,12 @@ func TestLifecycleLogs(t *testing.T) {
 	// Following a sandbox that has ended prints it all and returns.
 	if got := l.must("logs", "-f", "talk").Stdout; got != "out1\nerr1\nout2\n" {
 		t.Errorf("logs -f after exit: %q", got)
+	}
+	if got := l.must("logs", "--tail", "2", "talk").Stdout; got != "err1\nout2\n" {
+		t.Errorf("logs --tail 2: %q, want the last two lines", got)
+	}
+	if got := l.must("logs", "--tail", "0", "talk").Stdout; got != "" {
+		t.Errorf("logs --tail 0: %q, want nothing", got)
 	}
 	l.must("rm", "talk")
 	l.fails(125, "logs", "talk")

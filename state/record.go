@@ -143,7 +143,8 @@ func List() ([]*Entry, error) {
 	return out, nil
 }
 
-// Find returns the sandbox called name, or with that id.
+// Find returns the sandbox called name, or else the one whose id starts
+// with name (ps shows the first 12 characters), like podman.
 func Find(name string) (*Entry, error) {
 	all, err := List()
 	if err != nil {
@@ -154,12 +155,20 @@ func Find(name string) (*Entry, error) {
 			return e, nil
 		}
 	}
+	var found *Entry
 	for _, e := range all {
-		if e.ID == name {
-			return e, nil
+		if name == "" || !strings.HasPrefix(e.ID, name) {
+			continue
 		}
+		if found != nil && found.ID != e.ID {
+			return nil, errors.New("more than one sandbox has an id starting with " + name + "; give more of it")
+		}
+		found = e
 	}
-	return nil, errors.New("no such sandbox: " + name)
+	if found == nil {
+		return nil, errors.New("no such sandbox: " + name)
+	}
+	return found, nil
 }
 
 // Status is how the sandbox is doing: running (or paused, which needs the

@@ -11,6 +11,7 @@ import (
 
 type logsCmd struct {
 	Follow bool   `short:"f" help:"Keep printing new output until the sandbox exits."`
+	Tail   int    `default:"-1" help:"Print only the last N lines (-1: all)." placeholder:"N"`
 	Name   string `arg:"" help:"The sandbox (name or id)."`
 }
 
@@ -27,19 +28,26 @@ func (c *logsCmd) Run() error {
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
+	var older []byte
 	if old, err := os.Open(path + ".1"); err == nil {
-		_, _ = io.Copy(os.Stdout, old)
+		older, _ = io.ReadAll(old)
 		old.Close()
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		_, err = os.Stdout.Write(lastLines(older, c.Tail))
+		return err
 	}
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
 	defer f.Close()
-	if _, err := io.Copy(os.Stdout, f); err != nil || !c.Follow {
+	// Both files together are at most twice the log's cap.
+	cur, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stdout.Write(lastLines(append(older, cur...), c.Tail)); err != nil || !c.Follow {
 		return err
 	}
 	// Follow until the run is over and everything it wrote is printed;
@@ -61,4 +69,27 @@ func (c *logsCmd) Run() error {
 		}
 		running = e.Running && state.Held(e.RunDir)
 	}
+}
+
+// lastLines returns the last n lines of data (a last line without a
+// newline counts), or all of it when n is negative.
+func lastLines(data []byte, n int) []byte {
+	if n < 0 {
+		return data
+	}
+	if n == 0 {
+		return nil
+	}
+	end := len(data)
+	if end > 0 && data[end-1] == '\n' {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if data[i] == '\n' {
+			if n--; n == 0 {
+				return data[i+1:]
+			}
+		}
+	}
+	return data
 }

@@ -16,6 +16,7 @@ import (
 type psCmd struct {
 	All    bool   `short:"a" help:"Also list sandboxes that have exited."`
 	Format string `default:"table" enum:"table,json" help:"Output format: table or json."`
+	Quiet  bool   `short:"q" help:"Print only the sandboxes' short ids, one per line."`
 }
 
 // psEntry is one sandbox in ps --format json.
@@ -50,6 +51,12 @@ func (c *psCmd) Run() error {
 			p.Command = e.Spec.Argv
 		}
 		list = append(list, p)
+	}
+	if c.Quiet {
+		for _, p := range list {
+			fmt.Println(p.ID[:12])
+		}
+		return nil
 	}
 	if c.Format == "json" {
 		enc := json.NewEncoder(os.Stdout)

@@ -11,7 +11,8 @@ import (
 
 type rmCmd struct {
 	Force bool     `short:"f" help:"Kill a running sandbox first."`
-	Names []string `arg:"" name:"NAME" help:"Sandboxes to remove."`
+	All   bool     `short:"a" help:"Remove every sandbox (running ones only with -f)."`
+	Names []string `arg:"" optional:"" name:"NAME" help:"Sandboxes to remove."`
 }
 
 // Run removes each named sandbox: its record, log, layers (subordinate-
@@ -20,7 +21,11 @@ type rmCmd struct {
 func (c *rmCmd) Run() error {
 	// Runs whose monitor was killed leave their runtime directory behind.
 	defer state.Sweep(removeStorage)
-	return forEach(c.Names, func(name string) error {
+	names, err := namesOrAll(c.Names, c.All, false)
+	if err != nil {
+		return err
+	}
+	return forEach(names, func(name string) error {
 		if e, err := state.Find(name); err == nil {
 			if e.Running {
 				if !c.Force {

@@ -14,15 +14,20 @@ import (
 )
 
 type stopCmd struct {
+	All   bool     `short:"a" help:"Stop every running sandbox."`
 	Time  *int     `short:"t" help:"Seconds to wait after the stop signal before SIGKILL (default: the sandbox's --stop-timeout, else 10)." placeholder:"SECS"`
-	Names []string `arg:"" name:"NAME" help:"Sandboxes to stop."`
+	Names []string `arg:"" optional:"" name:"NAME" help:"Sandboxes to stop."`
 }
 
 // Run asks each sandbox's command to end with its stop signal (SIGTERM
 // unless --stop-signal said otherwise) and kills what is left after the
 // grace period, like podman stop.
 func (c *stopCmd) Run() error {
-	return forEach(c.Names, func(name string) error {
+	names, err := namesOrAll(c.Names, c.All, true)
+	if err != nil {
+		return err
+	}
+	return forEach(names, func(name string) error {
 		e, err := state.Find(name)
 		if err != nil {
 			return err
@@ -113,6 +118,30 @@ func parseSignal(s string) (unix.Signal, error) {
 		return sig, nil
 	}
 	return 0, fmt.Errorf("unknown signal %q; use a name like TERM or a number", s)
+}
+
+// namesOrAll is the sandboxes a command acts on: those named, or with all
+// every sandbox (every running one when running), by id.
+func namesOrAll(names []string, all, running bool) ([]string, error) {
+	switch {
+	case all && len(names) > 0:
+		return nil, &exitError{code: 125, msg: "give sandbox names or --all, not both"}
+	case !all && len(names) == 0:
+		return nil, &exitError{code: 125, msg: "no sandbox given; name one or more, or use --all"}
+	case !all:
+		return names, nil
+	}
+	entries, err := state.List()
+	if err != nil {
+		return nil, &exitError{code: 125, msg: err.Error()}
+	}
+	var ids []string
+	for _, e := range entries {
+		if !running || e.Running {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids, nil
 }
 
 // forEach runs do for every name, prints each failure on its own line and
