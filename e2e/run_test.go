@@ -510,6 +510,25 @@ func TestEnvWorkdirUser(t *testing.T) {
 	}
 }
 
+func TestEnvHostAndUnsetenv(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	env := []string{"URSB_E2E_FROM_HOST=yes", "HOSTNAME=the-host"}
+	res := ursbEnv(t, env, "", "run", "--rootfs", rootfs, "--hostname", "inside", "--", "env")
+	if res.Code != 0 || strings.Contains(res.Stdout, "URSB_E2E_FROM_HOST") || !strings.HasPrefix(res.Stdout, "PATH=") {
+		t.Fatalf("without --env-host the environment should be clean: %d %q", res.Code, res.Stdout)
+	}
+	res = ursbEnv(t, env, "", "run", "--rootfs", rootfs, "--hostname", "inside", "--env-host", "-e", "EXTRA=1", "--unsetenv", "container", "--", "env")
+	got := "\n" + res.Stdout
+	for _, want := range []string{"\nURSB_E2E_FROM_HOST=yes\n", "\nHOSTNAME=inside\n", "\nEXTRA=1\n", "\nPATH=" + os.Getenv("PATH") + "\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("--env-host -e EXTRA=1: want %q in the environment, got %q", strings.TrimSpace(want), res.Stdout)
+		}
+	}
+	if strings.Contains(got, "\ncontainer=") {
+		t.Errorf("--unsetenv container left it: %q", res.Stdout)
+	}
+}
+
 func TestHostRootKeepsWorkingDirectoryUnderTmp(t *testing.T) {
 	requireUnprivileged(t)
 	// Below /tmp itself, whatever TMPDIR says: /tmp is the sandbox's own.

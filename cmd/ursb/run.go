@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ursb/ursb/idmap"
@@ -24,6 +25,8 @@ type runCmd struct {
 	TTY         bool     `short:"t" name:"tty" help:"Give the command a terminal."`
 	Env         []string `short:"e" sep:"none" help:"Set an environment variable (KEY=VALUE, or KEY to copy the caller's)." placeholder:"K=V"`
 	EnvFile     []string `name:"env-file" sep:"none" help:"Read environment variables from a file." placeholder:"FILE"`
+	EnvHost     bool     `name:"env-host" help:"Start from the caller's whole environment instead of a clean one."`
+	Unsetenv    []string `help:"Remove a variable from the environment, a default one included." placeholder:"KEY"`
 	Workdir     string   `short:"w" help:"Working directory inside the sandbox." placeholder:"DIR"`
 	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox." placeholder:"UID[:GID]"`
 	GroupAdd    []string `name:"group-add" help:"Add a supplementary group id inside the sandbox; keep-groups keeps the caller's own groups (to reach host files shared with them)." placeholder:"GID"`
@@ -372,12 +375,18 @@ func (r *runCmd) environment(s *spec.Spec) ([]string, error) {
 		}
 	}
 	env := []string{"PATH=" + path, "HOME=" + home, "HOSTNAME=" + s.Hostname, "container=ursb"}
+	if r.EnvHost {
+		env = os.Environ()
+		for _, kv := range []string{"HOSTNAME=" + s.Hostname, "container=ursb"} {
+			env = spec.SetEnv(env, kv)
+		}
+	}
 	term := os.Getenv("TERM")
 	if s.TTY && term == "" {
 		term = "xterm"
 	}
 	if term != "" {
-		env = append(env, "TERM="+term)
+		env = spec.SetEnv(env, "TERM="+term)
 	}
 	for _, f := range r.EnvFile {
 		kvs, err := spec.ReadEnvFile(f)
@@ -396,6 +405,9 @@ func (r *runCmd) environment(s *spec.Spec) ([]string, error) {
 		if ok {
 			env = spec.SetEnv(env, kv)
 		}
+	}
+	for _, k := range r.Unsetenv {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, k+"=") })
 	}
 	return env, nil
 }
