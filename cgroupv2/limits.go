@@ -59,6 +59,18 @@ func plan(l Limits, ncpu int) ([]setting, error) {
 		}
 		add("cpu", "cpu.max", v, "--cpus "+formatCPUs(l.CPUs), false)
 	}
+	if l.CPUShares != 0 {
+		if l.CPUShares < 2 || l.CPUShares > 262144 {
+			return nil, fmt.Errorf("--cpu-shares %d is out of range; give 2 to 262144 (1024 is the default weight)", l.CPUShares)
+		}
+		add("cpu", "cpu.weight", strconv.FormatUint(cpuWeight(l.CPUShares), 10), "--cpu-shares "+strconv.FormatUint(l.CPUShares, 10), false)
+	}
+	if l.MemoryLowBytes > 0 {
+		if l.MemoryBytes > 0 && l.MemoryLowBytes > l.MemoryBytes {
+			return nil, fmt.Errorf("--memory-reservation %s is above --memory %s; give at most the limit", FormatBytes(l.MemoryLowBytes), FormatBytes(l.MemoryBytes))
+		}
+		add("memory", "memory.low", strconv.FormatInt(l.MemoryLowBytes, 10), "--memory-reservation "+FormatBytes(l.MemoryLowBytes), false)
+	}
 	switch {
 	case l.MemoryBytes > 0:
 		add("memory", "memory.max", strconv.FormatInt(l.MemoryBytes, 10), "--memory "+FormatBytes(l.MemoryBytes), false)
@@ -136,6 +148,13 @@ func cpuMax(cpus float64, ncpu int) (string, error) {
 		return "", fmt.Errorf("--cpus %s is more than the %d CPUs available here; give at most %d", formatCPUs(cpus), ncpu, ncpu)
 	}
 	return fmt.Sprintf("%d %d", quota, cpuPeriod), nil
+}
+
+// cpuWeight maps cgroup v1 cpu.shares (2..262144) linearly onto cgroup v2
+// cpu.weight (1..10000), the conversion runc and podman use, so the same
+// --cpu-shares means the same on either hierarchy.
+func cpuWeight(shares uint64) uint64 {
+	return 1 + (shares-2)*9999/262142
 }
 
 func formatCPUs(c float64) string {

@@ -298,6 +298,20 @@ func TestCgroupCpusetCpus(t *testing.T) {
 	noLeftoverLeaves(t, dir)
 }
 
+func TestCgroupCPUSharesAndMemoryReservation(t *testing.T) {
+	requireCgroupLane(t)
+	dir := delegatedDir(t)
+	res := limitedRun(t, []string{"--cpu-shares", "512", "--memory-reservation", "32m"}, "cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.low")
+	if res.Code != 0 {
+		t.Fatalf("exited %d; stderr: %s", res.Code, res.Stderr)
+	}
+	// 512 shares is half the default weight: 1 + 510*9999/262142 = 20.
+	if got := strings.Fields(res.Stdout); strings.Join(got, " ") != "20 33554432" {
+		t.Errorf("--cpu-shares 512 --memory-reservation 32m: cpu.weight and memory.low read %q, want 20 and 33554432", res.Stdout)
+	}
+	noLeftoverLeaves(t, dir)
+}
+
 func TestCgroupLimitsCannotBeRaisedInside(t *testing.T) {
 	requireCgroupLane(t)
 	dir := delegatedDir(t)

@@ -211,12 +211,18 @@ type Port struct {
 
 // Limits are the resource limits set on the sandbox's cgroup leaf.
 type Limits struct {
-	MemoryBytes     int64   `json:"memoryBytes,omitempty"`
-	MemorySwapBytes int64   `json:"memorySwapBytes,omitempty"`
-	PidsLimit       int64   `json:"pidsLimit,omitempty"`
-	CPUs            float64 `json:"cpus,omitempty"`
-	CpusetCpus      string  `json:"cpusetCpus,omitempty"`
-	CgroupParent    string  `json:"cgroupParent,omitempty"`
+	MemoryBytes     int64 `json:"memoryBytes,omitempty"`
+	MemorySwapBytes int64 `json:"memorySwapBytes,omitempty"`
+	// MemoryLowBytes is memory the kernel reclaims from the sandbox only
+	// when nothing else can give (memory.low).
+	MemoryLowBytes int64 `json:"memoryLowBytes,omitempty"`
+	// CPUShares is the sandbox's relative CPU weight in cgroup v1 shares
+	// (2 to 262144, 1024 the default), as podman takes it.
+	CPUShares    uint64  `json:"cpuShares,omitempty"`
+	PidsLimit    int64   `json:"pidsLimit,omitempty"`
+	CPUs         float64 `json:"cpus,omitempty"`
+	CpusetCpus   string  `json:"cpusetCpus,omitempty"`
+	CgroupParent string  `json:"cgroupParent,omitempty"`
 }
 
 // WinSize is a terminal size in characters.

@@ -49,6 +49,8 @@ type runCmd struct {
 	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
 	PidsLimit    int64   `name:"pids-limit" help:"Maximum number of processes (pids.max)." placeholder:"N"`
 	Cpus         float64 `help:"CPU limit in CPUs, like 0.5 (cpu.max)." placeholder:"N"`
+	CPUShares    uint64  `name:"cpu-shares" short:"c" help:"Relative CPU weight under contention, 2 to 262144; the default is 1024 (cpu.weight)." placeholder:"N"`
+	MemoryRes    string  `name:"memory-reservation" help:"Memory the sandbox keeps under host memory pressure, like 256m (memory.low)." placeholder:"SIZE"`
 	CpusetCpus   string  `name:"cpuset-cpus" help:"CPUs the sandbox may use, like 0-1 (cpuset.cpus)." placeholder:"LIST"`
 	CgroupParent string  `name:"cgroup-parent" help:"Delegated cgroup under which the sandbox's cgroup is made." placeholder:"PATH"`
 
@@ -422,8 +424,13 @@ func describeMap(m []spec.IDMapping) string {
 
 // limits parses the resource flags; cgroupv2 checks them against the host.
 func (r *runCmd) limits() (spec.Limits, error) {
-	l := spec.Limits{PidsLimit: r.PidsLimit, CPUs: r.Cpus, CpusetCpus: r.CpusetCpus, CgroupParent: r.CgroupParent}
+	l := spec.Limits{PidsLimit: r.PidsLimit, CPUs: r.Cpus, CPUShares: r.CPUShares, CpusetCpus: r.CpusetCpus, CgroupParent: r.CgroupParent}
 	var err error
+	if r.MemoryRes != "" {
+		if l.MemoryLowBytes, err = spec.ParseSize(r.MemoryRes); err != nil {
+			return l, fmt.Errorf("--memory-reservation: %w", err)
+		}
+	}
 	if r.Memory != "" {
 		if l.MemoryBytes, err = spec.ParseSize(r.Memory); err != nil {
 			return l, fmt.Errorf("--memory: %w", err)
