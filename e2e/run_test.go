@@ -87,6 +87,17 @@ func TestKeepID(t *testing.T) {
 	if !containsFields(lines[2:], uid, uid, "1") {
 		t.Fatalf("keep-id: uid %s should map to itself: %q", uid, res.Stdout)
 	}
+	// podman's keep-id:uid=N,gid=N shows the caller as another id: a file
+	// it writes in a volume is the caller's own on the host.
+	vol := t.TempDir()
+	res = mustRun(t, "run", "--userns", "keep-id:uid=1000,gid=1000", "--rootfs", rootfs, "-v", vol+":/vol", "--", "sh", "-c", "id -u; id -g; touch /vol/mine")
+	if got := strings.Fields(res.Stdout); strings.Join(got, " ") != "1000 1000" {
+		t.Fatalf("keep-id:uid=1000,gid=1000: want 1000 1000 inside, got %q", res.Stdout)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(vol, "mine"), &st); err != nil || int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
+		t.Fatalf("a file made by uid 1000 under keep-id:uid=1000 should be the caller's on the host: %+v %v", st, err)
+	}
 }
 
 func containsFields(lines []string, want ...string) bool {

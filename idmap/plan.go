@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 
 	"go.podman.io/storage/pkg/idtools"
 
@@ -96,6 +97,14 @@ func Resolve(mode string, h Host) (Plan, error) {
 	haveRange := len(h.SubUID) > 0 && len(h.SubGID) > 0
 	// root writes any map itself: the helpers are only for the unprivileged.
 	helpers := h.RunsAsRoot || h.HelperErr == nil
+	at := spec.User{UID: h.UID, GID: h.GID}
+	if opts, ok := strings.CutPrefix(mode, KeepID+":"); ok {
+		var err error
+		if at, err = parseKeepID(opts, h); err != nil {
+			return Plan{}, err
+		}
+		mode = KeepID
+	}
 	switch mode {
 	case Auto:
 		switch {
@@ -128,14 +137,34 @@ func Resolve(mode string, h Host) (Plan, error) {
 			return Plan{}, fmt.Errorf("--userns %s needs newuidmap and newgidmap; install them: %s", mode, FixHelpers)
 		}
 		if mode == KeepID {
-			return keepID(h)
+			return keepID(h, at)
 		}
 		if h.RunsAsRoot {
 			return rootRange(h), nil
 		}
 		return full(h), nil
 	}
-	return Plan{}, fmt.Errorf("unknown --userns %q; use one of auto, full, single, keep-id", mode)
+	return Plan{}, fmt.Errorf("unknown --userns %q; use one of auto, full, single, keep-id[:uid=N,gid=N]", mode)
+}
+
+// parseKeepID parses the options of keep-id:uid=N,gid=N, podman's way of
+// showing the caller as another id inside; an id not given stays the
+// caller's own.
+func parseKeepID(opts string, h Host) (spec.User, error) {
+	at := spec.User{UID: h.UID, GID: h.GID}
+	for _, o := range strings.Split(opts, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || (k != "uid" && k != "gid") {
+			return at, fmt.Errorf("--userns keep-id:%s: want keep-id:uid=N,gid=N with numeric ids", opts)
+		}
+		if k == "uid" {
+			at.UID = uint32(n)
+		} else {
+			at.GID = uint32(n)
+		}
+	}
+	return at, nil
 }
 
 func single(h Host) Plan {
@@ -162,18 +191,19 @@ func rootRange(h Host) Plan {
 	return Plan{Mode: Full, UID: stack(h.SubUID, 0), GID: stack(h.SubGID, 0), Helper: true}
 }
 
-// keepID shows the caller's own uid and gid as themselves inside, like
-// podman's --userns=keep-id: 0..uid-1 and uid+1.. come from the range.
-func keepID(h Host) (Plan, error) {
-	u, err := around(h.UID, h.SubUID)
+// keepID shows the caller's own uid and gid as at.UID and at.GID inside
+// (by default themselves), like podman's --userns=keep-id: the ids below
+// and above come from the range.
+func keepID(h Host, at spec.User) (Plan, error) {
+	u, err := around(at.UID, h.UID, h.SubUID)
 	if err != nil {
-		return Plan{}, fmt.Errorf("--userns keep-id: uid %d: %w", h.UID, err)
+		return Plan{}, fmt.Errorf("--userns keep-id: uid %d: %w", at.UID, err)
 	}
-	g, err := around(h.GID, h.SubGID)
+	g, err := around(at.GID, h.GID, h.SubGID)
 	if err != nil {
-		return Plan{}, fmt.Errorf("--userns keep-id: gid %d: %w", h.GID, err)
+		return Plan{}, fmt.Errorf("--userns keep-id: gid %d: %w", at.GID, err)
 	}
-	return Plan{Mode: KeepID, UID: u, GID: g, Helper: true, DefaultUser: spec.User{UID: h.UID, GID: h.GID}}, nil
+	return Plan{Mode: KeepID, UID: u, GID: g, Helper: true, DefaultUser: at}, nil
 }
 
 // stack lays host ranges one after another inside, starting at first.
@@ -187,8 +217,9 @@ func stack(ranges []spec.IDMapping, first uint32) []spec.IDMapping {
 	return out
 }
 
-// around maps id to itself and fills 0..id-1 and id+1.. from ranges.
-func around(id uint32, ranges []spec.IDMapping) ([]spec.IDMapping, error) {
+// around maps id inside to host, and fills 0..id-1 and id+1.. from
+// ranges.
+func around(id, host uint32, ranges []spec.IDMapping) ([]spec.IDMapping, error) {
 	var total uint64
 	for _, r := range ranges {
 		total += uint64(r.Size)
@@ -202,20 +233,20 @@ func around(id uint32, ranges []spec.IDMapping) ([]spec.IDMapping, error) {
 		if inside < id && inside+r.Size > id {
 			below := id - inside
 			out = append(out, spec.IDMapping{Inside: inside, Outside: r.Outside, Size: below})
-			out = append(out, spec.IDMapping{Inside: id, Outside: id, Size: 1})
+			out = append(out, spec.IDMapping{Inside: id, Outside: host, Size: 1})
 			out = append(out, spec.IDMapping{Inside: id + 1, Outside: r.Outside + below, Size: r.Size - below})
 			inside += r.Size + 1
 			continue
 		}
 		if inside == id {
-			out = append(out, spec.IDMapping{Inside: id, Outside: id, Size: 1})
+			out = append(out, spec.IDMapping{Inside: id, Outside: host, Size: 1})
 			inside++
 		}
 		out = append(out, spec.IDMapping{Inside: inside, Outside: r.Outside, Size: r.Size})
 		inside += r.Size
 	}
 	if inside == id {
-		out = append(out, spec.IDMapping{Inside: id, Outside: id, Size: 1})
+		out = append(out, spec.IDMapping{Inside: id, Outside: host, Size: 1})
 	}
 	return out, nil
 }

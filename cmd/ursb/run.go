@@ -36,7 +36,7 @@ type runCmd struct {
 	Mount       []string `sep:"none" help:"Mount like podman: type=bind,source=SRC,destination=DST[,ro] or type=tmpfs,destination=DST[,tmpfs-size=N][,tmpfs-mode=OCTAL]." placeholder:"type=TYPE,..."`
 	Device      []string `sep:"none" help:"Give the sandbox a host device, or every device below a directory: HOST[:CTR][:rwm]." placeholder:"HOST[:CTR]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
-	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id."`
+	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id[:uid=N,gid=N]."`
 	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto (pasta, else slirp4netns, else builtin), none, host, pasta, slirp4netns, builtin or sandbox:NAME (share a running sandbox's)."`
 
 	Publish           []string `short:"p" sep:"none" help:"Publish a sandbox port on the host: [IP:]HOSTPORT:PORT[/tcp|udp]; IP defaults to 127.0.0.1." placeholder:"[IP:]HOSTPORT:PORT"`
