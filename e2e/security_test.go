@@ -148,6 +148,29 @@ func TestCapAddAndDrop(t *testing.T) {
 	}
 }
 
+// A command that may ptrace (--cap-add SYS_PTRACE) can reach every thread
+// of init, so every one of them must be as confined as the command: the
+// same bounding set, no inheritable or ambient capabilities, the filter.
+func TestInitThreadsConfinedLikeTheCommand(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	script := `grep -E '^(CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s ' \t\n' ' '; echo
+for t in /proc/1/task/*; do grep -E '^(CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' $t/status | tr -s ' \t\n' ' '; echo; done`
+	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--cap-add", "SYS_PTRACE", "--security-opt", "no-new-privileges", "--", "sh", "-c", script)
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("want the command's line and one per init thread, got %q", res.Stdout)
+	}
+	own := strings.TrimSpace(lines[0])
+	if !strings.Contains(own, "Seccomp: 2") || !strings.Contains(own, "NoNewPrivs: 1") || !strings.Contains(own, "CapInh: 0000000000000000") {
+		t.Fatalf("the command itself is not confined: %q", own)
+	}
+	for _, l := range lines[1:] {
+		if l = strings.TrimSpace(l); l != own {
+			t.Errorf("a thread of init is confined differently from the command:\n thread:  %s\n command: %s", l, own)
+		}
+	}
+}
+
 func TestNoNewPrivileges(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--security-opt", "no-new-privileges", "--", "grep", "NoNewPrivs", "/proc/self/status")

@@ -242,14 +242,18 @@ func loadSeccomp(keep map[string]bool) error {
 	// slows a whole build down. It guards code sandboxed within one
 	// process, which a build is not; later kernels no longer tie it to
 	// seccomp.
-	flags := uintptr(unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+	// TSYNC puts the filter on every thread of init, not only this one:
+	// a command that may ptrace could otherwise act through another.
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW)
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
+		r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
 		switch {
+		case errno == 0 && r != 0:
+			return fmt.Errorf("thread %d of init could not take the filter", r)
 		case errno == 0:
 			return nil
-		case errno == unix.EINVAL && flags != 0:
-			flags = 0 // before 4.17
+		case errno == unix.EINVAL && flags&unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW != 0:
+			flags &^= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW // before 4.17
 		default:
 			return errno
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
@@ -90,7 +92,11 @@ func Capabilities(add, drop []string) ([]string, error) {
 	return caps, nil
 }
 
-// confine runs last, on the thread the command is forked from.
+// confine runs last, on the thread the command is forked from, and
+// confines every other thread of init alike: a command given
+// CAP_SYS_PTRACE (--cap-add) may ptrace any thread of init, and a thread
+// left with the whole bounding set and no filter would be a way around
+// both.
 func confine(s *spec.Spec) error {
 	// A non-dumpable init cannot be ptraced, nor its /proc/1/fd and
 	// /proc/1/exe opened, by sandbox processes lacking CAP_SYS_PTRACE
@@ -109,8 +115,9 @@ func confine(s *spec.Spec) error {
 			return fmt.Errorf("installing the seccomp filter: %w", err)
 		}
 	}
+	var t threads
 	if s.Security.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		if err := t.prctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 			return fmt.Errorf("setting no_new_privs: %w", err)
 		}
 	}
@@ -125,14 +132,14 @@ func confine(s *spec.Spec) error {
 		if keep[c.String()] {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+		if err := t.prctl(unix.PR_CAPBSET_DROP, uintptr(c)); err != nil {
 			return fmt.Errorf("dropping %s from the bounding set: %w", c, err)
 		}
 	}
 	// init was started with every capability inheritable and ambient
 	// (see Start); for root, execve grants inheritable ones regardless of
 	// the bounding set, so both sets must be emptied too.
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+	if err := t.prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -140,9 +147,57 @@ func confine(s *spec.Spec) error {
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("reading init's capabilities: %w", err)
 	}
+	// Every thread of init holds the same permitted and effective sets
+	// (all it was started with), so this thread's, less the inheritable
+	// ones, suit them all.
 	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
+	if err := t.syscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0]))); err != nil {
 		return fmt.Errorf("clearing inheritable capabilities: %w", err)
 	}
 	return nil
+}
+
+// ConfinesEveryThread tells whether this binary can confine every thread of
+// a sandbox's init: a static build can, one linked with cgo cannot.
+func ConfinesEveryThread() bool {
+	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
+	return errno != unix.ENOTSUP
+}
+
+// AllCapabilities names every capability ursb knows (what ALL means), like
+// CAP_CHOWN.
+func AllCapabilities() []string {
+	var out []string
+	for _, c := range capability.ListKnown() {
+		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
+}
+
+// threads makes a system call on every thread of init where the Go
+// runtime can (not in a binary linked with cgo), else on the calling one.
+// Without it only the command's thread is confined, and the seccomp
+// filter, synchronised to all threads by the kernel, is what a command
+// that may ptrace init still meets.
+type threads struct{ onlyThis bool }
+
+func (t *threads) syscall(trap, a1, a2 uintptr) error {
+	if !t.onlyThis {
+		_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, 0)
+		if errno != unix.ENOTSUP {
+			if errno != 0 {
+				return errno
+			}
+			return nil
+		}
+		t.onlyThis = true
+	}
+	if _, _, errno := unix.RawSyscall(trap, a1, a2, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func (t *threads) prctl(option, arg uintptr) error {
+	return t.syscall(unix.SYS_PRCTL, option, arg)
 }
