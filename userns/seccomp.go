@@ -111,11 +111,14 @@ var denials = []denial{
 	{name: "ioctl", errno: eperm, arg: argTest{n: 1, equal: unix.TIOCSTI, isEqual: true}},
 	{name: "ioctl", errno: eperm, arg: argTest{n: 1, equal: unix.TIOCLINUX, isEqual: true}},
 	// Socket families whose kernel code has given local root (vsock
-	// CVE-2021-26708) and that a build has no use for. A 32-bit program
-	// on x86 can still reach them through socketcall(2), whose arguments
-	// are in memory, as with podman's and Docker's profiles.
+	// CVE-2021-26708) and that a build has no use for.
 	{name: "socket", errno: unix.EAFNOSUPPORT, arg: argTest{equal: unix.AF_VSOCK, isEqual: true}},
 	{name: "socket", errno: unix.EAFNOSUPPORT, arg: argTest{equal: unix.AF_ALG, isEqual: true}},
+	// 32-bit x86 programs may create sockets through socketcall(2), whose
+	// family is in memory where the filter cannot read it; ENOSYS sends
+	// them to socket(2), which every kernel since 4.3 has on i386 and C
+	// libraries use first anyway.
+	{name: "socketcall", errno: unix.ENOSYS, arg: argTest{equal: sysSocketcallSocket, isEqual: true}},
 }
 
 // abi is one system call convention a process on this machine can use, with
@@ -154,6 +157,10 @@ const (
 	retAllow      = unix.SECCOMP_RET_ALLOW
 	x32SyscallBit = 0x40000000
 )
+
+// sysSocketcallSocket is SYS_SOCKET, socketcall(2)'s first argument for
+// socket(2) (linux/net.h).
+const sysSocketcallSocket = 1
 
 func retErrno(e unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(e)&unix.SECCOMP_RET_DATA }
 

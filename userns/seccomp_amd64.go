@@ -20,6 +20,6 @@ var abis = []abi{
 		{"clock_settime", 264}, {"clock_settime64", 404}, {"iopl", 110}, {"ioperm", 101},
 		{"open_by_handle_at", 342}, {"keyctl", 288}, {"add_key", 286}, {"request_key", 287},
 		{"io_uring_setup", 425}, {"io_uring_enter", 426}, {"io_uring_register", 427},
-		{"uselib", 86}, {"socket", 359}, {"ioctl", 54},
+		{"uselib", 86}, {"socket", 359}, {"socketcall", 102}, {"ioctl", 54},
 	}},
 }

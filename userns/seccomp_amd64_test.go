@@ -98,6 +98,10 @@ func TestSeccompDefaultDenials(t *testing.T) {
 		{call{"i386 umount", i386, 22, 0, 0}, retErrno(unix.EPERM)},
 		{call{"i386 keyctl", i386, 288, 0, 0}, retErrno(unix.EPERM)},
 		{call{"i386 socket(AF_VSOCK)", i386, 359, unix.AF_VSOCK, 0}, retErrno(unix.EAFNOSUPPORT)},
+		// socketcall's family is in memory: socket creation through it is
+		// sent to socket(2), the rest of it works.
+		{call{"i386 socketcall(SYS_SOCKET)", i386, 102, 1, 0}, retErrno(unix.ENOSYS)},
+		{call{"i386 socketcall(SYS_CONNECT)", i386, 102, 3, 0}, retAllow},
 		// x86-64's number for unshare is another call on i386.
 		{call{"i386 nr 272 (not unshare there)", i386, 272, unix.CLONE_NEWUSER, 0}, retAllow},
 		{call{"unknown arch", unix.AUDIT_ARCH_ARM, 0, 0, 0}, retErrno(unix.ENOSYS)},
