@@ -13,9 +13,10 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/internal/tarcopy"
 )
 
 // Layer is one overlay mount of a sandbox's root: Root is where it is
@@ -520,46 +521,16 @@ func writeEntry(tw *tar.Writer, e *entry, links map[[2]uint64]string) error {
 	if err := unix.Lstat(e.src, &st); err != nil {
 		return fail(&fs.PathError{Op: "lstat", Path: e.src, Err: err})
 	}
-	hdr := &tar.Header{
-		Name:    tarName(e.Path),
-		Mode:    int64(st.Mode & 0o7777),
-		Uid:     int(st.Uid),
-		Gid:     int(st.Gid),
-		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+	hdr, err := tarcopy.Header(tarName(e.Path), e.src, &st, links)
+	if err != nil {
+		return err
+	}
+	if hdr == nil {
+		// A socket has no tar form; image layers leave them out too.
+		return nil
 	}
 	data := ""
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-		hdr.Typeflag = tar.TypeDir
-		hdr.Name += "/"
-	case unix.S_IFLNK:
-		hdr.Typeflag = tar.TypeSymlink
-		target, err := os.Readlink(e.src)
-		if err != nil {
-			return fail(err)
-		}
-		hdr.Linkname = target
-	case unix.S_IFCHR, unix.S_IFBLK:
-		hdr.Typeflag = tar.TypeChar
-		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
-			hdr.Typeflag = tar.TypeBlock
-		}
-		hdr.Devmajor = int64(unix.Major(st.Rdev))
-		hdr.Devminor = int64(unix.Minor(st.Rdev))
-	case unix.S_IFIFO:
-		hdr.Typeflag = tar.TypeFifo
-	case unix.S_IFREG:
-		id := [2]uint64{st.Dev, st.Ino}
-		if first, ok := links[id]; ok && st.Nlink > 1 {
-			hdr.Typeflag = tar.TypeLink
-			hdr.Linkname = first
-			break
-		}
-		if st.Nlink > 1 {
-			links[id] = hdr.Name
-		}
-		hdr.Typeflag = tar.TypeReg
-		hdr.Size = st.Size
+	if hdr.Typeflag == tar.TypeReg {
 		data = e.src
 		// With metacopy the upper file holds metadata only and the data
 		// stays in the lower file.
@@ -580,9 +551,6 @@ func writeEntry(tw *tar.Writer, e *entry, links map[[2]uint64]string) error {
 				hdr.Size = lst.Size
 			}
 		}
-	default:
-		// A socket has no tar form; image layers leave them out too.
-		return nil
 	}
 	if data == "" {
 		return tw.WriteHeader(hdr)

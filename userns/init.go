@@ -129,6 +129,19 @@ func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
 	defer closeAll(r.fds)
 	switch r.m.Kind {
 	case msgExec:
+		if r.m.Exec != nil && r.m.Exec.Helper != nil {
+			if r.m.Exec.TTY || len(r.fds) != 4 {
+				_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed copy request"})
+				return
+			}
+			pid, err := spawnHelper(s, r.m.Exec, r.fds)
+			if err != nil {
+				_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: err.Error()})
+				return
+			}
+			execs[pid] = r.m.ID
+			return
+		}
 		if r.m.Exec == nil || len(r.m.Exec.Argv) == 0 || (!r.m.Exec.TTY && len(r.fds) != 3) {
 			_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed exec request"})
 			return
@@ -186,6 +199,12 @@ func spawn(s *spec.Spec, p process, stdio []int, sendTTY func(*os.File) error) (
 	if err != nil {
 		return 0, err
 	}
+	return spawnWith(s, p, path, stdio, sendTTY)
+}
+
+// spawnWith is spawn of the executable at path; descriptors in stdio past
+// the first three are passed on at their index.
+func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*os.File) error) (int, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   p.cwd,
 		Env:   p.env,
@@ -193,7 +212,11 @@ func spawn(s *spec.Spec, p process, stdio []int, sendTTY func(*os.File) error) (
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	for i, fd := range stdio {
-		attr.Files[i] = uintptr(fd)
+		if i < len(attr.Files) {
+			attr.Files[i] = uintptr(fd)
+		} else {
+			attr.Files = append(attr.Files, uintptr(fd))
+		}
 	}
 	// setgroups is denied in a single-id map, so the caller's groups stay
 	// there whatever is asked; elsewhere the groups are exactly those

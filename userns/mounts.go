@@ -61,6 +61,7 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	add("mounting /proc", func() error {
 		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	})
+	add("opening a procfs for ursb's copy helper", func() error { openHelperProc(); return nil })
 	if len(s.Sysctls) > 0 {
 		add("setting kernel parameters", func() error { return setSysctls(s.Sysctls) })
 	}

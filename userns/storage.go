@@ -24,6 +24,17 @@ const StorageArg0 = "ursb-storage"
 // mapped by plan; out is its standard output. cmd/ursb implements the tool
 // (see StorageChild).
 func AsRoot(plan idmap.Plan, host idmap.Host, out *os.File, args ...string) error {
+	return asRoot(plan, host, 0, nil, out, args)
+}
+
+// AsRootPrivateMounts is AsRoot in a mount namespace of the tool's own
+// too, with in as its standard input: what the tool mounts there is gone
+// when it exits, whatever way it ends.
+func AsRootPrivateMounts(plan idmap.Plan, host idmap.Host, in, out *os.File, args ...string) error {
+	return asRoot(plan, host, unix.CLONE_NEWNS, in, out, args)
+}
+
+func asRoot(plan idmap.Plan, host idmap.Host, flags uintptr, in, out *os.File, args []string) error {
 	// The child's parent-death signal is bound to this thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -46,10 +57,13 @@ func AsRoot(plan idmap.Plan, host idmap.Host, out *os.File, args ...string) erro
 		Stderr:     &stderr,
 		ExtraFiles: []*os.File{r, exe},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER,
+			Cloneflags:  unix.CLONE_NEWUSER | flags,
 			Pdeathsig:   unix.SIGKILL,
 			AmbientCaps: allCaps(),
 		},
+	}
+	if in != nil {
+		cmd.Stdin = in
 	}
 	if err := cmd.Start(); err != nil {
 		r.Close()

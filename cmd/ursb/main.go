@@ -34,6 +34,7 @@ type cli struct {
 	Logs    logsCmd    `cmd:"" help:"Print the output of a detached sandbox."`
 	Inspect inspectCmd `cmd:"" help:"Print everything ursb knows of a sandbox, as JSON."`
 	Diff    diffCmd    `cmd:"" help:"Show what a named sandbox changed, or write the changes as a layer tar."`
+	Cp      cpCmd      `cmd:"" help:"Copy files between the host and a named sandbox, running or stopped."`
 	Stats   statsCmd   `cmd:"" help:"Show a running sandbox's memory, pids and cpu use (needs a cgroup)."`
 	Top     topCmd     `cmd:"" help:"List the processes of a running sandbox, with their pids and uids inside it."`
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
@@ -72,6 +73,8 @@ func main() {
 		os.Exit(fuseoverlay.ProbeChild())
 	case userns.StorageArg0:
 		userns.StorageChild(storageTool)
+	case userns.CopyArg0:
+		userns.CopyChild(copyInside)
 	case monitorArg0:
 		monitorMain()
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/userns"
 )
 
 // storageTool runs as root of a user namespace with the caller's mapping
@@ -23,6 +24,14 @@ func storageTool(args []string) error {
 			}
 		}
 		return nil
+	case "cp":
+		if len(args) < 4 {
+			return fmt.Errorf("storage tool: cp wants a lower, an upper, a work directory and the copy")
+		}
+		if err := userns.EnterStored(args[1], args[2], args[3]); err != nil {
+			return err
+		}
+		return copyInside(args[4:])
 	case "diff":
 		if len(args) < 4 {
 			return fmt.Errorf("storage tool: diff wants a format, an upper, a rootfs and mount points")
