@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -77,7 +78,7 @@ func ChangesExcept(mountpoints []string, layers ...Layer) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	ents = withoutMountPoints(ents, mountpoints)
+	ents = withoutMountPoints(uppersOf(layers), ents, mountpoints)
 	out := make([]Change, len(ents))
 	for i, e := range ents {
 		out[i] = e.Change
@@ -139,7 +140,13 @@ func WriteTarExcept(w io.Writer, mountpoints []string, layers ...Layer) error {
 	if err != nil {
 		return err
 	}
-	ents = withoutMountPoints(ents, mountpoints)
+	u := uppersOf(layers)
+	return writeTar(w, u, withoutMountPoints(u, ents, mountpoints))
+}
+
+// writeTar archives ents, reading the uppers u through pinned names: the
+// sandbox may be running and changing them meanwhile.
+func writeTar(w io.Writer, u uppers, ents []*entry) error {
 	type item struct {
 		key string // orders a directory right before its contents
 		e   *entry
@@ -163,12 +170,12 @@ func WriteTarExcept(w io.Writer, mountpoints []string, layers ...Layer) error {
 		var err error
 		switch {
 		case it.opq:
-			err = writeMarker(tw, tarName(it.e.Path)+"/"+opqMarker, it.e.src)
+			err = writeMarker(u, tw, tarName(it.e.Path)+"/"+opqMarker, it.e.src)
 		case it.e.Kind == Deleted:
 			dir, base := filepath.Split(tarName(it.e.Path))
-			err = writeMarker(tw, dir+whPrefix+base, it.e.src)
+			err = writeMarker(u, tw, dir+whPrefix+base, it.e.src)
 		default:
-			err = writeEntry(tw, it.e, links)
+			err = u.pin(it.e.src, func(src string) error { return writeEntry(tw, it.e, src, links) })
 		}
 		if err != nil {
 			return err
@@ -193,6 +200,7 @@ type entry struct {
 }
 
 type collector struct {
+	u      uppers
 	layers []Layer
 	byPath map[string]*entry
 	ents   []*entry
@@ -229,6 +237,7 @@ func collect(layers []Layer) ([]*entry, error) {
 		}
 		c.layers = append(c.layers, l)
 	}
+	c.u = uppersOf(c.layers)
 	var roots []string
 	for _, l := range c.layers {
 		nested := map[string]bool{}
@@ -291,11 +300,15 @@ func (c *collector) layerOf(p string) (Layer, bool) {
 // is upper and whose lower counterpart is lower ("" when the lower has no
 // directory there). self is dir's own entry, nil for the root of "/".
 func (c *collector) walkDir(nested map[string]bool, self *entry, dir, upper, lower string) error {
-	des, err := os.ReadDir(upper)
+	des, err := c.u.readDir(upper)
 	if err != nil {
 		return fmt.Errorf("cannot read the sandbox's %s: %w", dir, err)
 	}
-	attrs, err := overlayAttrs(upper)
+	var attrs ovlAttrs
+	err = c.u.pin(upper, func(path string) (err error) {
+		attrs, err = overlayAttrs(path)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -333,7 +346,11 @@ func (c *collector) walkDir(nested map[string]bool, self *entry, dir, upper, low
 			seen[name] = true
 			continue
 		}
-		wh, err := isWhiteout(up, de.Type(), xwhiteouts)
+		var wh bool
+		err := c.u.pin(up, func(path string) (err error) {
+			wh, err = isWhiteout(path, de.Type(), xwhiteouts)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -503,25 +520,27 @@ func listXattrs(path string) ([]string, error) {
 	}
 }
 
-func writeMarker(tw *tar.Writer, name, src string) error {
+func writeMarker(u uppers, tw *tar.Writer, name, src string) error {
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name}
 	if src != "" {
-		fi, err := os.Lstat(src)
-		if err != nil {
+		var st unix.Stat_t
+		if err := u.lstat(src, &st); err != nil {
 			return fmt.Errorf("cannot archive %s: %w", name, err)
 		}
-		hdr.ModTime = fi.ModTime()
+		hdr.ModTime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
 	}
 	return tw.WriteHeader(hdr)
 }
 
-func writeEntry(tw *tar.Writer, e *entry, links map[[2]uint64]string) error {
+// writeEntry archives e, reading the sandbox's file through src, its
+// pinned name (see uppers.pin).
+func writeEntry(tw *tar.Writer, e *entry, src string, links map[[2]uint64]string) error {
 	fail := func(err error) error { return fmt.Errorf("cannot archive %s: %w", e.Path, err) }
 	var st unix.Stat_t
-	if err := unix.Lstat(e.src, &st); err != nil {
+	if err := unix.Lstat(src, &st); err != nil {
 		return fail(&fs.PathError{Op: "lstat", Path: e.src, Err: err})
 	}
-	hdr, err := tarcopy.Header(tarName(e.Path), e.src, &st, links)
+	hdr, err := tarcopy.Header(tarName(e.Path), src, &st, links)
 	if err != nil {
 		return err
 	}
@@ -531,11 +550,11 @@ func writeEntry(tw *tar.Writer, e *entry, links map[[2]uint64]string) error {
 	}
 	data := ""
 	if hdr.Typeflag == tar.TypeReg {
-		data = e.src
+		data = src
 		// With metacopy the upper file holds metadata only and the data
 		// stays in the lower file.
 		if e.lower != "" {
-			a, err := overlayAttrs(e.src)
+			a, err := overlayAttrs(src)
 			if err != nil {
 				return fail(err)
 			}
@@ -565,7 +584,7 @@ func writeEntry(tw *tar.Writer, e *entry, links map[[2]uint64]string) error {
 	}
 	n, err := io.CopyN(tw, f, hdr.Size)
 	if err == io.EOF {
-		err = fmt.Errorf("%s shrank to %d bytes while being read; stop the sandbox and try again", data, n)
+		err = fmt.Errorf("it shrank to %d bytes while being read; stop the sandbox and try again", n)
 	}
 	if err != nil {
 		return fail(err)
@@ -613,7 +632,7 @@ func within(root, p string) bool {
 // withoutMountPoints drops added entries that are mount points ursb made
 // (an empty file or directory), then the directories that were added or
 // copied up only to hold them.
-func withoutMountPoints(ents []*entry, mountpoints []string) []*entry {
+func withoutMountPoints(u uppers, ents []*entry, mountpoints []string) []*entry {
 	if len(mountpoints) == 0 {
 		return ents
 	}
@@ -633,9 +652,11 @@ func withoutMountPoints(ents []*entry, mountpoints []string) []*entry {
 		}
 		kept := ents[:0:0]
 		for _, e := range ents {
-			fi, err := os.Lstat(e.src)
-			empty := err == nil && (fi.IsDir() || fi.Mode().IsRegular() && fi.Size() == 0)
-			holder := err == nil && fi.IsDir() && e.Kind != Deleted && isAncestorOfAny(e.Path, drop)
+			var st unix.Stat_t
+			err := u.lstat(e.src, &st)
+			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+			empty := err == nil && (isDir || st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0)
+			holder := err == nil && isDir && e.Kind != Deleted && isAncestorOfAny(e.Path, drop)
 			if !below[e.Path] && (e.Kind == Added && drop[e.Path] && empty || holder) {
 				drop[e.Path] = true
 				continue

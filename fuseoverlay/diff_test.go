@@ -529,6 +529,49 @@ func TestWriteTarUnreadable(t *testing.T) {
 	}
 }
 
+// A running sandbox may turn a directory of its upper into a symlink to a
+// host directory between the listing and the archiving (or between two
+// levels of the walk); neither may read through it.
+func TestUpperSwappedForSymlinkIsNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	private := filepath.Join(dir, "private")
+	write(t, private, map[string]string{"secret.txt": "TOPSECRET\n", "sub/secret.txt": "TOPSECRET\n"})
+	l := Layer{Root: "/", Lower: filepath.Join(dir, "l"), Upper: filepath.Join(dir, "u")}
+	write(t, l.Lower, map[string]string{"etc/": ""})
+	write(t, l.Upper, map[string]string{"d/secret.txt": "decoy\n", "d/sub/secret.txt": "decoy\n"})
+	swap := func() {
+		t.Helper()
+		d := filepath.Join(l.Upper, "d")
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(private, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := collect([]Layer{l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap()
+	var buf bytes.Buffer
+	err = writeTar(&buf, uppersOf([]Layer{l}), ents)
+	if strings.Contains(buf.String(), "TOPSECRET") {
+		t.Fatalf("the archive holds a host file reached through a symlink the sandbox swapped in")
+	}
+	if err == nil || !errors.Is(err, unix.ELOOP) {
+		t.Errorf("archiving through a swapped directory: %v; want a refusal (ELOOP)", err)
+	}
+	// The walk itself: a directory listed, then swapped before it is read.
+	u := uppersOf([]Layer{l})
+	if des, err := u.readDir(filepath.Join(l.Upper, "d")); !errors.Is(err, unix.ENOTDIR) || len(des) != 0 {
+		t.Errorf("listing a directory swapped for a symlink: %v %v; want ENOTDIR", des, err)
+	}
+	if _, err := u.readDir(filepath.Join(l.Upper, "d", "sub")); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("listing below a directory swapped for a symlink: %v; want ELOOP", err)
+	}
+}
+
 // TestChangesLargeTree checks a tree of tens of thousands of files, most of
 // them untouched: only what the upper holds costs anything.
 func TestChangesLargeTree(t *testing.T) {
