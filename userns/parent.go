@@ -264,6 +264,15 @@ func (sb *Sandbox) setUp() error {
 			releaseWhenIdle()
 			return nil
 		case <-sb.msgs:
+			select {
+			case <-sb.started:
+				// A short command can start and end, and init with it,
+				// before this loop runs again; both cases are then ready
+				// and select picks either.
+				releaseWhenIdle()
+				return nil
+			default:
+			}
 			// init is gone before its command started: it, or the
 			// network that failed it, said why.
 			<-sb.waited
