@@ -115,7 +115,10 @@ func confine(s *spec.Spec) error {
 			return fmt.Errorf("installing the seccomp filter: %w", err)
 		}
 	}
-	var t threads
+	// Without CAP_SYS_PTRACE nothing in the sandbox can reach a thread of
+	// the non-dumpable init, and confining each of them would cost a
+	// stop-the-world round per capability at every start.
+	t := threads{onlyThis: !keep["sys_ptrace"]}
 	if s.Security.NoNewPrivileges {
 		if err := t.prctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 			return fmt.Errorf("setting no_new_privs: %w", err)
@@ -175,10 +178,8 @@ func AllCapabilities() []string {
 }
 
 // threads makes a system call on every thread of init where the Go
-// runtime can (not in a binary linked with cgo), else on the calling one.
-// Without it only the command's thread is confined, and the seccomp
-// filter, synchronised to all threads by the kernel, is what a command
-// that may ptrace init still meets.
+// runtime can (not in a binary linked with cgo, which is why such a
+// binary refuses SYS_PTRACE), or only on the calling one.
 type threads struct{ onlyThis bool }
 
 func (t *threads) syscall(trap, a1, a2 uintptr) error {
