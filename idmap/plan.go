@@ -271,12 +271,19 @@ func ToHost(m []spec.IDMapping, id uint32) (uint32, bool) {
 	return 0, false
 }
 
-// HostIDMapped reports whether a host id appears inside through m.
-func HostIDMapped(m []spec.IDMapping, host uint32) bool {
+// ToInside is the id that the host id host is inside through m, if it
+// appears there.
+func ToInside(m []spec.IDMapping, host uint32) (uint32, bool) {
 	for _, r := range m {
 		if host >= r.Outside && uint64(host) < uint64(r.Outside)+uint64(r.Size) {
-			return true
+			return r.Inside + (host - r.Outside), true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// HostIDMapped reports whether a host id appears inside through m.
+func HostIDMapped(m []spec.IDMapping, host uint32) bool {
+	_, ok := ToInside(m, host)
+	return ok
 }

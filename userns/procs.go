@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -83,7 +84,12 @@ func Processes(initPID int, uids []spec.IDMapping) ([]Proc, error) {
 			continue
 		}
 		p.proc.PID = nspid
-		p.proc.UID = insideID(uids, uid)
+		// An id the mapping does not hold shows as the overflow id,
+		// as the kernel shows it.
+		p.proc.UID = 65534
+		if id, ok := idmap.ToInside(uids, uid); ok {
+			p.proc.UID = id
+		}
 		p.proc.Command = readCommand(pid)
 		all[pid] = p
 		inner[pid] = nspid
@@ -171,17 +177,6 @@ func readCommand(pid int) string {
 		}
 		return r
 	}, cmd)
-}
-
-// insideID maps a host id back through a sandbox's mapping; an id the
-// mapping does not hold shows as the overflow id, as the kernel shows it.
-func insideID(m []spec.IDMapping, host uint32) uint32 {
-	for _, e := range m {
-		if host >= e.Outside && host-e.Outside < e.Size {
-			return e.Inside + host - e.Outside
-		}
-	}
-	return 65534
 }
 
 func readUptime() time.Duration {
