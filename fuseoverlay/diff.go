@@ -574,19 +574,7 @@ func writeEntry(tw *tar.Writer, e *entry, src string, links map[[2]uint64]string
 	if data == "" {
 		return tw.WriteHeader(hdr)
 	}
-	f, err := os.OpenFile(data, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return fail(err)
-	}
-	defer f.Close()
-	if err := tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	n, err := io.CopyN(tw, f, hdr.Size)
-	if err == io.EOF {
-		err = fmt.Errorf("it shrank to %d bytes while being read; stop the sandbox and try again", n)
-	}
-	if err != nil {
+	if err := tarcopy.WriteFile(tw, hdr, data); err != nil {
 		return fail(err)
 	}
 	return nil

@@ -46,7 +46,7 @@ func writeTree(tw *tar.Writer, src, name string, links map[[2]uint64]string, war
 	}
 	hdr.Uid, hdr.Gid = 0, 0
 	if hdr.Typeflag == tar.TypeReg {
-		if err := writeFile(tw, hdr, src); err != nil {
+		if err := WriteFile(tw, hdr, src); err != nil {
 			return err
 		}
 	} else if err := tw.WriteHeader(hdr); err != nil {
@@ -68,9 +68,10 @@ func writeTree(tw *tar.Writer, src, name string, links map[[2]uint64]string, war
 	return nil
 }
 
-// writeFile streams a regular file. O_NOFOLLOW: a file swapped for a
-// symlink since the lstat is refused rather than followed.
-func writeFile(tw *tar.Writer, hdr *tar.Header, src string) error {
+// WriteFile writes hdr and then hdr.Size bytes of the regular file at src.
+// O_NOFOLLOW: a file swapped for a symlink since it was looked at is
+// refused rather than followed.
+func WriteFile(tw *tar.Writer, hdr *tar.Header, src string) error {
 	f, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func writeFile(tw *tar.Writer, hdr *tar.Header, src string) error {
 	}
 	n, err := io.CopyN(tw, f, hdr.Size)
 	if err == io.EOF {
-		err = fmt.Errorf("%s shrank to %d bytes while being copied", src, n)
+		err = fmt.Errorf("%s shrank to %d bytes while being read: something is writing it; try again once it is done", hdr.Name, n)
 	}
 	return err
 }
