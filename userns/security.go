@@ -1,6 +1,7 @@
 package userns
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -92,11 +93,10 @@ func Capabilities(add, drop []string) ([]string, error) {
 	return caps, nil
 }
 
-// confine runs last, on the thread the command is forked from, and
-// confines every other thread of init alike: a command given
-// CAP_SYS_PTRACE (--cap-add) may ptrace any thread of init, and a thread
-// left with the whole bounding set and no filter would be a way around
-// both.
+// confine runs last, on the thread the command is forked from. The filter
+// goes on every thread of init, and when the command keeps CAP_SYS_PTRACE
+// (--cap-add), and so may ptrace any of them, the rest of the confinement
+// too: a thread left with the whole bounding set would be a way around it.
 func confine(s *spec.Spec) error {
 	// A non-dumpable init cannot be ptraced, nor its /proc/1/fd and
 	// /proc/1/exe opened, by sandbox processes lacking CAP_SYS_PTRACE
@@ -118,7 +118,7 @@ func confine(s *spec.Spec) error {
 	// Without CAP_SYS_PTRACE nothing in the sandbox can reach a thread of
 	// the non-dumpable init, and confining each of them would cost a
 	// stop-the-world round per capability at every start.
-	t := threads{onlyThis: !keep["sys_ptrace"]}
+	t := threads{onlyThis: !keep[capability.CAP_SYS_PTRACE.String()]}
 	if s.Security.NoNewPrivileges {
 		if err := t.prctl(unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 			return fmt.Errorf("setting no_new_privs: %w", err)
@@ -160,21 +160,18 @@ func confine(s *spec.Spec) error {
 	return nil
 }
 
-// ConfinesEveryThread tells whether this binary can confine every thread of
-// a sandbox's init: a static build can, one linked with cgo cannot.
-func ConfinesEveryThread() bool {
-	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
-	return errno != unix.ENOTSUP
-}
-
-// AllCapabilities names every capability ursb knows (what ALL means), like
-// CAP_CHOWN.
-func AllCapabilities() []string {
-	var out []string
-	for _, c := range capability.ListKnown() {
-		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+// CheckConfinable fails when this binary cannot confine a sandbox that
+// keeps caps (named like CAP_CHOWN): with CAP_SYS_PTRACE, but not every
+// capability, confine must reach every thread of init, which a binary
+// linked with cgo cannot.
+func CheckConfinable(caps []string) error {
+	if !slices.Contains(caps, "CAP_SYS_PTRACE") || len(caps) >= len(capability.ListKnown()) {
+		return nil
 	}
-	return out
+	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0); errno != unix.ENOTSUP {
+		return nil
+	}
+	return errors.New("--cap-add SYS_PTRACE: this ursb is linked with cgo, so it cannot confine every thread of the sandbox's init, which the command could then ptrace; build it static (CGO_ENABLED=0 go build ./cmd/ursb)")
 }
 
 // threads makes a system call on every thread of init where the Go

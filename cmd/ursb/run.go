@@ -286,8 +286,8 @@ func (r *runCmd) security() (spec.Security, error) {
 		return sec, err
 	}
 	sec.Capabilities = caps
-	if slices.Contains(caps, "CAP_SYS_PTRACE") && len(caps) < len(userns.AllCapabilities()) && !userns.ConfinesEveryThread() {
-		return sec, fmt.Errorf("--cap-add SYS_PTRACE: this ursb is linked with cgo, so it cannot confine every thread of the sandbox's init, which the command could then ptrace; build it static (CGO_ENABLED=0 go build ./cmd/ursb)")
+	if err := userns.CheckConfinable(caps); err != nil {
+		return sec, err
 	}
 	for _, o := range r.SecurityOpt {
 		key, value, _ := strings.Cut(o, "=")
