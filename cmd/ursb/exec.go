@@ -7,7 +7,6 @@ import (
 
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
-	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -35,12 +34,9 @@ func (c *execCmd) Run() error {
 	if len(argv) == 0 {
 		return fail("no command given; usage: ursb exec [flags] NAME CMD [ARG...]")
 	}
-	e, err := state.Find(c.Name)
+	e, err := findRunning(c.Name)
 	if err != nil {
 		return fail("%v", err)
-	}
-	if !e.Running || e.Spec == nil {
-		return fail("sandbox %s is not running; start it with 'ursb start %s'", c.Name, c.Name)
 	}
 	s := e.Spec
 	x := spec.Exec{Argv: argv, Env: append([]string{}, s.Env...), Cwd: s.Cwd, User: s.User, TTY: c.TTY, Interactive: c.Interactive, Detach: c.Detach}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/ursb/ursb/cgroupv2"
-	"github.com/ursb/ursb/state"
 )
 
 type pauseCmd struct {
@@ -41,12 +40,9 @@ func (c *unpauseCmd) Run() error {
 
 // runningLeaf opens the cgroup leaf of a running sandbox.
 func runningLeaf(name string) (*cgroupv2.Leaf, error) {
-	e, err := state.Find(name)
+	e, err := findRunning(name)
 	if err != nil {
 		return nil, err
-	}
-	if !e.Running {
-		return nil, fmt.Errorf("sandbox %s is not running", name)
 	}
 	if e.Cgroup == "" {
 		return nil, fmt.Errorf("sandbox %s has no cgroup: pause, unpause and stats need a cgroup v2 subtree delegated to you (run 'ursb check')", name)

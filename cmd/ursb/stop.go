@@ -95,12 +95,9 @@ func (c *killCmd) Run() error {
 		return &exitError{code: 125, msg: err.Error()}
 	}
 	return forEach(c.Names, func(name string) error {
-		e, err := state.Find(name)
+		e, err := findRunning(name)
 		if err != nil {
 			return err
-		}
-		if !e.Running {
-			return fmt.Errorf("sandbox %s is not running", name)
 		}
 		return userns.SignalSandbox(e.ControlSocket(), sig)
 	})
@@ -118,6 +115,18 @@ func parseSignal(s string) (unix.Signal, error) {
 		return sig, nil
 	}
 	return 0, fmt.Errorf("unknown signal %q; use a name like TERM or a number", s)
+}
+
+// findRunning finds the sandbox called name, which must be running.
+func findRunning(name string) (*state.Entry, error) {
+	e, err := state.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Running || e.Spec == nil {
+		return nil, fmt.Errorf("sandbox %s is not running; start it with 'ursb start %s'", name, name)
+	}
+	return e, nil
 }
 
 // namesOrAll is the sandboxes a command acts on: those named, or with all

@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -29,12 +28,12 @@ type topJSON struct {
 // Run lists the processes of a running sandbox with the pids and uids
 // they have inside it, like podman top.
 func (c *topCmd) Run() error {
-	e, err := state.Find(c.Name)
+	e, err := findRunning(c.Name)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	if !e.Running || e.InitPID == 0 {
-		return &exitError{code: 125, msg: fmt.Sprintf("sandbox %s is not running; start it with 'ursb start %s'", c.Name, c.Name)}
+	if e.InitPID == 0 {
+		return &exitError{code: 125, msg: fmt.Sprintf("sandbox %s is still starting; try again", c.Name)}
 	}
 	procs, err := userns.Processes(e.InitPID, e.Spec.UIDMap)
 	if err != nil {
