@@ -16,15 +16,14 @@ import (
 
 // Proc is one process of a running sandbox, as seen from inside it.
 type Proc struct {
-	PID     int           `json:"pid"`
-	PPID    int           `json:"ppid"`
-	UID     uint32        `json:"uid"`
-	Elapsed time.Duration `json:"elapsed"`
-	CPU     time.Duration `json:"cpu"`
+	PID, PPID int
+	UID       uint32
+	Elapsed   time.Duration
+	CPU       time.Duration
 	// Command is the command line, with control characters shown as '?'
 	// since the sandbox chooses it and it is printed on the caller's
 	// terminal.
-	Command string `json:"command"`
+	Command string
 }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on every
