@@ -104,6 +104,9 @@ type store struct {
 
 func newStore(t *testing.T) *store {
 	t.Helper()
+	// Skipped here, not in a subtest that runs ursb through the store.
+	requireUnprivileged(t)
+	ursbBin(t)
 	base := t.TempDir()
 	s := &store{t: t, base: base, data: filepath.Join(base, "data"), runtime: filepath.Join(base, "run")}
 	for _, d := range []string{s.data, s.runtime} {
@@ -1223,4 +1226,54 @@ func TestStorageIsPrivate(t *testing.T) {
 		assertBehind(t, s.dir(), secret)
 		s.mustRun("rm", "secret")
 	})
+}
+
+// A volume with O is podman's overlay volume: the command sees the host's
+// directory and may change it, the host's files stay as they were, and the
+// changes end with the run, for a named sandbox too.
+func TestCopyOnWriteVolume(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	s := newStore(t)
+	src := t.TempDir()
+	for name, data := range map[string]string{"keep": "host\n", "change": "host\n", "gone": "host\n", "dir/inner": "host\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tree(t, src)
+	script := "echo sandbox > /src/change; rm /src/gone; echo new > /src/new; rm -r /src/dir; mkdir /src/made; " +
+		"cat /src/keep /src/change; ls /src | tr '\\n' ' '"
+	for _, name := range []string{"", "cow"} {
+		args := []string{"run", "--rootfs", rootfs, "-v", src + ":/src:O"}
+		if name != "" {
+			args = append(args, "--name", name)
+		}
+		res := s.mustRun(append(args, "--", "sh", "-c", script)...)
+		if want := "host\nsandbox\nchange keep made new "; res.Stdout != want {
+			t.Fatalf("inside a copy-on-write volume (name %q): got %q, want %q", name, res.Stdout, want)
+		}
+		assertSameTree(t, "the host's directory under a copy-on-write volume", before, tree(t, src))
+	}
+	if left := s.scratch(); len(left) != 0 {
+		t.Errorf("scratch layers left behind: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(s.sandboxDir("cow"), "volumes")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the named sandbox kept its volume's changes after the run (stat: %v)", err)
+	}
+	res := s.mustRun("run", "--name", "cow", "--rootfs", rootfs, "-v", src+":/src:O", "--", "sh", "-c", "cat /src/change; ls /src | tr '\\n' ' '")
+	if want := "host\nchange dir gone keep "; res.Stdout != want {
+		t.Errorf("the next run of the named sandbox: got %q, want the host's files %q", res.Stdout, want)
+	}
+	s.mustRun("rm", "cow")
+
+	file := filepath.Join(src, "keep")
+	for _, bad := range []string{src + ":/src:O,ro", file + ":/keep:O"} {
+		res := s.run("", "run", "--rootfs", rootfs, "-v", bad, "--", "true")
+		if res.Code != 125 || !strings.HasPrefix(res.Stderr, "ursb: volume ") || strings.Count(res.Stderr, "\n") != 1 {
+			t.Errorf("-v %s: want exit 125 and one line naming the volume, got %v", bad, res)
+		}
+	}
 }

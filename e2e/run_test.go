@@ -638,3 +638,28 @@ func TestShmSize(t *testing.T) {
 		t.Errorf("by default /dev/shm is the kernel's tmpfs size: %s", res.Stdout)
 	}
 }
+
+// noexec, nosuid and nodev on a volume, a --mount and a --tmpfs reach the
+// mount, and a program copied there cannot run.
+func TestVolumeFlagOptions(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	vol, other := t.TempDir(), t.TempDir()
+	res := mustRun(t, "run", "--rootfs", rootfs,
+		"-v", vol+":/vol:noexec,nosuid,nodev",
+		"--mount", "type=bind,src="+other+",dst=/other,noexec",
+		"--tmpfs", "/scratch:noexec",
+		"--", "sh", "-c", `for d in /vol /other /scratch; do
+			grep " $d " /proc/self/mountinfo | cut -d' ' -f6 | tr , '\n' | grep -E '^no(exec|suid|dev)$' | sort | tr '\n' ' '
+			cp /bin/busybox $d/bb && $d/bb true 2>/dev/null; echo "$d $?"
+		done`)
+	want := "nodev noexec nosuid /vol 126\nnoexec /other 126\nnodev noexec nosuid /scratch 126\n"
+	if res.Stdout != want {
+		t.Fatalf("flags on the mounts, and the exit of a program run from them: got %q, want %q", res.Stdout, want)
+	}
+	for _, bad := range []string{vol + ":/vol:shared", vol + ":/vol:rslave", vol + ":/vol:U"} {
+		res := ursb(t, "", "run", "--rootfs", rootfs, "-v", bad, "--", "true")
+		if res.Code != 125 || !strings.HasPrefix(res.Stderr, "ursb: volume ") || strings.Count(res.Stderr, "\n") != 1 {
+			t.Errorf("-v %s: want exit 125 and one line naming the volume, got %v", bad, res)
+		}
+	}
+}

@@ -102,7 +102,7 @@ func Choose(mode, cache, storage string) (choice, notice string, err error) {
 	default:
 		return "", "", fmt.Errorf("unknown --overlay %q; use auto, kernel or fuse", mode)
 	}
-	if kerr := probeKernelCached(cache); kerr != nil {
+	if kerr := ProbeKernelCached(cache); kerr != nil {
 		if ferr := ProbeFuse(); ferr != nil {
 			return "", "", fmt.Errorf("no copy-on-write root available: %v; and %v", kerr, ferr)
 		}
@@ -133,7 +133,9 @@ func userXattrs(dir string) error {
 	return nil
 }
 
-func probeKernelCached(cache string) error {
+// ProbeKernelCached is ProbeKernel, its answer kept in the file cache for
+// as long as the same kernel runs.
+func ProbeKernelCached(cache string) error {
 	var u unix.Utsname
 	_ = unix.Uname(&u)
 	release := unix.ByteSliceToString(u.Release[:])

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,24 +13,37 @@ import (
 	"github.com/docker/go-units"
 )
 
-// ParseVolume parses SRC:DST[:ro|rw] with an absolute or ./-relative
-// SRC, resolved against cwd, and an absolute DST.
+// ParseVolume parses SRC:DST[:OPTIONS] with an absolute or ./-relative
+// SRC, resolved against cwd, and an absolute DST. OPTIONS are podman's,
+// comma-separated: ro or rw; O, a copy-on-write view of a directory;
+// noexec, nosuid, nodev and their defaults exec, suid, dev; the default
+// propagation private or rprivate; rbind, the default; z and Z, which
+// only SELinux hosts act on.
 func ParseVolume(v, cwd string) (Mount, error) {
 	parts := strings.Split(v, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:ro|rw]", v)
+		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:OPTIONS]", v)
 	}
-	ro := false
+	var m Mount
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
+			var err error
 			switch o {
 			case "ro":
-				ro = true
+				m.ReadOnly = true
 			case "rw":
-				ro = false
-			case "z", "Z", "":
+				m.ReadOnly = false
+			case "O":
+				m.CopyOnWrite = true
+			case "z", "Z", "rbind", "":
 			default:
-				return Mount{}, fmt.Errorf("volume %q: unknown option %q; use ro or rw", v, o)
+				err = mountOption(&m, o)
+			}
+			if errors.Is(err, errUnknownOption) {
+				return Mount{}, fmt.Errorf("volume %q: unknown option %q; use ro, rw, O, noexec, nosuid or nodev", v, o)
+			}
+			if err != nil {
+				return Mount{}, fmt.Errorf("volume %q: %w", v, err)
 			}
 		}
 	}
@@ -37,17 +51,44 @@ func ParseVolume(v, cwd string) (Mount, error) {
 	if src != "" && !filepath.IsAbs(src) && !strings.HasPrefix(src, ".") {
 		return Mount{}, fmt.Errorf("volume %q: named volumes are not supported; give a path (./%s for a relative one)", v, src)
 	}
-	return bindMount(fmt.Sprintf("volume %q", v), src, parts[1], ro, cwd)
+	return bindMount(fmt.Sprintf("volume %q", v), src, parts[1], m, cwd)
 }
 
-// bindMount checks a bind mount of src, relative to cwd unless absolute,
-// on the absolute dst; what names the option in errors.
-func bindMount(what, src, dst string, ro bool, cwd string) (Mount, error) {
+// errUnknownOption is what mountOption says of an option it does not know.
+var errUnknownOption = errors.New("unknown option")
+
+// mountOption applies to m an option that volumes, tmpfs and --mount share.
+func mountOption(m *Mount, o string) error {
+	switch o {
+	case "noexec", "exec":
+		m.NoExec = o == "noexec"
+	case "nosuid", "suid":
+		// suid and dev only leave the flag out: the kernel does not let
+		// a user namespace clear a flag the host's mount has.
+		m.NoSuid = o == "nosuid"
+	case "nodev", "dev":
+		m.NoDev = o == "nodev"
+	case "private", "rprivate":
+	case "shared", "rshared", "slave", "rslave":
+		return fmt.Errorf("propagation %q is not supported: a sandbox's mounts are always private, so that nothing mounted on either side reaches the other; drop it", o)
+	default:
+		return errUnknownOption
+	}
+	return nil
+}
+
+// bindMount completes m, which holds the options, as a bind mount of src,
+// relative to cwd unless absolute, on the absolute dst; what names the
+// option in errors.
+func bindMount(what, src, dst string, m Mount, cwd string) (Mount, error) {
 	if !filepath.IsAbs(dst) {
 		return Mount{}, fmt.Errorf("%s: the target %q is not an absolute path", what, dst)
 	}
 	if src == "" {
 		return Mount{}, fmt.Errorf("%s: the source is empty", what)
+	}
+	if m.CopyOnWrite && m.ReadOnly {
+		return Mount{}, fmt.Errorf("%s: O and ro contradict each other: O lets the sandbox write without changing the host's files; use one", what)
 	}
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(cwd, src)
@@ -58,10 +99,17 @@ func bindMount(what, src, dst string, ro bool, cwd string) (Mount, error) {
 	if err != nil {
 		return Mount{}, fmt.Errorf("%s: the source does not exist: %v", what, unwrapPath(err))
 	}
-	return Mount{Kind: MountBind, Source: real, Target: filepath.Clean(dst), ReadOnly: ro}, nil
+	if m.CopyOnWrite {
+		if st, err := os.Stat(real); err != nil || !st.IsDir() {
+			return Mount{}, fmt.Errorf("%s: O needs a directory; bind a file with ro or rw", what)
+		}
+	}
+	m.Kind, m.Source, m.Target = MountBind, real, filepath.Clean(dst)
+	return m, nil
 }
 
-// ParseTmpfs parses DST[:size=N[,mode=M][,ro]].
+// ParseTmpfs parses DST[:OPTIONS], OPTIONS being size=N, mode=M, ro, rw,
+// noexec and exec.
 func ParseTmpfs(v string) (Mount, error) {
 	dst, opts, _ := strings.Cut(v, ":")
 	if !filepath.IsAbs(dst) {
@@ -87,8 +135,12 @@ func ParseTmpfs(v string) (Mount, error) {
 		case "ro":
 			m.ReadOnly = true
 		case "rw":
+			m.ReadOnly = false
+		case "noexec", "exec", "nosuid", "nodev":
+			// A tmpfs here is always nosuid and nodev.
+			_ = mountOption(&m, o)
 		default:
-			return Mount{}, fmt.Errorf("tmpfs %q: unknown option %q; use size=N, mode=OCTAL, ro or rw", v, o)
+			return Mount{}, fmt.Errorf("tmpfs %q: unknown option %q; use size=N, mode=OCTAL, ro, rw or noexec", v, o)
 		}
 	}
 	return m, nil
@@ -340,9 +392,7 @@ func parseMode(v string) (uint32, error) {
 // against cwd.
 func ParseMount(v, cwd string) (Mount, error) {
 	var typ, src, dst string
-	var ro bool
-	var size int64
-	var mode *uint32
+	var m Mount
 	for _, o := range strings.Split(v, ",") {
 		k, val, hasVal := strings.Cut(o, "=")
 		var err error
@@ -354,25 +404,33 @@ func ParseMount(v, cwd string) (Mount, error) {
 		case "destination", "dst", "target":
 			dst = val
 		case "ro", "readonly":
-			ro = true
+			m.ReadOnly = true
 			if hasVal {
-				if ro, err = strconv.ParseBool(val); err != nil {
+				if m.ReadOnly, err = strconv.ParseBool(val); err != nil {
 					return Mount{}, fmt.Errorf("mount %q: %s=%q: use true or false", v, k, val)
 				}
 			}
 		case "rw":
-			ro = false
+			m.ReadOnly = false
 		case "tmpfs-size":
-			size, err = ParseSize(val)
+			m.SizeBytes, err = ParseSize(val)
 		case "tmpfs-mode":
-			var m uint32
-			m, err = parseMode(val)
-			mode = &m
-		case "bind-propagation", "relabel", "z", "Z":
-			// Propagation is always private here: nothing a sandbox
-			// mounts may reach the host, nor the host's mounts it.
+			var mode uint32
+			mode, err = parseMode(val)
+			m.Mode = &mode
+		case "bind-propagation":
+			err = mountOption(&m, val)
+			if errors.Is(err, errUnknownOption) {
+				err = fmt.Errorf("bind-propagation=%s: use private or rprivate", val)
+			}
+		case "bind-nonrecursive":
+			err = errors.New("bind-nonrecursive is not supported: in a user namespace the kernel keeps the host's mounts below the source locked in place")
+		case "relabel", "z", "Z":
 		default:
-			return Mount{}, fmt.Errorf("mount %q: unknown option %q", v, k)
+			err = mountOption(&m, o)
+			if errors.Is(err, errUnknownOption) {
+				return Mount{}, fmt.Errorf("mount %q: unknown option %q", v, k)
+			}
 		}
 		if err != nil {
 			return Mount{}, fmt.Errorf("mount %q: %w", v, err)
@@ -383,13 +441,13 @@ func ParseMount(v, cwd string) (Mount, error) {
 	}
 	switch typ {
 	case "bind":
-		if size != 0 || mode != nil {
+		if m.SizeBytes != 0 || m.Mode != nil {
 			return Mount{}, fmt.Errorf("mount %q: tmpfs options on a bind mount", v)
 		}
 		if src == "" {
 			return Mount{}, fmt.Errorf("mount %q: a bind mount needs source=PATH", v)
 		}
-		return bindMount(fmt.Sprintf("mount %q", v), src, dst, ro, cwd)
+		return bindMount(fmt.Sprintf("mount %q", v), src, dst, m, cwd)
 	case "tmpfs":
 		if src != "" {
 			return Mount{}, fmt.Errorf("mount %q: a tmpfs has no source", v)
@@ -397,7 +455,8 @@ func ParseMount(v, cwd string) (Mount, error) {
 		if !filepath.IsAbs(dst) {
 			return Mount{}, fmt.Errorf("mount %q: the destination %q is not an absolute path", v, dst)
 		}
-		return Mount{Kind: MountTmpfs, Target: filepath.Clean(dst), ReadOnly: ro, SizeBytes: size, Mode: mode}, nil
+		m.Kind, m.Target = MountTmpfs, filepath.Clean(dst)
+		return m, nil
 	case "":
 		return Mount{}, fmt.Errorf("mount %q: no type; add type=bind or type=tmpfs", v)
 	}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"os"
 	"reflect"
 	"testing"
 )
@@ -54,6 +55,8 @@ func TestParseMount(t *testing.T) {
 		{"type=bind,src=" + dir + ",dst=/src,readonly=false", Mount{Kind: MountBind, Source: dir, Target: "/src"}},
 		{"type=tmpfs,dst=/cache,tmpfs-size=64m,tmpfs-mode=755", Mount{Kind: MountTmpfs, Target: "/cache", SizeBytes: 64 << 20, Mode: &mode}},
 		{"type=tmpfs,destination=/ro/,ro=true", Mount{Kind: MountTmpfs, Target: "/ro", ReadOnly: true}},
+		{"type=bind,src=.,dst=/src,noexec,nosuid,bind-propagation=rprivate", Mount{Kind: MountBind, Source: dir, Target: "/src", NoExec: true, NoSuid: true}},
+		{"type=tmpfs,dst=/t,nodev,noexec,exec", Mount{Kind: MountTmpfs, Target: "/t", NoDev: true}},
 	} {
 		got, err := ParseMount(c.arg, dir)
 		if err != nil || !reflect.DeepEqual(got, c.want) {
@@ -64,9 +67,54 @@ func TestParseMount(t *testing.T) {
 		"type=volume,src=x,dst=/x", "src=/tmp,dst=/x", "type=bind,dst=/x", "type=bind,src=/tmp", "type=bind,src=/tmp,dst=rel",
 		"type=tmpfs,src=/tmp,dst=/x", "type=tmpfs,dst=/x,tmpfs-mode=9", "type=bind,src=/tmp,dst=/x,tmpfs-size=1m", "type=bind,src=/tmp,dst=/x,ro=maybe",
 		"type=bind,src=/no/such/dir,dst=/x", "type=tmpfs,dst=/x,color=red",
+		"type=bind,src=/tmp,dst=/x,bind-propagation=rshared", "type=bind,src=/tmp,dst=/x,bind-propagation=up", "type=bind,src=/tmp,dst=/x,bind-nonrecursive",
 	} {
 		if _, err := ParseMount(bad, dir); err == nil {
 			t.Errorf("ParseMount(%q) should fail", bad)
+		}
+	}
+}
+
+func TestParseVolumeOptions(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/f"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		arg  string
+		want Mount
+	}{
+		{dir + ":/src", Mount{Kind: MountBind, Source: dir, Target: "/src"}},
+		{dir + ":/src:ro,Z", Mount{Kind: MountBind, Source: dir, Target: "/src", ReadOnly: true}},
+		{dir + ":/src:O", Mount{Kind: MountBind, Source: dir, Target: "/src", CopyOnWrite: true}},
+		{dir + ":/src:noexec,nosuid,nodev,rprivate,rbind", Mount{Kind: MountBind, Source: dir, Target: "/src", NoExec: true, NoSuid: true, NoDev: true}},
+		{dir + ":/src:noexec,exec,suid,dev", Mount{Kind: MountBind, Source: dir, Target: "/src"}},
+		{"./f:/f:ro", Mount{Kind: MountBind, Source: file, Target: "/f", ReadOnly: true}},
+	} {
+		got, err := ParseVolume(c.arg, dir)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParseVolume(%q) = %+v, %v; want %+v", c.arg, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{
+		dir + ":/src:O,ro", file + ":/f:O", dir + ":/src:shared", dir + ":/src:rslave", dir + ":/src:U",
+		dir + ":/src:bogus", dir + ":rel", "vol:/src", dir,
+	} {
+		if _, err := ParseVolume(bad, dir); err == nil {
+			t.Errorf("ParseVolume(%q) should fail", bad)
+		}
+	}
+}
+
+func TestParseTmpfsOptions(t *testing.T) {
+	got, err := ParseTmpfs("/t:size=1m,noexec,ro")
+	if want := (Mount{Kind: MountTmpfs, Target: "/t", SizeBytes: 1 << 20, NoExec: true, ReadOnly: true}); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range []string{"/t:suid", "/t:dev", "/t:O", "rel"} {
+		if _, err := ParseTmpfs(bad); err == nil {
+			t.Errorf("ParseTmpfs(%q) should fail", bad)
 		}
 	}
 }

@@ -165,6 +165,17 @@ type Mount struct {
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
 	// Mode is the permission bits of a tmpfs's root; nil is 1777.
 	Mode *uint32 `json:"mode,omitempty"`
+	// NoExec, NoSuid and NoDev add those flags to the mount and every
+	// mount below it.
+	NoExec bool `json:"noExec,omitempty"`
+	NoSuid bool `json:"noSuid,omitempty"`
+	NoDev  bool `json:"noDev,omitempty"`
+	// CopyOnWrite makes a bind mount of a directory an overlay over its
+	// source (podman's :O): the sandbox may change what it sees there,
+	// the host's directory stays as it was, and the changes are gone when
+	// the run ends. Layer holds them; the parent lays it out.
+	CopyOnWrite bool   `json:"copyOnWrite,omitempty"`
+	Layer       *Layer `json:"layer,omitempty"`
 }
 
 // IDMapping is one line of a uid_map or gid_map: Size ids starting at

@@ -79,7 +79,11 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	for i, m := range s.Mounts {
 		switch m.Kind {
 		case spec.MountBind:
-			add("mounting volume "+m.Source+" on "+m.Target, func() error { return r.bind(sources[i], m.Target, m.ReadOnly) })
+			if m.CopyOnWrite {
+				add("mounting a copy-on-write view of "+m.Source+" on "+m.Target, func() error { return r.overlayVolume(sources[i], m) })
+				break
+			}
+			add("mounting volume "+m.Source+" on "+m.Target, func() error { return r.bind(sources[i], m.Target, mountAttrs(m)) })
 		case spec.MountDevice:
 			add("mounting device "+m.Source+" on "+m.Target, func() error {
 				var st unix.Stat_t
@@ -89,7 +93,7 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK {
 					return errors.New("not a device node")
 				}
-				return r.bind(sources[i], m.Target, false)
+				return r.bind(sources[i], m.Target, 0)
 			})
 		case spec.MountTmpfs:
 			add("mounting tmpfs on "+m.Target, func() error {
@@ -104,6 +108,9 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 				flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 				if m.ReadOnly {
 					flags |= unix.MS_RDONLY
+				}
+				if m.NoExec {
+					flags |= unix.MS_NOEXEC
 				}
 				return r.mountFS(m.Target, "tmpfs", "tmpfs", flags, data)
 			})
@@ -332,7 +339,9 @@ func (r *rootfs) mountFS(target, source, fstype string, flags uintptr, data stri
 	return unix.Mount(source, fdPath(dst), fstype, flags, data)
 }
 
-func (r *rootfs) bind(src *os.File, target string, ro bool) error {
+// bind mounts src on target, then sets attr (MOUNT_ATTR_*) on it and on
+// every mount below it.
+func (r *rootfs) bind(src *os.File, target string, attr uint64) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return err
@@ -351,10 +360,44 @@ func (r *rootfs) bind(src *os.File, target string, ro bool) error {
 	if err := unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
 	}
-	if !ro {
+	if attr == 0 {
 		return nil
 	}
-	return r.setattrIn(target, unix.MOUNT_ATTR_RDONLY)
+	return r.setattrIn(target, attr)
+}
+
+// overlayVolume mounts a kernel overlay of the directory src on m.Target,
+// its changes kept in the layer the parent laid out. The host's mounts
+// below src do not show through: an overlay's lower is one filesystem.
+func (r *rootfs) overlayVolume(src *os.File, m spec.Mount) error {
+	dst, err := r.dirIn(m.Target)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	l := *m.Layer
+	l.Lower = fdPath(src)
+	if err := fuseoverlay.MountKernel(spec.Root{Volatile: true}, l, fdPath(dst), 0); err != nil {
+		return fmt.Errorf("kernel overlayfs: %w (drop O, or use ro)", err)
+	}
+	if attr := mountAttrs(m); attr != 0 {
+		return r.setattrIn(m.Target, attr)
+	}
+	return nil
+}
+
+// mountAttrs turns a volume's options into MOUNT_ATTR_* flags.
+func mountAttrs(m spec.Mount) uint64 {
+	var attr uint64
+	for _, f := range []struct {
+		on   bool
+		attr uint64
+	}{{m.ReadOnly, unix.MOUNT_ATTR_RDONLY}, {m.NoExec, unix.MOUNT_ATTR_NOEXEC}, {m.NoSuid, unix.MOUNT_ATTR_NOSUID}, {m.NoDev, unix.MOUNT_ATTR_NODEV}} {
+		if f.on {
+			attr |= f.attr
+		}
+	}
+	return attr
 }
 
 // setattrIn changes the attributes of the mount now on top of path, all of

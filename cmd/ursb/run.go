@@ -31,9 +31,9 @@ type runCmd struct {
 	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox." placeholder:"UID[:GID]"`
 	GroupAdd    []string `name:"group-add" help:"Add a supplementary group id inside the sandbox; keep-groups keeps the caller's own groups (to reach host files shared with them)." placeholder:"GID"`
 	Hostname    string   `help:"Host name inside the sandbox (default: generated)."`
-	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:ro|rw]." placeholder:"SRC:DST[:ro|rw]"`
-	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N][,mode=OCTAL][,ro]." placeholder:"DST[:size=N]"`
-	Mount       []string `sep:"none" help:"Mount like podman: type=bind,source=SRC,destination=DST[,ro] or type=tmpfs,destination=DST[,tmpfs-size=N][,tmpfs-mode=OCTAL]." placeholder:"type=TYPE,..."`
+	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:OPTIONS], OPTIONS being ro, rw, O (copy-on-write: changes end with the run), noexec, nosuid, nodev." placeholder:"SRC:DST[:OPTS]"`
+	Tmpfs       []string `sep:"none" help:"Mount a tmpfs: DST[:size=N][,mode=OCTAL][,ro][,noexec]." placeholder:"DST[:size=N]"`
+	Mount       []string `sep:"none" help:"Mount like podman: type=bind,source=SRC,destination=DST[,ro][,noexec] or type=tmpfs,destination=DST[,tmpfs-size=N][,tmpfs-mode=OCTAL]." placeholder:"type=TYPE,..."`
 	Device      []string `sep:"none" help:"Give the sandbox a host device, or every device below a directory: HOST[:CTR][:rwm]." placeholder:"HOST[:CTR]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id[:uid=N,gid=N]."`

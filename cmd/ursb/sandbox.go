@@ -88,6 +88,11 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 			return fail(fmt.Errorf("saving sandbox %s: %v", s.Name, err))
 		}
 	}
+	removeVolumes, err := planVolumes(s, mode, storage)
+	if err != nil {
+		return fail(err)
+	}
+	defer removeVolumes()
 	if s.Root, err = planRoot(s, mode, storage, stage); err != nil {
 		return fail(fmt.Errorf("preparing the root filesystem: %v", err))
 	}

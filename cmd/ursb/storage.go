@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
@@ -52,7 +53,7 @@ func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs
 			flag = stored.Overlay
 		}
 	}
-	run, err := state.RuntimeDir()
+	cache, err := overlayProbeCache()
 	if err != nil {
 		return "", "", err
 	}
@@ -60,7 +61,47 @@ func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs
 	if err != nil {
 		return "", "", err
 	}
-	return fuseoverlay.Choose(flag, filepath.Join(run, "overlay-probe"), data)
+	return fuseoverlay.Choose(flag, cache, data)
+}
+
+// overlayProbeCache is where the answer of the kernel overlay probe is kept.
+func overlayProbeCache() (string, error) {
+	run, err := state.RuntimeDir()
+	return filepath.Join(run, "overlay-probe"), err
+}
+
+// planVolumes lays out a layer in st for each copy-on-write volume of s.
+// The layers last one run: the returned function removes them, and a run
+// that could not (ursb killed) has its leftovers removed by the next.
+func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
+	dir := filepath.Join(st.Dir, "volumes")
+	if err := removeStorage(dir); err != nil {
+		return nil, err
+	}
+	kernelChecked := mode == spec.OverlayKernel
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if !m.CopyOnWrite {
+			continue
+		}
+		if !kernelChecked {
+			cache, err := overlayProbeCache()
+			if err == nil {
+				err = fuseoverlay.ProbeKernelCached(cache)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("volume %s:%s:O needs kernel overlayfs in a user namespace: %v; drop O, or use ro", m.Source, m.Target, err)
+			}
+			kernelChecked = true
+		}
+		base := filepath.Join(dir, strconv.Itoa(i))
+		l := spec.Layer{Target: m.Target, Lower: m.Source, Upper: filepath.Join(base, "upper"), Work: filepath.Join(base, "work")}
+		if err := fuseoverlay.MakeDirs(spec.Root{Layers: []spec.Layer{l}}); err != nil {
+			return nil, fmt.Errorf("preparing volume %s:%s:O: %v", m.Source, m.Target, err)
+		}
+		m.Layer = &l
+	}
+	return func() { _ = removeStorage(dir) }, nil
 }
 
 // planRoot lays out the sandbox's root on its storage.
