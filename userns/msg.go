@@ -60,11 +60,21 @@ func (c channel) send(m message, fds ...int) error {
 	return unix.Sendmsg(int(c.f.Fd()), b, oob, nil, 0)
 }
 
-// recv reads one message and any descriptors sent with it.
+// recv reads one message and any descriptors sent with it. The message's
+// size is peeked first: a buffer of maxMessage for each would be a MiB for
+// the runtime to zero and the kernel to fault in, for a few hundred bytes.
 func (c channel) recv() (message, []int, error) {
-	buf := make([]byte, maxMessage)
+	fd := int(c.f.Fd())
+	size, _, err := unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+	for err == unix.EINTR {
+		size, _, err = unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+	}
+	if err != nil {
+		return message{}, nil, err
+	}
+	buf := make([]byte, min(max(size, 1), maxMessage))
 	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, flags, _, err := unix.Recvmsg(int(c.f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return message{}, nil, err
 	}
