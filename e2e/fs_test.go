@@ -535,14 +535,26 @@ func TestReadOnlyRoot(t *testing.T) {
 			}
 			assertSameTree(t, "the --rootfs directory", before, tree(t, rootfs))
 
+			// Like podman's --read-only-tmpfs, on by default.
+			script := "for d in /tmp /var/tmp /run; do touch $d/x 2>/dev/null && echo $d writable; done; exit 0"
+			res = s.mustRun(runArgs(mode, "--read-only", "--rootfs", rootfs, "--", "sh", "-c", script)...)
+			if want := "/tmp writable\n/var/tmp writable\n/run writable\n"; res.Stdout != want {
+				t.Fatalf("--read-only --rootfs: got %q, want %q", res.Stdout, want)
+			}
+			res = s.mustRun(runArgs(mode, "--read-only", "--read-only-tmpfs=false", "--rootfs", rootfs, "--", "sh", "-c", script)...)
+			if res.Stdout != "" {
+				t.Fatalf("--read-only --read-only-tmpfs=false --rootfs: want nothing writable, got %q", res.Stdout)
+			}
+			assertSameTree(t, "the --rootfs directory", before, tree(t, rootfs))
+
 			dir := homeDir(t, map[string]string{"keep": "orig\n"})
 			res = s.mustRun(runArgs(mode, "--read-only", "-w", "/", "--", "sh", "-c",
-				"touch "+dir+"/x 2>&1 && echo WROTE; touch /tmp/x && echo TMP-OK; exit 0")...)
+				"touch "+dir+"/x 2>&1 && echo WROTE; touch /tmp/x /var/tmp/x && echo TMP-OK; exit 0")...)
 			if !strings.Contains(res.Stdout, "Read-only file system") || strings.Contains(res.Stdout, "WROTE") {
 				t.Fatalf("--read-only on the host's /: writes should fail with a read-only file system error, got %q", res.Stdout)
 			}
 			if !strings.Contains(res.Stdout, "TMP-OK") {
-				t.Fatalf("--read-only on the host's /: /tmp should stay writable, got %q", res.Stdout)
+				t.Fatalf("--read-only on the host's /: /tmp and /var/tmp should stay writable, got %q", res.Stdout)
 			}
 			assertAbsent(t, filepath.Join(dir, "x"), "a read-only root was written through to the host")
 		})

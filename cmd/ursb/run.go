@@ -36,6 +36,7 @@ type runCmd struct {
 	Mount       []string `sep:"none" help:"Mount like podman: type=bind,source=SRC,destination=DST[,ro][,noexec] or type=tmpfs,destination=DST[,tmpfs-size=N][,tmpfs-mode=OCTAL]." placeholder:"type=TYPE,..."`
 	Device      []string `sep:"none" help:"Give the sandbox a host device, or every device below a directory: HOST[:CTR][:rwm]." placeholder:"HOST[:CTR]"`
 	ReadOnly    bool     `name:"read-only" help:"Make the root filesystem read-only."`
+	ReadOnlyTmp bool     `name:"read-only-tmpfs" default:"true" negatable:"" help:"With --read-only, mount writable tmpfs on /tmp, /var/tmp and /run, like podman (--no-read-only-tmpfs: none)."`
 	Userns      string   `default:"auto" help:"Id mapping: auto, full, single or keep-id[:uid=N,gid=N]."`
 	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto (pasta, else slirp4netns, else builtin), none, host, pasta, slirp4netns, builtin or sandbox:NAME (share a running sandbox's)."`
 
@@ -89,6 +90,28 @@ func (r *runCmd) Run() error {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// readOnlyTmpfs are the writable tmpfs mounts that come with --read-only,
+// as with podman's --read-only-tmpfs: /tmp, /var/tmp and /run, less those
+// the sandbox has anyway (the host-root mode's own /tmp and /run) and those
+// the caller mounts something on.
+func readOnlyTmpfs(s *spec.Spec) []spec.Mount {
+	var ms []spec.Mount
+	for _, t := range []string{"/tmp", "/var/tmp", "/run"} {
+		if s.Rootfs == "" && t != "/var/tmp" {
+			continue
+		}
+		if slices.ContainsFunc(s.Mounts, func(m spec.Mount) bool { return m.Target == t }) {
+			continue
+		}
+		mode := uint32(0o1777)
+		if t == "/run" {
+			mode = 0o755
+		}
+		ms = append(ms, spec.Mount{Kind: spec.MountTmpfs, Target: t, Mode: &mode})
+	}
+	return ms
 }
 
 // spec turns the flags into a validated spec; nothing exists yet.
@@ -223,16 +246,25 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		}
 		s.Cwd = filepath.Clean(r.Workdir)
 	}
+	var first []spec.Mount
+	if r.ReadOnly && r.ReadOnlyTmp {
+		first = readOnlyTmpfs(s)
+	}
 	if s.Rootfs == "" && s.Cwd == cwd {
 		// /tmp and /run are the sandbox's own; a caller working below
 		// them still finds their directory, read-only like the rest.
-		for _, private := range []string{"/tmp", "/run"} {
-			if strings.HasPrefix(cwd, private+"/") {
-				s.Mounts = append([]spec.Mount{{Kind: spec.MountBind, Source: cwd, Target: cwd, ReadOnly: true}}, s.Mounts...)
+		private := []string{"/tmp", "/run"}
+		for _, m := range first {
+			private = append(private, m.Target)
+		}
+		for _, p := range private {
+			if strings.HasPrefix(cwd, p+"/") {
+				first = append(first, spec.Mount{Kind: spec.MountBind, Source: cwd, Target: cwd, ReadOnly: true})
 				break
 			}
 		}
 	}
+	s.Mounts = append(first, s.Mounts...)
 	s.Timeout = r.Timeout
 	s.StopTimeout = r.StopTimeout
 	if r.StopSignal != "" {
