@@ -344,8 +344,9 @@ fi
 # and slirp4netns (through rootlesskit) run directly. One 5-second run says
 # little: pasta stalls for seconds in some runs and not in others, so each
 # path runs several times, in turn with the others, and the median counts.
+# Three rounds let one stall in two decide a median; five need three.
 if command -v iperf3 >/dev/null; then
-	if [ "$quick" = 1 ]; then net_rounds=1; else net_rounds=3; fi
+	if [ "$quick" = 1 ]; then net_rounds=1; else net_rounds=5; fi
 	say "network throughput: iperf3 to host loopback, 5 s each, median of $net_rounds"
 	port=$((20000 + RANDOM % 20000))
 	iperf3 -s -B 127.0.0.1 -p "$port" -D --pidfile "$work/iperf3.pid" >/dev/null 2>&1
