@@ -48,6 +48,8 @@ const maxMessage = 1 << 20
 
 type channel struct{ f *os.File }
 
+// send writes one message with descriptors attached. Like recv it holds
+// the descriptor for the call: another goroutine may close the channel.
 func (c channel) send(m message, fds ...int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -57,24 +59,48 @@ func (c channel) send(m message, fds ...int) error {
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	return unix.Sendmsg(int(c.f.Fd()), b, oob, nil, 0)
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	werr := rc.Write(func(fd uintptr) bool {
+		err = unix.Sendmsg(int(fd), b, oob, nil, 0)
+		return true
+	})
+	if werr != nil {
+		return werr
+	}
+	return err
 }
 
 // recv reads one message and any descriptors sent with it. The message's
 // size is peeked first: a buffer of maxMessage for each would be a MiB for
 // the runtime to zero and the kernel to fault in, for a few hundred bytes.
+// Both calls are made while the descriptor is held (RawConn): closed by
+// another goroutine between them, its number could name another socket by
+// the second call.
 func (c channel) recv() (message, []int, error) {
-	fd := int(c.f.Fd())
-	size, _, err := unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
-	for err == unix.EINTR {
-		size, _, err = unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
-	}
+	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return message{}, nil, err
 	}
-	buf := make([]byte, min(max(size, 1), maxMessage))
+	var buf []byte
+	var n, oobn, flags int
 	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	rerr := rc.Read(func(fd uintptr) bool {
+		var size int
+		size, _, err = unix.Recvfrom(int(fd), nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		if err != nil || size == 0 {
+			// Nothing sent here is empty: zero means the peer is gone.
+			return true
+		}
+		buf = make([]byte, min(size, maxMessage))
+		n, oobn, flags, _, err = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return true
+	})
+	if rerr != nil {
+		return message{}, nil, rerr
+	}
 	if err != nil {
 		return message{}, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,5 +40,44 @@ func TestChannelMessageSizes(t *testing.T) {
 	a.f.Close()
 	if _, _, err := b.recv(); err == nil {
 		t.Error("a closed peer: want an error")
+	}
+}
+
+// A reader blocked on a channel that another goroutine closes must not go
+// on to read from the descriptor's number once it names another socket.
+func TestChannelClosedUnderReader(t *testing.T) {
+	for range 200 {
+		a, b := channelPair(t)
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := b.recv()
+			done <- err
+		}()
+		time.Sleep(200 * time.Microsecond)
+		b.f.Close()
+		c, d := channelPair(t)
+		a.f.Close()
+		if err := c.send(message{Kind: msgStarted}); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			m, _, _ := d.recv()
+			got <- m.Kind
+		}()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("the closed channel's reader returned a message")
+				}
+			case kind := <-got:
+				if kind != msgStarted {
+					t.Fatalf("the next channel's message: got %q", kind)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the next channel's message went to the closed channel's reader")
+			}
+		}
 	}
 }
