@@ -1289,3 +1289,61 @@ func TestCopyOnWriteVolume(t *testing.T) {
 		}
 	}
 }
+
+// A volume's ro, noexec and O reach the volume itself, even when its target
+// is a symlink in the rootfs whose path, looked up again once the volume is
+// in place, would lead through a symlink in the volume to another mount.
+func TestVolumeOptionsHoldThroughSymlinks(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	if err := os.MkdirAll(filepath.Join(rootfs, "X", "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/X/a/..", filepath.Join(rootfs, "src")); err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range []string{"ro", "noexec", "O,noexec"} {
+		t.Run(opt, func(t *testing.T) {
+			src := t.TempDir()
+			if err := os.Symlink("/proc/1", filepath.Join(src, "a")); err != nil {
+				t.Fatal(err)
+			}
+			res := ursb(t, "", "run", "--rootfs", rootfs, "-v", src+":/src:"+opt, "--", "sh", "-c",
+				"cp /bin/busybox /X/busybox 2>/dev/null; /X/busybox true 2>/dev/null && echo RAN; echo x > /X/file 2>/dev/null && echo WROTE; true")
+			if res.Code != 0 {
+				t.Fatalf("ursb: %v", res)
+			}
+			want := map[string]string{"ro": "", "noexec": "WROTE\n", "O,noexec": "WROTE\n"}[opt]
+			if res.Stdout != want {
+				t.Errorf("-v SRC:/src:%s through /src -> /X/a/..: got %q, want %q", opt, res.Stdout, want)
+			}
+			if _, err := os.Stat(filepath.Join(src, "file")); (err == nil) != (opt == "noexec") {
+				t.Errorf("-v SRC:/src:%s: a file the sandbox wrote is on the host: %v", opt, err == nil)
+			}
+		})
+	}
+}
+
+// A copy-on-write volume keeps the nosuid and nodev of the host's mount of
+// its source, as a bind does: a set-uid file there must not work inside.
+func TestCopyOnWriteVolumeKeepsMountFlags(t *testing.T) {
+	sub := os.Getenv("URSB_E2E_SUBMOUNT")
+	if sub == "" {
+		t.Skip("URSB_E2E_SUBMOUNT is not set: scripts/test.sh, run as root, mounts a nosuid,nodev tmpfs and names it")
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(sub, &fs); err != nil || fs.Flags&(0x2|0x4) != 0x2|0x4 { // ST_NOSUID|ST_NODEV
+		t.Skipf("%s is not mounted nosuid,nodev (statfs: %v)", sub, err)
+	}
+	rootfs := busyboxRootfs(t)
+	res := mustRun(t, "run", "--rootfs", rootfs, "-v", sub+":/sub:O", "--", "sh", "-c", `cat /sub/hello; grep " /sub " /proc/self/mountinfo | cut -d' ' -f6`)
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if len(lines) != 2 || lines[0] != "submount" {
+		t.Fatalf("the copy-on-write volume of %s: got %q", sub, res.Stdout)
+	}
+	opts := strings.Split(lines[1], ",")
+	for _, want := range []string{"nosuid", "nodev"} {
+		if !slices.Contains(opts, want) {
+			t.Errorf("the copy-on-write volume of a nosuid,nodev mount has the options %q, without %s", lines[1], want)
+		}
+	}
+}

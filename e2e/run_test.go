@@ -650,7 +650,7 @@ func TestVolumeFlagOptions(t *testing.T) {
 		"--tmpfs", "/scratch:noexec",
 		"--", "sh", "-c", `for d in /vol /other /scratch; do
 			grep " $d " /proc/self/mountinfo | cut -d' ' -f6 | tr , '\n' | grep -E '^no(exec|suid|dev)$' | sort | tr '\n' ' '
-			cp /bin/busybox $d/bb && $d/bb true 2>/dev/null; echo "$d $?"
+			cp /bin/busybox $d/busybox && $d/busybox true 2>/dev/null; echo "$d $?"
 		done`)
 	want := "nodev noexec nosuid /vol 126\nnoexec /other 126\nnodev noexec nosuid /scratch 126\n"
 	if res.Stdout != want {

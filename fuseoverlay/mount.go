@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -18,39 +19,86 @@ import (
 
 const fuseSuperMagic = 0x65735546
 
-// MountKernel mounts layer l of root r as a kernel overlay on target, from
-// inside the sandbox's user and mount namespaces. The directories are opened
-// first and named by descriptor, so no path needs escaping for the mount
-// options.
-func MountKernel(r spec.Root, l spec.Layer, target string, flags uintptr) error {
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	var opts []string
+// MountKernel makes a kernel overlay of layer l of root r, from inside the
+// sandbox's user and mount namespaces, with attr (MOUNT_ATTR_*) set on it,
+// and returns it detached: the caller attaches it (move_mount) and keeps
+// the handle, so nothing has to find the mount again by a path that may
+// lead through what the sandbox wrote. The directories are opened first
+// and named by descriptor, so no path needs escaping for the options.
+func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
+	var opts [][2]string
 	for _, d := range [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}} {
 		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", d[0], d[1], err)
+			return nil, fmt.Errorf("%s %s: %w", d[0], d[1], err)
 		}
-		fds = append(fds, fd)
-		opts = append(opts, d[0]+"=/proc/self/fd/"+strconv.Itoa(fd))
+		defer unix.Close(fd)
+		opts = append(opts, [2]string{d[0], "/proc/self/fd/" + strconv.Itoa(fd)})
 	}
 	// A user namespace may not write trusted.* xattrs; userxattr keeps the
 	// overlay's own metadata in user.overlay.*.
-	opts = append(opts, "userxattr")
+	flags := []string{"userxattr"}
 	if r.Volatile {
 		// Unmounting an overlay syncs its whole upper filesystem, seconds
 		// after a large build; volatile (Linux 5.10) skips that. Older
 		// kernels refuse the option and get the plain mount.
-		err := unix.Mount("overlay", target, "overlay", flags, strings.Join(append(opts, "volatile"), ","))
-		if err != unix.EINVAL {
-			return err
+		f, err := newOverlay(opts, append(flags, "volatile"), attr)
+		if !errors.Is(err, unix.EINVAL) {
+			return f, err
 		}
 	}
-	return unix.Mount("overlay", target, "overlay", flags, strings.Join(opts, ","))
+	return newOverlay(opts, flags, attr)
+}
+
+// newOverlay creates a detached overlay mount with the new mount API.
+func newOverlay(opts [][2]string, flags []string, attr uint64) (*os.File, error) {
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fsfd)
+	for _, o := range opts {
+		if err == nil {
+			err = unix.FsconfigSetString(fsfd, o[0], o[1])
+		}
+	}
+	for _, f := range flags {
+		if err == nil {
+			err = unix.FsconfigSetFlag(fsfd, f)
+		}
+	}
+	if err == nil {
+		err = unix.FsconfigCreate(fsfd)
+	}
+	if err != nil {
+		return nil, withKernelLog(fsfd, err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attr))
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(mfd), "overlay"), nil
+}
+
+// withKernelLog adds to err what the kernel logged on the filesystem
+// context fsfd, which says more than the errno ("failed to clone
+// lowerpath" where the errno says only EINVAL).
+func withKernelLog(fsfd int, err error) error {
+	var msgs []string
+	buf := make([]byte, 256)
+	for range 8 {
+		n, rerr := unix.Read(fsfd, buf)
+		if rerr != nil || n <= 0 {
+			break
+		}
+		if kind, msg, ok := strings.Cut(strings.TrimSpace(string(buf[:n])), " "); ok && (kind == "e" || kind == "w") {
+			msgs = append(msgs, msg)
+		}
+	}
+	if len(msgs) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, strings.Join(msgs, "; "))
 }
 
 // WaitFuse waits until the fuse-overlayfs started by the parent has mounted

@@ -135,7 +135,10 @@ if [ "$(id -u)" = 0 ]; then
 	ip -n "$NETNS" link set sink0 up
 	ip -n "$NETNS" route add default via 192.0.2.1
 	mkdir -p "$SUBMOUNT"
-	mountpoint -q "$SUBMOUNT" || mount -t tmpfs -o size=64k,mode=755 ursb-e2e "$SUBMOUNT"
+	# nosuid and nodev, as /dev/shm and /run have on most hosts: the suite
+	# checks that a copy-on-write volume keeps them.
+	if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT"; fi
+	mount -t tmpfs -o size=64k,mode=755,nosuid,nodev ursb-e2e "$SUBMOUNT"
 	echo submount >"$SUBMOUNT/hello"
 	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 	# The suite's shell moves itself into the delegated leaf before it

@@ -95,7 +95,12 @@ func EnterStored(lower, upper, work string) error {
 		return fmt.Errorf("making mount propagation private: %w", err)
 	}
 	l := spec.Layer{Target: "/", Lower: lower, Upper: upper, Work: work}
-	if err := fuseoverlay.MountKernel(spec.Root{}, l, lower, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+	top, err := fuseoverlay.MountKernel(spec.Root{}, l, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err == nil {
+		err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		top.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("mounting the sandbox's root: %w", err)
 	}
 	if err := unix.Chroot(lower); err != nil {

@@ -160,10 +160,10 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 // mountRoot mounts the overlay layers of the root on the stage, then what
 // the plan shows read-only beside them.
 func (r *rootfs) mountRoot(s *spec.Spec) error {
-	var flags uintptr
+	var attr uint64
 	if s.Rootfs == "" {
 		// Host set-uid files belong to ids outside the sandbox anyway.
-		flags = unix.MS_NOSUID
+		attr = unix.MOUNT_ATTR_NOSUID
 	}
 	root := s.Root
 	if root.Overlay == spec.OverlayFuse {
@@ -177,8 +177,15 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
 		}
-	} else if err := fuseoverlay.MountKernel(root, root.Layers[0], r.stage, flags); err != nil {
-		return fmt.Errorf("kernel overlayfs over %s: %w (try --overlay fuse)", lowerName(s), err)
+	} else {
+		top, err := fuseoverlay.MountKernel(root, root.Layers[0], attr)
+		if err == nil {
+			err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, r.stage, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			top.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("kernel overlayfs over %s: %w (try --overlay fuse)", lowerName(s), err)
+		}
 	}
 	dir, err := os.OpenFile(r.stage, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -191,16 +198,15 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
-		err = fuseoverlay.MountKernel(root, l, fdPath(dst), flags)
+		top, err := fuseoverlay.MountKernel(root, l, attr)
 		if err != nil {
 			// Some filesystems cannot be an overlay's lower layer;
 			// they are shown read-only rather than not at all.
-			err = r.bindHost(l.Lower, dst, l.Target)
+			top, err = cloneTree(unix.AT_FDCWD, l.Lower, hostReadOnly)
 		}
 		if err == nil {
-			var top *os.File
-			top, err = r.openIn(l.Target, 0)
 			r.layers = append(r.layers, top)
+			err = attach(top, dst)
 		}
 		dst.Close()
 		if err != nil {
@@ -210,7 +216,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 	for _, p := range root.ReadOnly {
 		dst, err := r.openIn(p, 0)
 		if err == nil {
-			err = r.bindHost(p, dst, p)
+			err = bindTree(unix.AT_FDCWD, p, dst, hostReadOnly)
 			dst.Close()
 		}
 		if err != nil {
@@ -220,20 +226,52 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 	return nil
 }
 
+// hostReadOnly are the attributes of the host's paths shown as they are.
+const hostReadOnly = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+
+// cloneTree copies the mount at dirfd/path, with every mount below it, as
+// a detached tree with attr set on all of it. Attributes set before the
+// tree is attached reach exactly it: set afterwards through a path, they
+// could land wherever a symlink in the newly shown contents points.
+func cloneTree(dirfd int, path string, attr uint64) (*os.File, error) {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_RECURSIVE)
+	if path == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	fd, err := unix.OpenTree(dirfd, path, flags)
+	if err != nil {
+		return nil, err
+	}
+	tree := os.NewFile(uintptr(fd), "tree")
+	if attr != 0 {
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr}); err != nil {
+			tree.Close()
+			return nil, err
+		}
+	}
+	return tree, nil
+}
+
+// attach mounts the detached mount tree on dst, a handle of the target.
+func attach(tree, dst *os.File) error {
+	return unix.MoveMount(int(tree.Fd()), "", int(dst.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+}
+
+// bindTree bind-mounts dirfd/path, sub-mounts included, on dst with attr.
+func bindTree(dirfd int, path string, dst *os.File, attr uint64) error {
+	tree, err := cloneTree(dirfd, path, attr)
+	if err != nil {
+		return err
+	}
+	defer tree.Close()
+	return attach(tree, dst)
+}
+
 func lowerName(s *spec.Spec) string {
 	if s.Rootfs != "" {
 		return s.Rootfs
 	}
 	return "the host's /"
-}
-
-// bindHost shows the host's path read-only on dst, the handle of target,
-// with its sub-mounts.
-func (r *rootfs) bindHost(path string, dst *os.File, target string) error {
-	if err := unix.Mount(path, fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	return r.setattrIn(target, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 }
 
 // readOnlyRoot makes every overlay layer read-only, after the mount targets
@@ -339,8 +377,8 @@ func (r *rootfs) mountFS(target, source, fstype string, flags uintptr, data stri
 	return unix.Mount(source, fdPath(dst), fstype, flags, data)
 }
 
-// bind mounts src on target, then sets attr (MOUNT_ATTR_*) on it and on
-// every mount below it.
+// bind mounts src, with every mount below it, on target with attr
+// (MOUNT_ATTR_*) set on all of them.
 func (r *rootfs) bind(src *os.File, target string, attr uint64) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
@@ -357,19 +395,27 @@ func (r *rootfs) bind(src *os.File, target string, attr uint64) error {
 		return err
 	}
 	defer dst.Close()
-	if err := unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	if attr == 0 {
-		return nil
-	}
-	return r.setattrIn(target, attr)
+	return bindTree(int(src.Fd()), "", dst, attr)
 }
 
 // overlayVolume mounts a kernel overlay of the directory src on m.Target,
-// its changes kept in the layer the parent laid out. The host's mounts
-// below src do not show through: an overlay's lower is one filesystem.
+// its changes kept in the layer the parent laid out. It keeps the nosuid,
+// nodev and noexec of the host's mount of src, which a bind would carry
+// and a new mount would not.
 func (r *rootfs) overlayVolume(src *os.File, m spec.Mount) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(src.Fd()), &fs); err != nil {
+		return err
+	}
+	attr := mountAttrs(m)
+	for _, f := range []struct {
+		st   int64
+		attr uint64
+	}{{unix.ST_NOSUID, unix.MOUNT_ATTR_NOSUID}, {unix.ST_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.ST_NOEXEC, unix.MOUNT_ATTR_NOEXEC}} {
+		if fs.Flags&f.st != 0 {
+			attr |= f.attr
+		}
+	}
 	dst, err := r.dirIn(m.Target)
 	if err != nil {
 		return err
@@ -377,13 +423,12 @@ func (r *rootfs) overlayVolume(src *os.File, m spec.Mount) error {
 	defer dst.Close()
 	l := *m.Layer
 	l.Lower = fdPath(src)
-	if err := fuseoverlay.MountKernel(spec.Root{Volatile: true}, l, fdPath(dst), 0); err != nil {
-		return fmt.Errorf("kernel overlayfs: %w (drop O, or use ro)", err)
+	top, err := fuseoverlay.MountKernel(spec.Root{Volatile: true}, l, attr)
+	if err != nil {
+		return fmt.Errorf("kernel overlayfs: %w (an overlay in a user namespace cannot take a directory with host mounts below it; drop O, or use ro)", err)
 	}
-	if attr := mountAttrs(m); attr != 0 {
-		return r.setattrIn(m.Target, attr)
-	}
-	return nil
+	defer top.Close()
+	return attach(top, dst)
 }
 
 // mountAttrs turns a volume's options into MOUNT_ATTR_* flags.
@@ -398,17 +443,6 @@ func mountAttrs(m spec.Mount) uint64 {
 		}
 	}
 	return attr
-}
-
-// setattrIn changes the attributes of the mount now on top of path, all of
-// its sub-mounts included.
-func (r *rootfs) setattrIn(path string, attr uint64) error {
-	top, err := r.openIn(path, 0)
-	if err != nil {
-		return err
-	}
-	defer top.Close()
-	return unix.MountSetattr(int(top.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr})
 }
 
 func (r *rootfs) setupDev(s *spec.Spec) error {
@@ -493,10 +527,7 @@ func (r *rootfs) setupSys(s *spec.Spec) error {
 			return derr
 		}
 		defer dst.Close()
-		if err := unix.Mount("/sys", fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return err
-		}
-		return r.setattrIn("/sys", unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		return bindTree(unix.AT_FDCWD, "/sys", dst, hostReadOnly|unix.MOUNT_ATTR_NOEXEC)
 	}
 	// The cgroup namespace makes the sandbox's own cgroup the root of
 	// this view; read-only so limits cannot be raised from inside.
@@ -534,11 +565,8 @@ func (r *rootfs) readOnly(paths []string) error {
 		if err != nil {
 			continue
 		}
-		err = unix.Mount(fdPath(f), fdPath(f), "", unix.MS_BIND|unix.MS_REC, "")
+		err = bindTree(int(f.Fd()), "", f, hostReadOnly)
 		f.Close()
-		if err == nil {
-			err = r.setattrIn(p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
