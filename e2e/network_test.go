@@ -171,6 +171,20 @@ func TestNetworkNoneDNSAndHosts(t *testing.T) {
 	}
 }
 
+// With --read-only, /run gets a tmpfs of its own; a resolv.conf that leads
+// into /run (systemd-resolved's stub) must still be ursb's.
+func TestResolvConfIntoRunWithReadOnly(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(rootfs, "etc", "resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	res := mustRun(t, "run", "--rootfs", rootfs, "--read-only", "--net", "none", "--dns", "192.0.2.53", "--",
+		"sh", "-c", "cat /etc/resolv.conf; touch /run/x && echo run-writable")
+	if !regexpLine(res.Stdout, "nameserver 192.0.2.53") || !strings.Contains(res.Stdout, "run-writable") {
+		t.Errorf("resolv.conf through /run under --read-only: got %q", res.Stdout)
+	}
+}
+
 // loopbackServers starts a TCP and a UDP server on the harness's 127.0.0.1
 // that answer with token, and returns their ports.
 func loopbackServers(t *testing.T, token string) (tcpPort, udpPort int) {

@@ -21,6 +21,10 @@ type Spec struct {
 	Rootfs string `json:"rootfs,omitempty"`
 	// ReadOnly makes the root filesystem read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
+	// Scratch are directories that get an empty tmpfs of their own before
+	// the network files and Mounts: the writable /tmp, /var/tmp and /run
+	// that come with ReadOnly, like podman's --read-only-tmpfs.
+	Scratch []string `json:"scratch,omitempty"`
 	// Root is how the copy-on-write root is assembled over Rootfs or the
 	// host's /.
 	Root Root `json:"root"`

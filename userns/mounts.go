@@ -67,12 +67,18 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	}
 	add("mounting /dev", func() error { return r.setupDev(s) })
 	add("mounting /sys", func() error { return r.setupSys(s) })
+	scratch := s.Scratch
 	if s.Rootfs == "" {
-		add("mounting /tmp and /run", func() error {
-			if err := r.mountFS("/tmp", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
-				return err
+		scratch = append([]string{"/tmp", "/run"}, scratch...)
+	}
+	for _, dir := range scratch {
+		// Before the network files: /etc/resolv.conf may lead into /run.
+		add("mounting a tmpfs on "+dir, func() error {
+			mode := "mode=1777"
+			if dir == "/run" {
+				mode = "mode=755"
 			}
-			return r.mountFS("/run", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755")
+			return r.mountFS(dir, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, mode)
 		})
 	}
 	steps = append(steps, r.networkFiles(s, stage)...)

@@ -92,26 +92,22 @@ func (r *runCmd) Run() error {
 	return nil
 }
 
-// readOnlyTmpfs are the writable tmpfs mounts that come with --read-only,
-// as with podman's --read-only-tmpfs: /tmp, /var/tmp and /run, less those
-// the sandbox has anyway (the host-root mode's own /tmp and /run) and those
-// the caller mounts something on.
-func readOnlyTmpfs(s *spec.Spec) []spec.Mount {
-	var ms []spec.Mount
-	for _, t := range []string{"/tmp", "/var/tmp", "/run"} {
-		if s.Rootfs == "" && t != "/var/tmp" {
+// readOnlyTmpfs are the directories that stay writable, on tmpfs, with
+// --read-only, as with podman's --read-only-tmpfs: /tmp, /var/tmp and /run,
+// less those the sandbox has anyway (the host-root mode's own /tmp and
+// /run) and those the caller mounts something on.
+func readOnlyTmpfs(s *spec.Spec) []string {
+	var dirs []string
+	for _, d := range []string{"/tmp", "/var/tmp", "/run"} {
+		if s.Rootfs == "" && d != "/var/tmp" {
 			continue
 		}
-		if slices.ContainsFunc(s.Mounts, func(m spec.Mount) bool { return m.Target == t }) {
+		if slices.ContainsFunc(s.Mounts, func(m spec.Mount) bool { return m.Target == d }) {
 			continue
 		}
-		mode := uint32(0o1777)
-		if t == "/run" {
-			mode = 0o755
-		}
-		ms = append(ms, spec.Mount{Kind: spec.MountTmpfs, Target: t, Mode: &mode})
+		dirs = append(dirs, d)
 	}
-	return ms
+	return dirs
 }
 
 // spec turns the flags into a validated spec; nothing exists yet.
@@ -246,25 +242,19 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		}
 		s.Cwd = filepath.Clean(r.Workdir)
 	}
-	var first []spec.Mount
 	if r.ReadOnly && r.ReadOnlyTmp {
-		first = readOnlyTmpfs(s)
+		s.Scratch = readOnlyTmpfs(s)
 	}
 	if s.Rootfs == "" && s.Cwd == cwd {
 		// /tmp and /run are the sandbox's own; a caller working below
 		// them still finds their directory, read-only like the rest.
-		private := []string{"/tmp", "/run"}
-		for _, m := range first {
-			private = append(private, m.Target)
-		}
-		for _, p := range private {
+		for _, p := range append([]string{"/tmp", "/run"}, s.Scratch...) {
 			if strings.HasPrefix(cwd, p+"/") {
-				first = append(first, spec.Mount{Kind: spec.MountBind, Source: cwd, Target: cwd, ReadOnly: true})
+				s.Mounts = append([]spec.Mount{{Kind: spec.MountBind, Source: cwd, Target: cwd, ReadOnly: true}}, s.Mounts...)
 				break
 			}
 		}
 	}
-	s.Mounts = append(first, s.Mounts...)
 	s.Timeout = r.Timeout
 	s.StopTimeout = r.StopTimeout
 	if r.StopSignal != "" {
