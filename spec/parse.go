@@ -54,6 +54,18 @@ func ParseVolume(v, cwd string) (Mount, error) {
 	return bindMount(fmt.Sprintf("volume %q", v), src, parts[1], m, cwd)
 }
 
+// checkTarget checks a mount's path inside the sandbox: absolute, and not
+// the root itself, which --rootfs gives.
+func checkTarget(dst string) error {
+	if !filepath.IsAbs(dst) {
+		return fmt.Errorf("the target %q is not an absolute path", dst)
+	}
+	if filepath.Clean(dst) == "/" {
+		return errors.New("the target is the sandbox's root; give a root filesystem with --rootfs")
+	}
+	return nil
+}
+
 // errUnknownOption is what mountOption says of an option it does not know.
 var errUnknownOption = errors.New("unknown option")
 
@@ -81,8 +93,8 @@ func mountOption(m *Mount, o string) error {
 // relative to cwd unless absolute, on the absolute dst; what names the
 // option in errors.
 func bindMount(what, src, dst string, m Mount, cwd string) (Mount, error) {
-	if !filepath.IsAbs(dst) {
-		return Mount{}, fmt.Errorf("%s: the target %q is not an absolute path", what, dst)
+	if err := checkTarget(dst); err != nil {
+		return Mount{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if src == "" {
 		return Mount{}, fmt.Errorf("%s: the source is empty", what)
@@ -112,8 +124,8 @@ func bindMount(what, src, dst string, m Mount, cwd string) (Mount, error) {
 // noexec and exec.
 func ParseTmpfs(v string) (Mount, error) {
 	dst, opts, _ := strings.Cut(v, ":")
-	if !filepath.IsAbs(dst) {
-		return Mount{}, fmt.Errorf("tmpfs %q: the target is not an absolute path", v)
+	if err := checkTarget(dst); err != nil {
+		return Mount{}, fmt.Errorf("tmpfs %q: %w", v, err)
 	}
 	m := Mount{Kind: MountTmpfs, Target: filepath.Clean(dst)}
 	for _, o := range strings.Split(opts, ",") {
@@ -301,8 +313,11 @@ func ParseDevice(v string) ([]Mount, error) {
 	case len(parts) == 2:
 		perms = parts[1]
 	}
-	if !filepath.IsAbs(host) || !filepath.IsAbs(target) {
-		return nil, fmt.Errorf("device %q: the host and sandbox paths must be absolute", v)
+	if !filepath.IsAbs(host) {
+		return nil, fmt.Errorf("device %q: the host path must be absolute", v)
+	}
+	if err := checkTarget(target); err != nil {
+		return nil, fmt.Errorf("device %q: %w", v, err)
 	}
 	if perms == "" || strings.Trim(perms, "rwm") != "" {
 		return nil, fmt.Errorf("device %q: permissions %q: use a combination of r, w and m", v, perms)
@@ -452,8 +467,8 @@ func ParseMount(v, cwd string) (Mount, error) {
 		if src != "" {
 			return Mount{}, fmt.Errorf("mount %q: a tmpfs has no source", v)
 		}
-		if !filepath.IsAbs(dst) {
-			return Mount{}, fmt.Errorf("mount %q: the destination %q is not an absolute path", v, dst)
+		if err := checkTarget(dst); err != nil {
+			return Mount{}, fmt.Errorf("mount %q: %w", v, err)
 		}
 		m.Kind, m.Target = MountTmpfs, filepath.Clean(dst)
 		return m, nil

@@ -21,7 +21,7 @@ func TestParseDeviceForms(t *testing.T) {
 			t.Errorf("ParseDevice(%q) = %v, %v; want %v", c.arg, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"/dev/null:r", "/dev/null:/a:/b:rw", "/dev/null:x", "null", "/dev/null:dev/n", "/etc"} {
+	for _, bad := range []string{"/dev/null:r", "/dev/null:/a:/b:rw", "/dev/null:x", "null", "/dev/null:dev/n", "/etc", "/dev/null:/"} {
 		if _, err := ParseDevice(bad); err == nil {
 			t.Errorf("ParseDevice(%q) should fail", bad)
 		}
@@ -68,6 +68,7 @@ func TestParseMount(t *testing.T) {
 		"type=tmpfs,src=/tmp,dst=/x", "type=tmpfs,dst=/x,tmpfs-mode=9", "type=bind,src=/tmp,dst=/x,tmpfs-size=1m", "type=bind,src=/tmp,dst=/x,ro=maybe",
 		"type=bind,src=/no/such/dir,dst=/x", "type=tmpfs,dst=/x,color=red",
 		"type=bind,src=/tmp,dst=/x,bind-propagation=rshared", "type=bind,src=/tmp,dst=/x,bind-propagation=up", "type=bind,src=/tmp,dst=/x,bind-nonrecursive",
+		"type=bind,src=/tmp,dst=/", "type=tmpfs,dst=/",
 	} {
 		if _, err := ParseMount(bad, dir); err == nil {
 			t.Errorf("ParseMount(%q) should fail", bad)
@@ -99,7 +100,7 @@ func TestParseVolumeOptions(t *testing.T) {
 	}
 	for _, bad := range []string{
 		dir + ":/src:O,ro", file + ":/f:O", dir + ":/src:shared", dir + ":/src:rslave", dir + ":/src:U",
-		dir + ":/src:bogus", dir + ":rel", "vol:/src", dir,
+		dir + ":/src:bogus", dir + ":rel", "vol:/src", dir, dir + ":/", dir + ":/.:O",
 	} {
 		if _, err := ParseVolume(bad, dir); err == nil {
 			t.Errorf("ParseVolume(%q) should fail", bad)
@@ -112,7 +113,7 @@ func TestParseTmpfsOptions(t *testing.T) {
 	if want := (Mount{Kind: MountTmpfs, Target: "/t", SizeBytes: 1 << 20, NoExec: true, ReadOnly: true}); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, %v; want %+v", got, err, want)
 	}
-	for _, bad := range []string{"/t:suid", "/t:dev", "/t:O", "rel"} {
+	for _, bad := range []string{"/t:suid", "/t:dev", "/t:O", "rel", "/", "/..:size=1m"} {
 		if _, err := ParseTmpfs(bad); err == nil {
 			t.Errorf("ParseTmpfs(%q) should fail", bad)
 		}

@@ -78,6 +78,7 @@ func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 	if err := removeStorage(dir); err != nil {
 		return nil, err
 	}
+	cleanUp := func() { _ = removeStorage(dir) }
 	kernelChecked := mode == spec.OverlayKernel
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
@@ -90,6 +91,7 @@ func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 				err = fuseoverlay.ProbeKernelCached(cache)
 			}
 			if err != nil {
+				cleanUp()
 				return nil, fmt.Errorf("volume %s:%s:O needs kernel overlayfs in a user namespace: %v; drop O, or use ro", m.Source, m.Target, err)
 			}
 			kernelChecked = true
@@ -97,11 +99,12 @@ func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 		base := filepath.Join(dir, strconv.Itoa(i))
 		l := spec.Layer{Target: m.Target, Lower: m.Source, Upper: filepath.Join(base, "upper"), Work: filepath.Join(base, "work")}
 		if err := fuseoverlay.MakeDirs(spec.Root{Layers: []spec.Layer{l}}); err != nil {
+			cleanUp()
 			return nil, fmt.Errorf("preparing volume %s:%s:O: %v", m.Source, m.Target, err)
 		}
 		m.Layer = &l
 	}
-	return func() { _ = removeStorage(dir) }, nil
+	return cleanUp, nil
 }
 
 // planRoot lays out the sandbox's root on its storage.
