@@ -26,25 +26,50 @@ func releaseWhenIdle() { time.AfterFunc(idleAfter, releaseStartupMemory) }
 // minor fault. Returning the free heap too (debug.FreeOSMemory) costs more:
 // the first collection's work buffers outweigh what it gives back.
 func releaseStartupMemory() {
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return
 	}
-	var ranges [][2]uintptr
-	for _, line := range strings.Split(string(maps), "\n") {
-		if start, end, ok := readOnlyFileMapping(line); ok {
-			ranges = append(ranges, [2]uintptr{start, end})
-		}
-	}
+	ranges := droppableMappings(string(smaps))
 	// All at the end: code run after its pages are dropped maps them
 	// again, 64 KiB at a time.
 	for _, r := range ranges {
 		// MADV_DONTNEED only drops page table entries: a private file
 		// mapping never written to reads the file again on the next
-		// access, so nothing is lost. Writable mappings (.data, heap)
-		// would lose their contents and are left alone.
+		// access, so nothing is lost.
 		_, _, _ = unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
 	}
+}
+
+// droppableMappings lists, from /proc/PID/smaps, the read-only private file
+// mappings that hold no page of their own. A read-only mapping may still
+// have been written before it was made read-only: the dynamic loader
+// relocates a cgo build's libraries and GOT, then protects them (RELRO).
+// Those written pages are the mapping's Anonymous ones, and dropping them
+// would bring back the unrelocated file: the next call through them jumps
+// to nowhere.
+func droppableMappings(smaps string) [][2]uintptr {
+	var ranges [][2]uintptr
+	var start, end uintptr
+	ok := false
+	for _, line := range strings.Split(smaps, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(f[0], ":") {
+			// A mapping's first line, as in /proc/PID/maps.
+			start, end, ok = readOnlyFileMapping(line)
+			continue
+		}
+		if ok && f[0] == "Anonymous:" {
+			if len(f) > 1 && f[1] == "0" {
+				ranges = append(ranges, [2]uintptr{start, end})
+			}
+			ok = false
+		}
+	}
+	return ranges
 }
 
 // readOnlyFileMapping parses a /proc/PID/maps line and reports the range of

@@ -2,6 +2,7 @@ package userns
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +31,28 @@ func TestReadOnlyFileMapping(t *testing.T) {
 		if start != c.start || end != c.end || ok != c.ok {
 			t.Errorf("readOnlyFileMapping(%q) = %#x, %#x, %v; want %#x, %#x, %v", c.line, start, end, ok, c.start, c.end, c.ok)
 		}
+	}
+}
+
+func TestDroppableMappings(t *testing.T) {
+	smaps := `00400000-00a49000 r-xp 00000000 fe:00 1234 /usr/local/bin/ursb
+Size:               6436 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
+7f0000000000-7f0000002000 r--p 001d4000 fe:00 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+Size:                  8 kB
+Anonymous:             8 kB
+VmFlags: rd mr mw me ac
+7f0000002000-7f0000003000 r--p 00000000 fe:00 98 /usr/lib/x86_64-linux-gnu/libc.so.6
+Size:                  4 kB
+Anonymous:             0 kB
+01195000-011f9000 rw-p 00d95000 fe:00 1234 /usr/local/bin/ursb
+Anonymous:             0 kB
+`
+	got := droppableMappings(smaps)
+	want := [][2]uintptr{{0x400000, 0xa49000}, {0x7f0000002000, 0x7f0000003000}}
+	if !slices.Equal(got, want) {
+		t.Errorf("droppableMappings = %#x, want %#x (never a relocated, RELRO page)", got, want)
 	}
 }
 
