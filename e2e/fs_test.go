@@ -1346,4 +1346,27 @@ func TestCopyOnWriteVolumeKeepsMountFlags(t *testing.T) {
 			t.Errorf("the copy-on-write volume of a nosuid,nodev mount has the options %q, without %s", lines[1], want)
 		}
 	}
+	// The same mount as a layer of the host's / made copy-on-write.
+	res = mustRun(t, "run", "--overlay", "kernel", "--", "sh", "-c", `grep " `+sub+` " /proc/self/mountinfo | cut -d' ' -f6`)
+	opts = strings.Split(strings.TrimSpace(res.Stdout), ",")
+	for _, want := range []string{"nosuid", "nodev"} {
+		if !slices.Contains(opts, want) {
+			t.Errorf("the layer over the host's nosuid,nodev mount %s has the options %q, without %s", sub, res.Stdout, want)
+		}
+	}
+}
+
+// A mount target that a symlink in the rootfs leads to / is refused: the
+// mount would lie under the root, and the volume would silently not be.
+func TestMountTargetLeadingToRootRefused(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	if err := os.Symlink("..", filepath.Join(rootfs, "vol")); err != nil {
+		t.Fatal(err)
+	}
+	for _, flags := range [][]string{{"-v", t.TempDir() + ":/vol:ro"}, {"-v", t.TempDir() + ":/vol:O"}, {"--tmpfs", "/vol"}} {
+		res := ursb(t, "", append(append([]string{"run", "--rootfs", rootfs}, flags...), "--", "true")...)
+		if res.Code != 125 || !strings.Contains(res.Stderr, "leads to the sandbox's root") || strings.Count(res.Stderr, "\n") != 1 {
+			t.Errorf("%v with /vol -> ..: want exit 125 and one line saying where it leads, got %v", flags, res)
+		}
+	}
 }

@@ -171,6 +171,15 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		// Host set-uid files belong to ids outside the sandbox anyway.
 		attr = unix.MOUNT_ATTR_NOSUID
 	}
+	// An overlay is a new mount: the flags of the host's mount of its
+	// lower, which a bind would keep, are given to it.
+	layerAttr := func(l spec.Layer) uint64 {
+		var fs unix.Statfs_t
+		if unix.Statfs(l.Lower, &fs) != nil {
+			return attr
+		}
+		return attr | hostMountAttrs(fs)
+	}
 	root := s.Root
 	if root.Overlay == spec.OverlayFuse {
 		if err := fuseoverlay.WaitFuse(r.stage, 10*time.Second); err != nil {
@@ -184,7 +193,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
 		}
 	} else {
-		top, err := fuseoverlay.MountKernel(root, root.Layers[0], attr)
+		top, err := fuseoverlay.MountKernel(root, root.Layers[0], layerAttr(root.Layers[0]))
 		if err == nil {
 			err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, r.stage, unix.MOVE_MOUNT_F_EMPTY_PATH)
 			top.Close()
@@ -204,7 +213,7 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
-		top, err := fuseoverlay.MountKernel(root, l, attr)
+		top, err := fuseoverlay.MountKernel(root, l, layerAttr(l))
 		if err != nil {
 			// Some filesystems cannot be an overlay's lower layer;
 			// they are shown read-only rather than not at all.
@@ -345,10 +354,29 @@ func (r *rootfs) openIn(path string, flags uint64) (*os.File, error) {
 // dirIn is openIn for a directory, creating the missing ones (which
 // pathrs-lite does without leaving the root either).
 func (r *rootfs) dirIn(path string) (*os.File, error) {
-	if f, err := r.openIn(path, unix.O_DIRECTORY); err == nil {
-		return f, nil
+	f, err := r.openIn(path, unix.O_DIRECTORY)
+	if err != nil {
+		if f, err = pathrs.MkdirAllHandle(r.dir, path, 0o755); err != nil {
+			return nil, err
+		}
 	}
-	return pathrs.MkdirAllHandle(r.dir, path, 0o755)
+	// A symlink in the rootfs may lead a target to / itself, where a
+	// mount would lie under the root, seen by nothing.
+	if sameFile(f, r.dir) {
+		f.Close()
+		return nil, fmt.Errorf("%s leads to the sandbox's root", path)
+	}
+	return f, nil
+}
+
+// sameFile tells whether a and b are the same file on the same mount.
+func sameFile(a, b *os.File) bool {
+	var sa, sb unix.Statx_t
+	const mask = unix.STATX_INO | unix.STATX_MNT_ID
+	if unix.Statx(int(a.Fd()), "", unix.AT_EMPTY_PATH, mask, &sa) != nil || unix.Statx(int(b.Fd()), "", unix.AT_EMPTY_PATH, mask, &sb) != nil {
+		return false
+	}
+	return sa.Ino == sb.Ino && sa.Dev_major == sb.Dev_major && sa.Dev_minor == sb.Dev_minor && sa.Mnt_id == sb.Mnt_id
 }
 
 // fileIn is dirIn for a mount target that must be a non-directory.
@@ -413,15 +441,7 @@ func (r *rootfs) overlayVolume(src *os.File, m spec.Mount) error {
 	if err := unix.Fstatfs(int(src.Fd()), &fs); err != nil {
 		return err
 	}
-	attr := mountAttrs(m)
-	for _, f := range []struct {
-		st   int64
-		attr uint64
-	}{{unix.ST_NOSUID, unix.MOUNT_ATTR_NOSUID}, {unix.ST_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.ST_NOEXEC, unix.MOUNT_ATTR_NOEXEC}} {
-		if fs.Flags&f.st != 0 {
-			attr |= f.attr
-		}
-	}
+	attr := mountAttrs(m) | hostMountAttrs(fs)
 	dst, err := r.dirIn(m.Target)
 	if err != nil {
 		return err
@@ -430,11 +450,33 @@ func (r *rootfs) overlayVolume(src *os.File, m spec.Mount) error {
 	l := *m.Layer
 	l.Lower = fdPath(src)
 	top, err := fuseoverlay.MountKernel(spec.Root{Volatile: true}, l, attr)
+	if errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("kernel overlayfs: %w (if %s has host mounts below it: an overlay in a user namespace cannot take them; drop O, or use ro)", err, m.Source)
+	}
 	if err != nil {
-		return fmt.Errorf("kernel overlayfs: %w (an overlay in a user namespace cannot take a directory with host mounts below it; drop O, or use ro)", err)
+		return fmt.Errorf("kernel overlayfs: %w", err)
 	}
 	defer top.Close()
 	return attach(top, dst)
+}
+
+// stNoSymFollow is statfs's ST_NOSYMFOLLOW (Linux 5.10), which
+// golang.org/x/sys/unix does not name.
+const stNoSymFollow = 0x2000
+
+// hostMountAttrs are the MOUNT_ATTR_* flags of the host's mount that fs
+// describes, for a new mount that shows its files.
+func hostMountAttrs(fs unix.Statfs_t) uint64 {
+	var attr uint64
+	for _, f := range []struct {
+		st   int64
+		attr uint64
+	}{{unix.ST_NOSUID, unix.MOUNT_ATTR_NOSUID}, {unix.ST_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.ST_NOEXEC, unix.MOUNT_ATTR_NOEXEC}, {stNoSymFollow, unix.MOUNT_ATTR_NOSYMFOLLOW}} {
+		if fs.Flags&f.st != 0 {
+			attr |= f.attr
+		}
+	}
+	return attr
 }
 
 // mountAttrs turns a volume's options into MOUNT_ATTR_* flags.
