@@ -71,6 +71,8 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 command -v newuidmap >/dev/null || need_pkgs+=(uidmap)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 [[ -x /sbin/mkfs.ext4 || -x /usr/sbin/mkfs.ext4 ]] || need_pkgs+=(e2fsprogs)
+# The kernel's modules are indexed for the initramfs; minimal images lack it.
+command -v depmod >/dev/null || [[ -x /sbin/depmod ]] || need_pkgs+=(kmod)
 # Only the test of the user manager's scope needs a bus: without one it
 # skips, so a user without root may do without.
 if ! command -v dbus-daemon >/dev/null; then
@@ -88,7 +90,6 @@ if ((${#need_pkgs[@]})); then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
-command -v depmod >/dev/null || [[ -x /sbin/depmod ]] || die "depmod is missing; install kmod"
 PATH=$PATH:/sbin:/usr/sbin
 
 # --- the kernel --------------------------------------------------------------
@@ -215,25 +216,59 @@ log "initramfs $(du -h "$initrd" | cut -f1), kernel $kver"
 
 # --- boot --------------------------------------------------------------------
 
-accel=(-accel tcg,thread=multi)
+timeout_s=${URSB_LANE_TIMEOUT:-900}
+console=${URSB_LANE_LOG:-$work/console.log}
+
+# boot runs the VM with the accelerator given, its console on stdout and in
+# $console, and returns qemu's status. Under nested virtualisation KVM can
+# fail to emulate an instruction the guest kernel uses; qemu then stops the
+# guest and waits for a debugger, so boot ends it as soon as it says so
+# (status 200) rather than hang until the timeout.
+boot() {
+	# panic=-1 with -no-reboot turns any guest panic (init dying included)
+	# into a prompt exit instead of a hang until the timeout.
+	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
+		-nographic -no-reboot -m 2G -smp 2 -nic none "$@" \
+		-drive file="$disk",format=raw,if=virtio \
+		-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
+		</dev/null >"$console" 2>&1 &
+	local vm=$! status broken=0
+	tail -n +1 -f --pid="$vm" "$console" &
+	local tailer=$!
+	while kill -0 "$vm" 2>/dev/null; do
+		if grep -aq 'KVM internal error' "$console"; then
+			broken=1
+			kill "$vm"
+			break
+		fi
+		sleep 1
+	done
+	wait "$vm"
+	status=$?
+	wait "$tailer"
+	((broken)) && return 200
+	return "$status"
+}
+
+start=$(date +%s)
+set +e
+vm_status=200
 if [[ -w /dev/kvm ]]; then
-	accel=(-accel kvm -cpu host)
+	boot -accel kvm -cpu host
+	vm_status=$?
+	if ((vm_status == 200)); then
+		log "KVM failed inside the guest (nested virtualisation?): booting again with software emulation"
+		# The first boot may have written to the home disk.
+		mkfs.ext4 -q -F -E root_owner="$TEST_UID:$TEST_UID" "$disk"
+	fi
 else
 	log "no /dev/kvm: software emulation, expect it to be slow"
 fi
-timeout_s=${URSB_LANE_TIMEOUT:-900}
-console=${URSB_LANE_LOG:-$work/console.log}
-start=$(date +%s)
-set +e
-# panic=-1 with -no-reboot turns any guest panic (init dying included) into
-# a prompt exit instead of a hang until the timeout.
-timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
-	-nographic -no-reboot -m 2G -smp 2 -nic none "${accel[@]}" \
-	-drive file="$disk",format=raw,if=virtio \
-	-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
-	</dev/null 2>&1 | tee "$console"
-vm_status=${PIPESTATUS[0]}
+if ((vm_status == 200)); then
+	boot -accel tcg,thread=multi
+	vm_status=$?
+fi
 set -e
 elapsed=$(($(date +%s) - start))
 
