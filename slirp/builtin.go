@@ -250,9 +250,7 @@ func (b *builtinNet) close() error {
 		b.s.Wait()
 	}
 	if b.tap != nil {
-		// Closing the last reference deletes the tap, which waits for an
-		// RCU grace period: let that overlap ursb's other clean-up.
-		go b.tap.Close()
+		b.tap.Close()
 	}
 	return nil
 }

@@ -59,6 +59,16 @@ func createTap(name string) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("creating tap %s: %w", name, err)
 	}
+	// Closing the last descriptor of a tap that is not persistent
+	// unregisters the device, which waits for every pending RCU callback
+	// (rcu_barrier in netdev_run_todo): over 10 ms, in the close of
+	// whoever holds it last, ursb's exit. A persistent tap outlives its
+	// descriptors and goes with the sandbox's network namespace, whose
+	// devices the kernel deletes in the background.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("making tap %s persistent: %w", name, err)
+	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
 }
 
