@@ -187,24 +187,57 @@ func MakeDirs(r spec.Root) error {
 	return nil
 }
 
-// RemoveTree deletes dir as its owner can: overlay leaves work directories
-// with mode 000, which need opening up first. It fails on files owned by
-// other (subordinate) ids; those need a user namespace.
+// RemoveTree deletes dir as its owner can, in one pass: overlay leaves work
+// directories with mode 000, which are opened up as they are met. It fails
+// on files owned by other (subordinate) ids; those need a user namespace.
 func RemoveTree(dir string) error {
-	err := os.RemoveAll(dir)
-	if err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if d != nil && d.IsDir() {
-			_ = unix.Chmod(path, 0o700)
+	parent, err := unix.Open(filepath.Dir(dir), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
 		}
-		return nil
-	})
-	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return &os.PathError{Op: "open", Path: filepath.Dir(dir), Err: err}
+	}
+	defer unix.Close(parent)
+	err = removeAt(parent, filepath.Base(dir))
+	if err == unix.ENOTDIR || err == unix.ELOOP {
+		err = unix.Unlinkat(parent, filepath.Base(dir), 0)
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "remove", Path: dir, Err: err}
 	}
 	return nil
+}
+
+// removeAt deletes the directory name in parent and everything below it,
+// never following a symbolic link.
+func removeAt(parent int, name string) error {
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(parent, name, flags, 0)
+	if err == unix.EACCES {
+		// A directory (a link would fail with ELOOP), unreadable to its
+		// owner: the only way in is to give the owner its rights back.
+		if err = unix.Fchmodat(parent, name, 0o700, 0); err == nil {
+			fd, err = unix.Openat(parent, name, flags, 0)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), name)
+	entries, err := d.ReadDir(-1)
+	for _, e := range entries {
+		if e.IsDir() {
+			err = errors.Join(err, removeAt(fd, e.Name()))
+		} else if uerr := unix.Unlinkat(fd, e.Name(), 0); uerr != nil && uerr != unix.ENOENT {
+			err = errors.Join(err, uerr)
+		}
+	}
+	d.Close()
+	if err != nil {
+		return err
+	}
+	return unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
 }
 
 // IsOwnPath tells whether path is one of OwnPaths or below one.

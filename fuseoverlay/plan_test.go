@@ -1,0 +1,57 @@
+package fuseoverlay
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRemoveTree(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	if err := os.MkdirAll(filepath.Join(outside, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "storage")
+	// Overlay's work directory: mode 000 with a directory inside.
+	work := filepath.Join(dir, "work", "root", "work")
+	if err := os.MkdirAll(filepath.Join(work, "incompat", "volatile"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	upper := filepath.Join(dir, "upper", "root", "etc")
+	if err := os.MkdirAll(upper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "hosts"), []byte("x"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	// Links the sandbox left are removed, never followed.
+	if err := os.Symlink(outside, filepath.Join(upper, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveTree(dir); err != nil {
+		t.Fatalf("RemoveTree: %v", err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists: %v", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Errorf("the link's target was touched: %v", err)
+	}
+	if err := RemoveTree(dir); err != nil {
+		t.Errorf("removing what is gone: %v", err)
+	}
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveTree(file); err != nil {
+		t.Errorf("removing a file: %v", err)
+	}
+	if _, err := os.Lstat(file); !os.IsNotExist(err) {
+		t.Errorf("%s still exists", file)
+	}
+}
