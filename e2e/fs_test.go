@@ -1370,3 +1370,32 @@ func TestMountTargetLeadingToRootRefused(t *testing.T) {
 		}
 	}
 }
+
+// A root filesystem unpacked by root belongs to an id the sandbox does not
+// map: it can be used as it is, but nothing can be created in its
+// directories, /etc/hosts included. ursb says so in one line and leaves
+// nothing behind.
+func TestRootOwnedRootfs(t *testing.T) {
+	rootfs := os.Getenv("URSB_E2E_ROOT_OWNED_ROOTFS")
+	if rootfs == "" {
+		t.Skip("URSB_E2E_ROOT_OWNED_ROOTFS is not set: scripts/test.sh, run as root, makes a busybox root filesystem owned by root and names it")
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "etc", "hosts")); err == nil {
+		t.Skipf("%s/etc/hosts exists; the fixture must lack it", rootfs)
+	}
+	st := newStore(t)
+	res := st.mustRun("run", "--rootfs", rootfs, "--net", "host", "--", "sh", "-c", "id -u; touch /etc/new 2>/dev/null && echo WROTE; true")
+	if got := strings.TrimSpace(res.Stdout); got != "0" {
+		t.Fatalf("a root-owned root filesystem used as it is: got %q, want 0 and no write into its /etc (stderr %q)", got, res.Stderr)
+	}
+	res = st.run("", "run", "--rootfs", rootfs, "--net", "none", "--", "true")
+	lines := strings.Split(strings.TrimRight(res.Stderr, "\n"), "\n")
+	if res.Code != 125 || len(lines) != 1 || !strings.Contains(lines[0], "/etc/hosts") || !strings.Contains(lines[0], "not mapped in the sandbox") {
+		t.Fatalf("want exit 125 and one line naming /etc/hosts and its unmapped directory, got %d: %q", res.Code, res.Stderr)
+	}
+	assertNoLeftovers(t, st.runtime)
+	entries, _ := os.ReadDir(filepath.Join(st.data, "ursb", "scratch"))
+	if len(entries) != 0 {
+		t.Fatalf("storage left behind: %v", entries)
+	}
+}

@@ -140,6 +140,11 @@ if [ "$(id -u)" = 0 ]; then
 	if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT"; fi
 	mount -t tmpfs -o size=64k,mode=755,nosuid,nodev ursb-e2e "$SUBMOUNT"
 	echo submount >"$SUBMOUNT/hello"
+	# A root filesystem unpacked by root, without /etc/hosts.
+	rootowned=$work/root-owned-rootfs
+	mkdir -p "$rootowned/bin" "$rootowned/etc" "$rootowned/proc" "$rootowned/dev" "$rootowned/sys"
+	cp /bin/busybox "$rootowned/bin/busybox"
+	for cmd in sh id touch true; do ln -s busybox "$rootowned/bin/$cmd"; done
 	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 	# The suite's shell moves itself into the delegated leaf before it
 	# becomes the test user. nsenter joins only the network namespace:
@@ -155,7 +160,8 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" "${cgroup_env[@]}"
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" \
+		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else
 	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
