@@ -90,6 +90,13 @@ func (c channel) recv() (message, []int, error) {
 	rerr := rc.Read(func(fd uintptr) bool {
 		var size int
 		size, _, err = unix.Recvfrom(int(fd), nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		if err == unix.ECONNRESET {
+			// A peer that exits with our messages unread leaves
+			// ECONNRESET, which the kernel reports, once, before the
+			// messages it sent first: its last word (why init failed)
+			// still follows.
+			size, _, err = unix.Recvfrom(int(fd), nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		}
 		if err != nil || size == 0 {
 			// Nothing sent here is empty: zero means the peer is gone.
 			return true

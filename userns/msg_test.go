@@ -81,3 +81,24 @@ func TestChannelClosedUnderReader(t *testing.T) {
 		}
 	}
 }
+
+// init's last word reaches ursb even when init exits with a message of
+// ursb's unread (the network's go-ahead, sent while init failed): the
+// kernel then reports ECONNRESET before the messages init sent.
+func TestChannelLastWordAfterUnreadMessage(t *testing.T) {
+	parent, child := channelPair(t)
+	if err := parent.send(message{Kind: msgNet}); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.send(message{Kind: msgError, Err: "setting up the sandbox: failed", Code: 125}); err != nil {
+		t.Fatal(err)
+	}
+	child.f.Close()
+	m, _, err := parent.recv()
+	if err != nil || m.Kind != msgError || m.Err != "setting up the sandbox: failed" {
+		t.Fatalf("got %q %q, err %v; want init's error", m.Kind, m.Err, err)
+	}
+	if _, _, err := parent.recv(); err == nil {
+		t.Fatal("a closed peer must read as an error")
+	}
+}
