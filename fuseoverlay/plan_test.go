@@ -3,6 +3,7 @@ package fuseoverlay
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -28,6 +29,19 @@ func TestRemoveTree(t *testing.T) {
 	// Links the sandbox left are removed, never followed.
 	if err := os.Symlink(outside, filepath.Join(upper, "link")); err != nil {
 		t.Fatal(err)
+	}
+	// A host-root sandbox's layers: more subtrees than removers.
+	for i := range 3 * removers {
+		layer := filepath.Join(dir, "work", "layers", strconv.Itoa(i), "work")
+		if err := os.MkdirAll(filepath.Join(layer, "incompat", "volatile"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(layer, "incompat", "f"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(layer, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Chmod(work, 0); err != nil {
 		t.Fatal(err)
