@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -227,11 +228,7 @@ func (r *remover) removeAt(parent int, name string) error {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(parent, name, flags, 0)
 	if err == unix.EACCES {
-		// A directory (a link would fail with ELOOP), unreadable to its
-		// owner: the only way in is to give the owner its rights back.
-		if err = unix.Fchmodat(parent, name, 0o700, 0); err == nil {
-			fd, err = unix.Openat(parent, name, flags, 0)
-		}
+		fd, err = openUnreadable(parent, name)
 	}
 	if err != nil {
 		return err
@@ -270,6 +267,22 @@ func (r *remover) removeAt(parent int, name string) error {
 		return err
 	}
 	return unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
+}
+
+// openUnreadable opens the directory name in parent that its owner may not
+// read, giving the owner its rights back first. The directory is pinned
+// with O_PATH and changed through that descriptor: fchmodat(2) would
+// follow a link put in its place.
+func openUnreadable(parent int, name string) (int, error) {
+	pin, err := unix.Openat(parent, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pin)
+	if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(pin), 0o700); err != nil {
+		return -1, err
+	}
+	return unix.Openat(pin, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
 
 // IsOwnPath tells whether path is one of OwnPaths or below one.
