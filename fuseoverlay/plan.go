@@ -236,11 +236,16 @@ func (r *remover) removeAt(parent int, name string) error {
 	d := os.NewFile(uintptr(fd), name)
 	entries, err := d.ReadDir(-1)
 	var mu sync.Mutex
+	failed := func(ferr error) {
+		mu.Lock()
+		err = errors.Join(err, ferr)
+		mu.Unlock()
+	}
 	var sub sync.WaitGroup
 	for _, e := range entries {
 		if !e.IsDir() {
 			if uerr := unix.Unlinkat(fd, e.Name(), 0); uerr != nil && uerr != unix.ENOENT {
-				err = errors.Join(err, uerr)
+				failed(uerr)
 			}
 			continue
 		}
@@ -249,16 +254,10 @@ func (r *remover) removeAt(parent int, name string) error {
 			sub.Add(1)
 			go func() {
 				defer func() { <-r.spare; sub.Done() }()
-				serr := r.removeAt(fd, e.Name())
-				mu.Lock()
-				err = errors.Join(err, serr)
-				mu.Unlock()
+				failed(r.removeAt(fd, e.Name()))
 			}()
 		default:
-			serr := r.removeAt(fd, e.Name())
-			mu.Lock()
-			err = errors.Join(err, serr)
-			mu.Unlock()
+			failed(r.removeAt(fd, e.Name()))
 		}
 	}
 	sub.Wait()

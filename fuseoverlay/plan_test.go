@@ -43,6 +43,10 @@ func TestRemoveTree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A file after the layers, removed while they are.
+	if err := os.WriteFile(filepath.Join(dir, "work", "layers", "zz"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(work, 0); err != nil {
 		t.Fatal(err)
 	}
