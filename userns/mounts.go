@@ -357,7 +357,7 @@ func (r *rootfs) dirIn(path string) (*os.File, error) {
 	f, err := r.openIn(path, unix.O_DIRECTORY)
 	if err != nil {
 		if f, err = pathrs.MkdirAllHandle(r.dir, path, 0o755); err != nil {
-			return nil, err
+			return nil, uncreatable(path, err)
 		}
 	}
 	// A symlink in the rootfs may lead a target to / itself, where a
@@ -396,10 +396,20 @@ func (r *rootfs) fileIn(path string) (*os.File, error) {
 	defer parent.Close()
 	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(path), unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, uncreatable(path, err)
 	}
 	unix.Close(fd)
 	return r.openIn(path, 0)
+}
+
+// uncreatable explains why a missing mount target could not be made: a
+// directory copied up into the sandbox's layer keeps its owner, which must
+// be mapped inside, and in a root filesystem unpacked by root none is.
+func uncreatable(path string, err error) error {
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOVERFLOW) {
+		return fmt.Errorf("%w: it is missing from the root filesystem and cannot be created there, as its directory belongs to an id not mapped in the sandbox (a root filesystem unpacked by root?); create %s in it, or use a root filesystem you own", err, path)
+	}
+	return err
 }
 
 func (r *rootfs) mountFS(target, source, fstype string, flags uintptr, data string) error {

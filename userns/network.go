@@ -171,11 +171,6 @@ func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
 				return err
 			}
 			dst, err := r.fileThroughLinks(f.inside)
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOVERFLOW) {
-				// Copied up into the sandbox's layer, a directory
-				// keeps its owner, which must be mapped inside.
-				err = fmt.Errorf("%w: it is missing from the root filesystem and cannot be created there, as its directory belongs to an id not mapped in the sandbox (a root filesystem unpacked by root?); create %s in it, or use a root filesystem you own", err, f.inside)
-			}
 			if err == nil {
 				err = unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND, "")
 				dst.Close()
