@@ -14,10 +14,8 @@ import (
 	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
 	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
 	gvport "github.com/rootless-containers/rootlesskit/v3/pkg/port/gvisortapvsock"
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -56,7 +54,7 @@ type builtinNet struct {
 	natM sync.Mutex
 
 	mu       sync.Mutex
-	tap      *os.File
+	tap      *tapEndpoint
 	dnsConns []io.Closer
 	closed   bool
 
@@ -163,25 +161,14 @@ func (b *builtinNet) attachTap(f *os.File) error {
 		f.Close()
 		return fmt.Errorf("builtin network: no tap expected now")
 	}
-	// The stack polls the descriptor itself and needs it non-blocking.
-	// O_NONBLOCK lives in the open file description, which the child
-	// shares until it closes its copy: it does no more I/O on it.
-	if err := unix.SetNonblock(int(f.Fd()), true); err != nil {
-		f.Close()
-		return err
-	}
-	ep, err := fdbased.New(&fdbased.Options{
-		FDs:            []int{int(f.Fd())},
-		MTU:            uint32(b.o.MTU),
-		EthernetHeader: true,
-		Address:        gatewayMAC,
-	})
+	ep, err := newTapEndpoint(f, uint32(b.o.MTU), gatewayMAC)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("builtin network: %v", err)
 	}
-	b.tap = f
+	b.tap = ep
 	if terr := b.s.CreateNIC(nicID, ep); terr != nil {
+		ep.Close()
 		return fmt.Errorf("builtin network: creating the NIC: %s", terr)
 	}
 	for _, a := range []string{GatewayIP, DNSIP} {
@@ -246,11 +233,9 @@ func (b *builtinNet) close() error {
 		c.Close()
 	}
 	if b.s != nil {
+		// Wait removes the NIC, which closes the tap.
 		b.s.Close()
 		b.s.Wait()
-	}
-	if b.tap != nil {
-		b.tap.Close()
 	}
 	return nil
 }
