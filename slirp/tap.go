@@ -84,6 +84,7 @@ func (e *tapEndpoint) Attach(d stack.NetworkDispatcher) {
 	defer e.mu.Unlock()
 	switch {
 	case d != nil && e.dispatcher == nil:
+		_ = e.f.SetReadDeadline(time.Time{}) // a detach before set one
 		e.dispatcher = d
 		e.reading.Add(1)
 		go e.read(d)
