@@ -1045,12 +1045,16 @@ func TestMissingMountTargetsMadeInUpper(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	writeFiles(t, filepath.Dir(file), map[string]string{"file": "file\n"})
 	before := tree(t, rootfs)
-	res := s.mustRun("run", "--rootfs", rootfs, "-v", vol+":/new/deep/vol", "-v", file+":/etc/new/file", "--tmpfs", "/other/tmp", "--",
-		"sh", "-c", "cat /new/deep/vol/marker /etc/new/file; stat -f -c %T /other/tmp")
-	if want := "vol\nfile\ntmpfs\n"; res.Stdout != want {
+	// A file target right under / has the root itself for its directory.
+	res := s.mustRun("run", "--rootfs", rootfs, "-v", vol+":/new/deep/vol", "-v", file+":/etc/new/file", "-v", file+":/top-file", "--tmpfs", "/other/tmp", "--",
+		"sh", "-c", "cat /new/deep/vol/marker /etc/new/file /top-file; stat -f -c %T /other/tmp")
+	if want := "vol\nfile\nfile\ntmpfs\n"; res.Stdout != want {
 		t.Fatalf("the mounts should be at their targets inside: got %q, want %q", res.Stdout, want)
 	}
 	assertSameTree(t, "the --rootfs directory (missing mount targets belong in the upper layer)", before, tree(t, rootfs))
+	if res := s.mustRun("run", "-v", file+":/top-file", "--", "cat", "/top-file"); res.Stdout != "file\n" {
+		t.Errorf("a file volume right under the host's /: got %q, want %q", res.Stdout, "file\n")
+	}
 }
 
 // procsMentioning returns "pid: cmdline" of every process whose command

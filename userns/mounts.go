@@ -351,20 +351,30 @@ func (r *rootfs) openIn(path string, flags uint64) (*os.File, error) {
 	}
 }
 
-// dirIn is openIn for a directory, creating the missing ones (which
-// pathrs-lite does without leaving the root either).
+// dirIn is mkdirIn for a directory mount target.
 func (r *rootfs) dirIn(path string) (*os.File, error) {
-	f, err := r.openIn(path, unix.O_DIRECTORY)
+	f, err := r.mkdirIn(path)
 	if err != nil {
-		if f, err = pathrs.MkdirAllHandle(r.dir, path, 0o755); err != nil {
-			return nil, uncreatable(path, err)
-		}
+		return nil, err
 	}
 	// A symlink in the rootfs may lead a target to / itself, where a
 	// mount would lie under the root, seen by nothing.
 	if sameFile(f, r.dir) {
 		f.Close()
 		return nil, fmt.Errorf("%s leads to the sandbox's root", path)
+	}
+	return f, nil
+}
+
+// mkdirIn is openIn for a directory, creating the missing ones (which
+// pathrs-lite does without leaving the root either).
+func (r *rootfs) mkdirIn(path string) (*os.File, error) {
+	f, err := r.openIn(path, unix.O_DIRECTORY)
+	if err == nil {
+		return f, nil
+	}
+	if f, err = pathrs.MkdirAllHandle(r.dir, path, 0o755); err != nil {
+		return nil, uncreatable(path, err)
 	}
 	return f, nil
 }
@@ -389,7 +399,8 @@ func (r *rootfs) fileIn(path string) (*os.File, error) {
 		}
 		return f, nil
 	}
-	parent, err := r.dirIn(filepath.Dir(path))
+	// The parent may be the root itself: the mount covers the file only.
+	parent, err := r.mkdirIn(filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
