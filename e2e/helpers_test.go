@@ -13,6 +13,17 @@ import (
 	"time"
 )
 
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(bulkClientEnv); addr != "" {
+		if err := bulkClient(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "bulk client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // result is what a user sees of one ursb invocation.
 type result struct {
 	Stdout string

@@ -282,31 +282,45 @@ func TestNetworkHostLoopback(t *testing.T) {
 	})
 }
 
-// bulkScript reads what the harness's server at 10.0.2.2 sends until it
-// shuts down its side, sends back as many random bytes, and prints the
-// SHA-256 of both.
-const bulkScript = `
-import hashlib, os, socket, sys
-s = socket.create_connection(("10.0.2.2", int(sys.argv[1])), timeout=20)
-got, n = hashlib.sha256(), 0
-while True:
-    b = s.recv(1 << 16)
-    if not b:
-        break
-    got.update(b)
-    n += len(b)
-out = os.urandom(n)
-s.sendall(out)
-s.close()
-print("got", n, got.hexdigest())
-print("sent", hashlib.sha256(out).hexdigest(), flush=True)
-`
+// bulkClientEnv, set in this test binary's environment, makes it the
+// sandbox's side of TestNetworkBulkTransfer instead of the suite (TestMain):
+// a static Go binary runs in any root, where python3 may be missing.
+const bulkClientEnv = "URSB_E2E_BULK_CLIENT"
+
+// bulkClient reads what the server at addr sends until it shuts down its
+// side, sends back as many random bytes, and prints the SHA-256 of both.
+func bulkClient(addr string) error {
+	c, err := net.DialTimeout("tcp4", addr, 20*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	got := sha256.New()
+	n, err := io.Copy(got, c)
+	if err != nil {
+		return err
+	}
+	out := make([]byte, n)
+	if _, err := rand.Read(out); err != nil {
+		return err
+	}
+	if _, err := c.Write(out); err != nil {
+		return err
+	}
+	fmt.Printf("got %d %x\nsent %x\n", n, got.Sum(nil), sha256.Sum256(out))
+	return nil
+}
 
 // TestNetworkBulkTransfer moves 8 MiB each way between the sandbox and the
 // host at both MTUs: large segments and their checksums cross the driver
 // (offloaded ones, with the builtin stack) and must arrive intact.
 func TestNetworkBulkTransfer(t *testing.T) {
-	python := requireTool(t, "python3")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := busyboxRootfs(t)
 	forEachDriver(t, func(t *testing.T, driver string) {
 		for _, mtu := range []string{"1500", "65520"} {
 			t.Run(mtu, func(t *testing.T) {
@@ -321,6 +335,7 @@ func TestNetworkBulkTransfer(t *testing.T) {
 				}
 				type transfer struct {
 					digest string
+					n      int64
 					err    error
 				}
 				back := make(chan transfer, 1)
@@ -338,11 +353,12 @@ func TestNetworkBulkTransfer(t *testing.T) {
 					}
 					_ = c.(*net.TCPConn).CloseWrite()
 					h := sha256.New()
-					_, err = io.Copy(h, c)
-					back <- transfer{hex.EncodeToString(h.Sum(nil)), err}
+					n, err := io.Copy(h, c)
+					back <- transfer{hex.EncodeToString(h.Sum(nil)), n, err}
 				}()
-				port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-				res := mustRunNet(t, "run", "--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", python, "-c", bulkScript, port)
+				addr := fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
+				res := mustRunNet(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-client:ro", "-e", bulkClientEnv+"="+addr,
+					"--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", "/bulk-client")
 				sum := sha256.Sum256(out)
 				if want := fmt.Sprintf("got %d %x", len(out), sum); !strings.Contains(res.Stdout, want) {
 					t.Errorf("the sandbox received other bytes than were sent: want %q in\n%s", want, res.Stdout)
@@ -352,7 +368,7 @@ func TestNetworkBulkTransfer(t *testing.T) {
 					t.Fatalf("the harness's side: %v", got.err)
 				}
 				if !strings.Contains(res.Stdout, "sent "+got.digest) {
-					t.Errorf("the harness received other bytes than the sandbox sent (SHA-256 %s):\n%s", got.digest, res.Stdout)
+					t.Errorf("the harness received other bytes than the sandbox sent (%d bytes, SHA-256 %s):\n%s", got.n, got.digest, res.Stdout)
 				}
 			})
 		}

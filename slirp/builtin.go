@@ -53,6 +53,9 @@ type builtinNet struct {
 	nat  map[tcpip.Address]tcpip.Address
 	natM sync.Mutex
 
+	// sending counts the relays still copying what the sandbox sent.
+	sending sync.WaitGroup
+
 	mu       sync.Mutex
 	tap      *tapEndpoint
 	dnsConns []io.Closer
@@ -87,7 +90,7 @@ func (b *builtinNet) setup() error {
 	}
 	// The forwarders dial from ursb, on the host's network, whatever the
 	// sandbox addresses: the filter in front decides what it may reach.
-	tcpFwd := forwarder.TCP(b.s, b.nat, &b.natM, false)
+	tcpFwd := b.tcpForwarder()
 	udpFwd := forwarder.UDP(b.s, b.nat, &b.natM, false)
 	b.s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if !b.reachable(id.LocalAddress) {
@@ -232,6 +235,9 @@ func (b *builtinNet) close() error {
 	for _, c := range b.dnsConns {
 		c.Close()
 	}
+	// The sandbox's sockets have drained into the stack (DrainTCP); what
+	// the relays still hold must reach the host before the stack goes.
+	waitTimeout(&b.sending, drainTimeout)
 	if b.s != nil {
 		// Wait removes the NIC, which closes the tap.
 		b.s.Close()

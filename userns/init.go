@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -62,7 +63,13 @@ func Init() {
 	releaseWhenIdle()
 	reqs := make(chan request, 16)
 	go readRequests(ch, reqs)
-	os.Exit(serve(s, ch, cmd, sigs, reqs))
+	code := serve(s, ch, cmd, sigs, reqs)
+	if userMode(s) {
+		// What the command sent just before it exited may still sit in
+		// its sockets; the network stops as soon as init exits.
+		_ = slirp.DrainTCP()
+	}
+	os.Exit(code)
 }
 
 // request is a message from the parent with its descriptors.

@@ -1,0 +1,80 @@
+//go:build !ursb_nobuiltin
+
+package slirp
+
+import (
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// tcpForwarder relays each TCP connection the sandbox opens to the world
+// through a connection ursb dials on the host. gvisor-tap-vsock's forwarder
+// does the same, but nothing outside it can tell when the sandbox's data
+// has reached the host, and close must not drop that data (drainTimeout).
+func (b *builtinNet) tcpForwarder() *tcp.Forwarder {
+	return tcp.NewForwarder(b.s, 0, 10, func(r *tcp.ForwarderRequest) {
+		id := r.ID()
+		dst := id.LocalAddress
+		b.natM.Lock()
+		if to, ok := b.nat[dst]; ok {
+			dst = to
+		}
+		b.natM.Unlock()
+		out, err := net.DialTimeout("tcp", net.JoinHostPort(dst.String(), strconv.Itoa(int(id.LocalPort))), 10*time.Second)
+		if err != nil {
+			r.Complete(true) // the sandbox sees a reset, as from the host
+			return
+		}
+		var wq waiter.Queue
+		ep, terr := r.CreateEndpoint(&wq)
+		r.Complete(false)
+		if terr != nil {
+			out.Close()
+			return
+		}
+		b.relay(gonet.NewTCPConn(&wq, ep), out.(*net.TCPConn))
+	})
+}
+
+// relay copies both ways between the sandbox's end in and the host's end
+// out, passing on each side's shutdown as the other's, until both ended.
+// b.sending counts the copies from the sandbox still running.
+func (b *builtinNet) relay(in *gonet.TCPConn, out *net.TCPConn) {
+	defer in.Close()
+	defer out.Close()
+	b.sending.Add(1)
+	back := make(chan struct{})
+	go func() {
+		defer close(back)
+		_, _ = io.Copy(in, out)
+		_ = in.CloseWrite()
+		_ = out.CloseRead()
+	}()
+	_, _ = io.Copy(out, in)
+	_ = out.CloseWrite()
+	_ = in.CloseRead()
+	b.sending.Done()
+	<-back
+}
+
+// waitTimeout waits for wg, or for timeout if that comes first.
+func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
