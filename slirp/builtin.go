@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
 	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
@@ -54,7 +55,7 @@ type builtinNet struct {
 	natM sync.Mutex
 
 	// sending counts the relays still copying what the sandbox sent.
-	sending sync.WaitGroup
+	sending atomic.Int64
 
 	mu       sync.Mutex
 	tap      *tapEndpoint
@@ -237,7 +238,7 @@ func (b *builtinNet) close() error {
 	}
 	// The sandbox's sockets have drained into the stack (DrainTCP); what
 	// the relays still hold must reach the host before the stack goes.
-	waitTimeout(&b.sending, drainTimeout)
+	b.waitSent()
 	if b.s != nil {
 		// Wait removes the NIC, which closes the tap.
 		b.s.Close()

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -60,21 +59,16 @@ func (b *builtinNet) relay(in *gonet.TCPConn, out *net.TCPConn) {
 	_, _ = io.Copy(out, in)
 	_ = out.CloseWrite()
 	_ = in.CloseRead()
-	b.sending.Done()
+	b.sending.Add(-1)
 	<-back
 }
 
-// waitTimeout waits for wg, or for timeout if that comes first.
-func waitTimeout(wg *sync.WaitGroup, timeout time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+// waitSent waits, up to drainTimeout, until no relay is still copying what
+// the sandbox sent. A counter, not a WaitGroup: a sandbox sharing this
+// network may open connections while it waits.
+func (b *builtinNet) waitSent() {
+	deadline := time.Now().Add(drainTimeout)
+	for b.sending.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
 	}
 }
