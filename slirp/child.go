@@ -208,33 +208,14 @@ func routeRequest(index int, gw net.IP) []byte {
 	}
 	body = append(body, attr(unix.RTA_GATEWAY, gw.To4())...)
 	body = append(body, attr(unix.RTA_OIF, oif)...)
-	msg := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(body))
-	ne.PutUint32(msg[0:], uint32(unix.SizeofNlMsghdr+len(body)))
-	ne.PutUint16(msg[4:], unix.RTM_NEWROUTE)
-	ne.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
-	ne.PutUint32(msg[8:], 1) // sequence number
-	return append(msg, body...)
+	return netlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
 }
 
 // parseAck returns the error an rtnetlink acknowledgement carries.
 func parseAck(b []byte) error {
-	ne := binary.NativeEndian
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := int(ne.Uint32(b[0:]))
-		typ := ne.Uint16(b[4:])
-		if l < unix.SizeofNlMsghdr || l > len(b) {
-			return fmt.Errorf("malformed netlink message")
-		}
-		if typ == unix.NLMSG_ERROR {
-			if l < unix.SizeofNlMsghdr+4 {
-				return fmt.Errorf("short netlink acknowledgement")
-			}
-			if code := int32(ne.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
-				return unix.Errno(-code)
-			}
-			return nil
-		}
-		b = b[(l+unix.NLMSG_ALIGNTO-1) & ^(unix.NLMSG_ALIGNTO-1):]
+	done, err := walkNetlink(b, func(uint16) {})
+	if err == nil && !done {
+		return fmt.Errorf("no netlink acknowledgement")
 	}
-	return fmt.Errorf("no netlink acknowledgement")
+	return err
 }

@@ -32,10 +32,11 @@ func DrainTCP() error {
 	}
 	defer unix.Close(fd)
 	deadline := time.Now().Add(drainTimeout)
+	buf := make([]byte, 32<<10)
 	for {
 		n := 0
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			m, err := countSending(fd, family)
+			m, err := countSending(fd, family, buf)
 			if err != nil {
 				return err
 			}
@@ -52,25 +53,24 @@ func DrainTCP() error {
 }
 
 // countSending dumps family's TCP sockets in the unacknowledged states
-// through sock_diag and counts them.
-func countSending(fd int, family uint8) (int, error) {
-	ne := binary.NativeEndian
+// through sock_diag and counts them; buf holds the replies.
+func countSending(fd int, family uint8, buf []byte) (int, error) {
 	// struct inet_diag_req_v2: family, protocol, ext, pad, states, and a
 	// struct inet_diag_sockid left zero, as a dump wants.
-	const reqLen = 56
-	msg := make([]byte, unix.SizeofNlMsghdr+reqLen)
-	ne.PutUint32(msg[0:], uint32(len(msg)))
-	ne.PutUint16(msg[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	req := msg[unix.SizeofNlMsghdr:]
+	req := make([]byte, 56)
 	req[0] = family
 	req[1] = unix.IPPROTO_TCP
-	ne.PutUint32(req[4:], 1<<tcpFinWait1|1<<tcpLastAck|1<<tcpClosing)
+	binary.NativeEndian.PutUint32(req[4:], 1<<tcpFinWait1|1<<tcpLastAck|1<<tcpClosing)
+	msg := netlinkRequest(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, req)
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, err
 	}
 	n := 0
-	buf := make([]byte, 32<<10)
+	count := func(typ uint16) {
+		if typ == unix.SOCK_DIAG_BY_FAMILY {
+			n++
+		}
+	}
 	for {
 		got, _, err := unix.Recvfrom(fd, buf, 0)
 		if err == unix.EINTR {
@@ -79,26 +79,12 @@ func countSending(fd int, family uint8) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		b := buf[:got]
-		for len(b) >= unix.SizeofNlMsghdr {
-			l := int(ne.Uint32(b[0:]))
-			if l < unix.SizeofNlMsghdr || l > len(b) {
-				return 0, fmt.Errorf("malformed sock_diag message")
-			}
-			switch ne.Uint16(b[4:]) {
-			case unix.NLMSG_DONE:
-				return n, nil
-			case unix.NLMSG_ERROR:
-				if l >= unix.SizeofNlMsghdr+4 {
-					if code := int32(ne.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
-						return 0, unix.Errno(-code)
-					}
-				}
-				return n, nil
-			case unix.SOCK_DIAG_BY_FAMILY:
-				n++
-			}
-			b = b[(l+unix.NLMSG_ALIGNTO-1) & ^(unix.NLMSG_ALIGNTO-1):]
+		done, err := walkNetlink(buf[:got], count)
+		if err != nil {
+			return 0, err
+		}
+		if done {
+			return n, nil
 		}
 	}
 }
