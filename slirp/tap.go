@@ -20,9 +20,9 @@ import (
 )
 
 // The tap carries a struct virtio_net_hdr before every frame (IFF_VNET_HDR)
-// and has TCP segmentation offload on (createTap), so the sandbox's kernel passes TCP
-// segments of up to 64 KiB whole in both directions and splits them into
-// MTU-sized frames only where they enter the sandbox. Without it every
+// and has TCP segmentation offload on (createTap), so the sandbox's kernel
+// passes TCP segments of up to 64 KiB whole in both directions and splits
+// them into MTU-sized frames only where they enter the sandbox. Without it every
 // 1500-byte frame is a read, a trip through the stack and a write: --net
 // builtin at MTU 1500 moved a quarter of what it moves at 65520. gVisor's
 // fdbased endpoint takes virtio headers from sockets only, hence an
