@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -183,7 +184,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	if err := cmd.Start(); err != nil {
 		theirs.Close()
 		ours.Close()
-		return nil, fmt.Errorf("starting the sandbox: %w (is creating user namespaces allowed? run 'ursb check')", err)
+		return nil, startError(err, o)
 	}
 	theirs.Close()
 	exe.Close()
@@ -207,6 +208,33 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		return nil, err
 	}
 	return sb, nil
+}
+
+// startError says why init could not be started. clone3 answers ENOENT
+// when the cgroup the child was to be born in has been removed, and the
+// child's chdir answers the same when the stage has gone; either, said as
+// the bare errno next to init's path, reads like a missing binary.
+func startError(err error, o Options) error {
+	if errors.Is(err, unix.ENOENT) {
+		if o.CgroupFD >= 0 && !cgroupAlive(o.CgroupFD) {
+			return errors.New("starting the sandbox: its cgroup was removed before the sandbox could start in it; run it again")
+		}
+		if _, serr := os.Stat(o.Stage); serr != nil {
+			return fmt.Errorf("starting the sandbox: its runtime directory %s was removed before the sandbox could start; run it again", filepath.Dir(o.Stage))
+		}
+	}
+	return fmt.Errorf("starting the sandbox: %w (is creating user namespaces allowed? run 'ursb check')", err)
+}
+
+// cgroupAlive tells whether the cgroup directory fd still exists: the
+// kernel empties a removed cgroup's directory.
+func cgroupAlive(fd int) bool {
+	events, err := unix.Openat(fd, "cgroup.events", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(events)
+	return true
 }
 
 func (o Options) signals() []os.Signal {
