@@ -12,12 +12,14 @@ import (
 // to leave: a peer that stopped reading must not hold the exit for long.
 const drainTimeout = 2 * time.Second
 
-// TCP states (include/net/tcp_states.h) of a socket whose data or FIN its
-// peer has not acknowledged yet.
+// TCP states (include/net/tcp_states.h): the first three are a socket
+// whose data or FIN its peer has not acknowledged yet; the last, one whose
+// peer has closed while its owner has not.
 const (
-	tcpFinWait1 = 4
-	tcpLastAck  = 9
-	tcpClosing  = 11
+	tcpFinWait1  = 4
+	tcpLastAck   = 9
+	tcpClosing   = 11
+	tcpCloseWait = 8
 )
 
 // DrainTCP waits, for up to two seconds, until no TCP socket in the calling
@@ -25,7 +27,16 @@ const (
 // acknowledged. A process that writes and exits leaves its socket so, and
 // the kernel goes on sending; a user-mode network stopped at that moment
 // would cut the transfer short, where a host's network would not.
-func DrainTCP() error {
+//
+// pasta relays a connection to a published port through a socket of its
+// own inside the namespace (its splice path). Once the sandbox's end has
+// closed, pasta's end waits in CLOSE_WAIT until pasta has passed on what it
+// read, so with mode pasta those sockets are waited for as well.
+func DrainTCP(mode string) error {
+	states := uint32(1<<tcpFinWait1 | 1<<tcpLastAck | 1<<tcpClosing)
+	if mode == ModePasta {
+		states |= 1 << tcpCloseWait
+	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return err
@@ -36,7 +47,7 @@ func DrainTCP() error {
 	for {
 		n := 0
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			m, err := countSending(fd, family, buf)
+			m, err := countTCP(fd, family, states, buf)
 			if err != nil {
 				return err
 			}
@@ -52,15 +63,15 @@ func DrainTCP() error {
 	}
 }
 
-// countSending dumps family's TCP sockets in the unacknowledged states
-// through sock_diag and counts them; buf holds the replies.
-func countSending(fd int, family uint8, buf []byte) (int, error) {
+// countTCP dumps family's TCP sockets in states (a bit per state) through
+// sock_diag and counts them; buf holds the replies.
+func countTCP(fd int, family uint8, states uint32, buf []byte) (int, error) {
 	// struct inet_diag_req_v2: family, protocol, ext, pad, states, and a
 	// struct inet_diag_sockid left zero, as a dump wants.
 	req := make([]byte, 56)
 	req[0] = family
 	req[1] = unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(req[4:], 1<<tcpFinWait1|1<<tcpLastAck|1<<tcpClosing)
+	binary.NativeEndian.PutUint32(req[4:], states)
 	msg := netlinkRequest(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, req)
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, err

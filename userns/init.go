@@ -67,7 +67,7 @@ func Init() {
 	if userMode(s) {
 		// What the command sent just before it exited may still sit in
 		// its sockets; the network stops as soon as init exits.
-		_ = slirp.DrainTCP()
+		_ = slirp.DrainTCP(s.Network.Mode)
 	}
 	os.Exit(code)
 }
