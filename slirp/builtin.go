@@ -116,7 +116,7 @@ func (b *builtinNet) setup() error {
 	}
 	cctx := &rkport.ChildContext{
 		IP:        net.ParseIP(SandboxIP),
-		Network:   &stackProvider{s: b.s, mux: mux},
+		Network:   &stackProvider{s: b.s, mux: mux, sending: &b.sending},
 		GatewayIP: net.ParseIP(GatewayIP),
 	}
 	b.pub, err = startPublisher(d, cctx, b.o.Publish, nil)
@@ -254,8 +254,9 @@ func addr4(s string) tcpip.Address {
 // stackProvider is what rootlesskit's gvisor-tap-vsock port driver needs
 // of a virtual network.
 type stackProvider struct {
-	s   *stack.Stack
-	mux *http.ServeMux
+	s       *stack.Stack
+	mux     *http.ServeMux
+	sending *atomic.Int64
 }
 
 // Mux serves gvisor-tap-vsock's forwarder API, used for UDP ports.
@@ -267,5 +268,9 @@ func (p *stackProvider) DialContextTCP(ctx context.Context, addr string) (net.Co
 	if err != nil {
 		return nil, err
 	}
-	return gonet.DialContextTCP(ctx, p.s, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4Slice(ap.IP.To4()), Port: uint16(ap.Port)}, ipv4.ProtocolNumber)
+	c, err := gonet.DialContextTCP(ctx, p.s, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4Slice(ap.IP.To4()), Port: uint16(ap.Port)}, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, err
+	}
+	return newPublishedConn(c, p.sending), nil
 }

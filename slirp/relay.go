@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -44,7 +45,8 @@ func (b *builtinNet) tcpForwarder() *tcp.Forwarder {
 
 // relay copies both ways between the sandbox's end in and the host's end
 // out, passing on each side's shutdown as the other's, until both ended.
-// b.sending counts the copies from the sandbox still running.
+// b.sending counts the copies from the sandbox still running, here and in
+// the connections to published ports (publishedConn).
 func (b *builtinNet) relay(in *gonet.TCPConn, out *net.TCPConn) {
 	defer in.Close()
 	defer out.Close()
@@ -63,7 +65,59 @@ func (b *builtinNet) relay(in *gonet.TCPConn, out *net.TCPConn) {
 	<-back
 }
 
-// waitSent waits, up to drainTimeout, until no relay is still copying what
+// publishedConn is the sandbox's end of a connection to a published port,
+// dialed for rootlesskit's port driver, which copies it to the host's end.
+// It counts in sending until a read of it has failed after returning all
+// it had: the driver writes each read to the host before it reads again.
+type publishedConn struct {
+	halfCloser
+	sending *atomic.Int64
+	ended   atomic.Bool
+	// pending is an error held back from a read that also returned data.
+	pending error
+}
+
+// halfCloser is a connection that shuts down each direction on its own,
+// as gonet.TCPConn does and the port driver passes on.
+type halfCloser interface {
+	net.Conn
+	CloseRead() error
+	CloseWrite() error
+}
+
+func newPublishedConn(c halfCloser, sending *atomic.Int64) *publishedConn {
+	sending.Add(1)
+	return &publishedConn{halfCloser: c, sending: sending}
+}
+
+func (c *publishedConn) Read(p []byte) (int, error) {
+	if c.pending != nil {
+		c.end()
+		return 0, c.pending
+	}
+	n, err := c.halfCloser.Read(p)
+	switch {
+	case err != nil && n > 0:
+		c.pending = err
+		return n, nil
+	case err != nil:
+		c.end()
+	}
+	return n, err
+}
+
+func (c *publishedConn) Close() error {
+	c.end()
+	return c.halfCloser.Close()
+}
+
+func (c *publishedConn) end() {
+	if c.ended.CompareAndSwap(false, true) {
+		c.sending.Add(-1)
+	}
+}
+
+// waitSent waits, up to drainTimeout, until nothing is still copying what
 // the sandbox sent. A counter, not a WaitGroup: a sandbox sharing this
 // network may open connections while it waits.
 func (b *builtinNet) waitSent() {
