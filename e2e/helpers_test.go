@@ -21,6 +21,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if port := os.Getenv(bulkServerEnv); port != "" {
+		if err := bulkServer(port); err != nil {
+			fmt.Fprintln(os.Stderr, "bulk server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -312,6 +312,37 @@ func bulkClient(addr string) error {
 	return nil
 }
 
+// bulkServerEnv, like bulkClientEnv, makes this binary the sandbox's side
+// of TestNetworkPublishedBulkDownload.
+const bulkServerEnv = "URSB_E2E_BULK_SERVER"
+
+// bulkServer accepts one connection on port, sends it 8 MiB of random
+// bytes and exits at once, the way a server that has done its job does; it
+// prints the SHA-256 of what it sent.
+func bulkServer(port string) error {
+	ln, err := net.Listen("tcp4", ":"+port)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	out := make([]byte, 8<<20)
+	if _, err := rand.Read(out); err != nil {
+		return err
+	}
+	if _, err := c.Write(out); err != nil {
+		return err
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("served %d %x\n", len(out), sha256.Sum256(out))
+	return nil
+}
+
 // TestNetworkBulkTransfer moves 8 MiB each way between the sandbox and the
 // host at both MTUs: large segments and their checksums cross the driver
 // (offloaded ones, with the builtin stack) and must arrive intact.
@@ -373,6 +404,57 @@ func TestNetworkBulkTransfer(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestNetworkPublishedBulkDownload fetches 8 MiB through a published port
+// from a server that exits as soon as it has written them: the network must
+// outlive the sandbox until the bytes have reached the host.
+func TestNetworkPublishedBulkDownload(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := busyboxRootfs(t)
+	forEachDriver(t, func(t *testing.T, driver string) {
+		for _, mtu := range []string{"1500", "65520"} {
+			t.Run(mtu, func(t *testing.T) {
+				hostPort := freePort(t, "tcp4")
+				cmd, stdout, stderr := startURSB(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-server:ro", "-e", bulkServerEnv+"=8080",
+					"--net", driver, "--mtu", mtu, "-p", fmt.Sprintf("%d:8080", hostPort), "--", "/bulk-server")
+				waitLine(t, stdout, "ready", stderr)
+				c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", hostPort), 10*time.Second)
+				if err != nil {
+					t.Fatalf("published port: %v", err)
+				}
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				// A slow reader: the bytes pile up in the driver while
+				// the sandbox has already exited.
+				time.Sleep(300 * time.Millisecond)
+				h := sha256.New()
+				n, err := io.Copy(h, slowReader{c})
+				c.Close()
+				if err != nil {
+					t.Errorf("reading from the published port: %v", err)
+				}
+				rest, _ := io.ReadAll(stdout)
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("ursb: %v; stderr: %s", err, stderr.String())
+				}
+				if want := fmt.Sprintf("served %d %x", n, h.Sum(nil)); !strings.Contains(string(rest), want) {
+					t.Errorf("the harness received %d bytes (SHA-256 %x), not what the sandbox sent:\n%s", n, h.Sum(nil), rest)
+				}
+			})
+		}
+	})
+}
+
+// slowReader reads at most 64 KiB a millisecond, a client slower than the
+// network.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.r.Read(p[:min(len(p), 64<<10)])
 }
 
 // serveScript serves one TCP connection and one UDP datagram on the port
