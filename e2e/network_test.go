@@ -347,6 +347,59 @@ func bulkServer(port string) error {
 // host at both MTUs: large segments and their checksums cross the driver
 // (offloaded ones, with the builtin stack) and must arrive intact.
 func TestNetworkBulkTransfer(t *testing.T) {
+	forEachBulkRun(t, func(t *testing.T, self, rootfs, driver, mtu string) {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out := make([]byte, 8<<20)
+		if _, err := rand.Read(out); err != nil {
+			t.Fatal(err)
+		}
+		type transfer struct {
+			digest string
+			n      int64
+			err    error
+		}
+		back := make(chan transfer, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				back <- transfer{err: err}
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write(out); err != nil {
+				back <- transfer{err: err}
+				return
+			}
+			_ = c.(*net.TCPConn).CloseWrite()
+			h := sha256.New()
+			n, err := io.Copy(h, c)
+			back <- transfer{hex.EncodeToString(h.Sum(nil)), n, err}
+		}()
+		addr := fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
+		res := mustRunNet(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-client:ro", "-e", bulkClientEnv+"="+addr,
+			"--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", "/bulk-client")
+		sum := sha256.Sum256(out)
+		if want := fmt.Sprintf("got %d %x", len(out), sum); !strings.Contains(res.Stdout, want) {
+			t.Errorf("the sandbox received other bytes than were sent: want %q in\n%s", want, res.Stdout)
+		}
+		got := <-back
+		if got.err != nil {
+			t.Fatalf("the harness's side: %v", got.err)
+		}
+		if !strings.Contains(res.Stdout, "sent "+got.digest) {
+			t.Errorf("the harness received other bytes than the sandbox sent (%d bytes, SHA-256 %s):\n%s", got.n, got.digest, res.Stdout)
+		}
+	})
+}
+
+// forEachBulkRun runs f for every driver at MTU 1500 and 65520. self is
+// this test binary, which a sandbox runs as its side of a transfer.
+func forEachBulkRun(t *testing.T, f func(t *testing.T, self, rootfs, driver, mtu string)) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -354,54 +407,7 @@ func TestNetworkBulkTransfer(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	forEachDriver(t, func(t *testing.T, driver string) {
 		for _, mtu := range []string{"1500", "65520"} {
-			t.Run(mtu, func(t *testing.T) {
-				ln, err := net.Listen("tcp4", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ln.Close()
-				out := make([]byte, 8<<20)
-				if _, err := rand.Read(out); err != nil {
-					t.Fatal(err)
-				}
-				type transfer struct {
-					digest string
-					n      int64
-					err    error
-				}
-				back := make(chan transfer, 1)
-				go func() {
-					c, err := ln.Accept()
-					if err != nil {
-						back <- transfer{err: err}
-						return
-					}
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-					if _, err := c.Write(out); err != nil {
-						back <- transfer{err: err}
-						return
-					}
-					_ = c.(*net.TCPConn).CloseWrite()
-					h := sha256.New()
-					n, err := io.Copy(h, c)
-					back <- transfer{hex.EncodeToString(h.Sum(nil)), n, err}
-				}()
-				addr := fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
-				res := mustRunNet(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-client:ro", "-e", bulkClientEnv+"="+addr,
-					"--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", "/bulk-client")
-				sum := sha256.Sum256(out)
-				if want := fmt.Sprintf("got %d %x", len(out), sum); !strings.Contains(res.Stdout, want) {
-					t.Errorf("the sandbox received other bytes than were sent: want %q in\n%s", want, res.Stdout)
-				}
-				got := <-back
-				if got.err != nil {
-					t.Fatalf("the harness's side: %v", got.err)
-				}
-				if !strings.Contains(res.Stdout, "sent "+got.digest) {
-					t.Errorf("the harness received other bytes than the sandbox sent (%d bytes, SHA-256 %s):\n%s", got.n, got.digest, res.Stdout)
-				}
-			})
+			t.Run(mtu, func(t *testing.T) { f(t, self, rootfs, driver, mtu) })
 		}
 	})
 }
@@ -410,40 +416,31 @@ func TestNetworkBulkTransfer(t *testing.T) {
 // from a server that exits as soon as it has written them: the network must
 // outlive the sandbox until the bytes have reached the host.
 func TestNetworkPublishedBulkDownload(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootfs := busyboxRootfs(t)
-	forEachDriver(t, func(t *testing.T, driver string) {
-		for _, mtu := range []string{"1500", "65520"} {
-			t.Run(mtu, func(t *testing.T) {
-				hostPort := freePort(t, "tcp4")
-				cmd, stdout, stderr := startURSB(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-server:ro", "-e", bulkServerEnv+"=8080",
-					"--net", driver, "--mtu", mtu, "-p", fmt.Sprintf("%d:8080", hostPort), "--", "/bulk-server")
-				waitLine(t, stdout, "ready", stderr)
-				c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", hostPort), 10*time.Second)
-				if err != nil {
-					t.Fatalf("published port: %v", err)
-				}
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				// A slow reader: the bytes pile up in the driver while
-				// the sandbox has already exited.
-				time.Sleep(300 * time.Millisecond)
-				h := sha256.New()
-				n, err := io.Copy(h, slowReader{c})
-				c.Close()
-				if err != nil {
-					t.Errorf("reading from the published port: %v", err)
-				}
-				rest, _ := io.ReadAll(stdout)
-				if err := cmd.Wait(); err != nil {
-					t.Fatalf("ursb: %v; stderr: %s", err, stderr.String())
-				}
-				if want := fmt.Sprintf("served %d %x", n, h.Sum(nil)); !strings.Contains(string(rest), want) {
-					t.Errorf("the harness received %d bytes (SHA-256 %x), not what the sandbox sent:\n%s", n, h.Sum(nil), rest)
-				}
-			})
+	forEachBulkRun(t, func(t *testing.T, self, rootfs, driver, mtu string) {
+		hostPort := freePort(t, "tcp4")
+		cmd, stdout, stderr := startURSB(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-server:ro", "-e", bulkServerEnv+"=8080",
+			"--net", driver, "--mtu", mtu, "-p", fmt.Sprintf("%d:8080", hostPort), "--", "/bulk-server")
+		waitLine(t, stdout, "ready", stderr)
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", hostPort), 10*time.Second)
+		if err != nil {
+			t.Fatalf("published port: %v", err)
+		}
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		// A slow reader: the bytes pile up in the driver after the
+		// sandbox has exited.
+		time.Sleep(300 * time.Millisecond)
+		h := sha256.New()
+		n, err := io.Copy(h, slowReader{c})
+		c.Close()
+		if err != nil {
+			t.Errorf("reading from the published port: %v", err)
+		}
+		rest, _ := io.ReadAll(stdout)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("ursb: %v; stderr: %s", err, stderr.String())
+		}
+		if want := fmt.Sprintf("served %d %x", n, h.Sum(nil)); !strings.Contains(string(rest), want) {
+			t.Errorf("the harness received %d bytes (SHA-256 %x), not what the sandbox sent:\n%s", n, h.Sum(nil), rest)
 		}
 	})
 }
