@@ -2,7 +2,12 @@ package slirp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +50,9 @@ func DrainTCP(mode string) error {
 	deadline := time.Now().Add(drainTimeout)
 	buf := make([]byte, 32<<10)
 	for {
+		if !tcpInUse() {
+			return nil
+		}
 		n := 0
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 			m, err := countTCP(fd, family, states, buf)
@@ -98,4 +106,42 @@ func countTCP(fd int, family uint8, states uint32, buf []byte) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// tcpInUse tells whether the calling thread's network namespace may hold a
+// TCP socket other than one in TIME_WAIT. The kernel counts those per
+// namespace in /proc/net/sockstat and sockstat6, where a sock_diag dump
+// walks every bucket of the host-wide connection table to find the
+// namespace's sockets: 3 ms of each sandbox's exit on a 24 GiB host, with
+// nothing found. When the count cannot be read, the answer is yes.
+func tcpInUse() bool {
+	for _, f := range []struct{ path, prefix string }{
+		{"/proc/thread-self/net/sockstat", "TCP:"},
+		{"/proc/thread-self/net/sockstat6", "TCP6:"},
+	} {
+		data, err := os.ReadFile(f.path)
+		if errors.Is(err, fs.ErrNotExist) && f.prefix == "TCP6:" {
+			continue // a kernel without IPv6
+		}
+		if err != nil {
+			return true
+		}
+		if n, ok := sockstatInUse(data, f.prefix); !ok || n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// sockstatInUse reads the "inuse" count of the line starting with prefix
+// in a sockstat file ("TCP: inuse 3 orphan 0 tw 1 ...").
+func sockstatInUse(data []byte, prefix string) (int, bool) {
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == prefix && f[1] == "inuse" {
+			n, err := strconv.Atoi(f[2])
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -80,3 +80,59 @@ func TestDrainWaitsForCloseWaitWithPasta(t *testing.T) {
 		}
 	})
 }
+
+func TestSockstatInUse(t *testing.T) {
+	const sockstat = "sockets: used 8\nTCP: inuse 3 orphan 0 tw 1 alloc 4 mem 2\nUDP: inuse 1 mem 0\n"
+	if n, ok := sockstatInUse([]byte(sockstat), "TCP:"); n != 3 || !ok {
+		t.Errorf("TCP inuse = %d, %v; want 3", n, ok)
+	}
+	if n, ok := sockstatInUse([]byte("TCP6: inuse 0\nUDP6: inuse 2\n"), "TCP6:"); n != 0 || !ok {
+		t.Errorf("TCP6 inuse = %d, %v; want 0", n, ok)
+	}
+	if _, ok := sockstatInUse([]byte("UDP: inuse 1 mem 0\n"), "TCP:"); ok {
+		t.Error("a sockstat without a TCP line gave a count")
+	}
+}
+
+// The per-namespace count the drain looks at before it dumps: nothing in a
+// new namespace, a listener counts, a socket in TIME_WAIT does not.
+func TestTCPInUseSeesTheNamespace(t *testing.T) {
+	inNewNetns(t, func() {
+		if tcpInUse() {
+			t.Error("a new network namespace has TCP sockets in use")
+		}
+		ln, err := net.Listen("tcp6", "[::1]:0")
+		if err != nil {
+			ln, err = net.Listen("tcp4", "127.0.0.1:0")
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if !tcpInUse() {
+			t.Errorf("a listener on %s is not counted", ln.Addr())
+		}
+		c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ln.Close()
+		// The side that closes first ends in TIME_WAIT.
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+		s.Close()
+		time.Sleep(50 * time.Millisecond)
+		if tcpInUse() {
+			t.Error("a namespace left with a socket in TIME_WAIT counts as in use")
+		}
+		if err := DrainTCP(ModePasta); err != nil {
+			t.Errorf("DrainTCP with only TIME_WAIT left: %v", err)
+		}
+	})
+}
