@@ -42,6 +42,9 @@ func DrainTCP(mode string) error {
 	if mode == ModePasta {
 		states |= 1 << tcpCloseWait
 	}
+	if !tcpInUse() {
+		return nil // nearly every exit: no socket, no netlink
+	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return err
@@ -50,9 +53,6 @@ func DrainTCP(mode string) error {
 	deadline := time.Now().Add(drainTimeout)
 	buf := make([]byte, 32<<10)
 	for {
-		if !tcpInUse() {
-			return nil
-		}
 		n := 0
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 			m, err := countTCP(fd, family, states, buf)
@@ -68,6 +68,9 @@ func DrainTCP(mode string) error {
 			return fmt.Errorf("%d TCP connections still sending after %v", n, drainTimeout)
 		}
 		time.Sleep(2 * time.Millisecond)
+		if !tcpInUse() {
+			return nil
+		}
 	}
 }
 
