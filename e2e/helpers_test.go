@@ -14,19 +14,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(bulkClientEnv); addr != "" {
-		if err := bulkClient(addr); err != nil {
-			fmt.Fprintln(os.Stderr, "bulk client:", err)
-			os.Exit(1)
+	// The sandbox's side of a bulk transfer, when the sandbox runs this
+	// binary.
+	for env, side := range map[string]func(string) error{bulkClientEnv: bulkClient, bulkServerEnv: bulkServer} {
+		if arg := os.Getenv(env); arg != "" {
+			if err := side(arg); err != nil {
+				fmt.Fprintln(os.Stderr, env+":", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
-	}
-	if port := os.Getenv(bulkServerEnv); port != "" {
-		if err := bulkServer(port); err != nil {
-			fmt.Fprintln(os.Stderr, "bulk server:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
