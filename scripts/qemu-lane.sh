@@ -220,11 +220,14 @@ timeout_s=${URSB_LANE_TIMEOUT:-900}
 console=${URSB_LANE_LOG:-$work/console.log}
 
 # boot runs the VM with the accelerator given, its console on stdout and in
-# $console, and returns qemu's status. Under nested virtualisation KVM can
-# fail to emulate an instruction the guest kernel uses; qemu then stops the
-# guest and waits for a debugger, so boot ends it as soon as it says so
-# (status 200) rather than hang until the timeout.
+# $console, and returns qemu's status. With a watch of N seconds it gives
+# up on a guest that has not said it booted within N seconds, or that
+# stopped with "KVM internal error" (qemu then waits for a debugger rather
+# than exit), and returns 200 with the reason in $boot_failure.
 boot() {
+	local watch=$1
+	shift
+	boot_failure=
 	# panic=-1 with -no-reboot turns any guest panic (init dying included)
 	# into a prompt exit instead of a hang until the timeout.
 	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
@@ -233,21 +236,33 @@ boot() {
 		-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
 		</dev/null >"$console" 2>&1 &
-	local vm=$! status broken=0
+	local vm=$! status waited=0
 	tail -n +1 -f --pid="$vm" "$console" &
 	local tailer=$!
 	while kill -0 "$vm" 2>/dev/null; do
-		if grep -aq 'KVM internal error' "$console"; then
-			broken=1
-			kill "$vm"
-			break
+		if ((watch)) && ! grep -aq '^URSB-LANE-BOOTED ' "$console"; then
+			if grep -aq 'KVM internal error' "$console"; then
+				boot_failure="qemu reported a KVM internal error"
+			elif ((waited >= watch)); then
+				boot_failure="the guest said nothing for ${watch}s"
+			fi
+			if [[ -n $boot_failure ]]; then
+				kill "$vm"
+				break
+			fi
 		fi
 		sleep 1
+		waited=$((waited + 1))
 	done
 	wait "$vm"
 	status=$?
 	wait "$tailer"
-	((broken)) && return 200
+	# Any end before the guest reported, however KVM failed: an abort on
+	# an MSR it cannot set (status 134), an internal error, a silent hang.
+	if ((watch)) && [[ -z $boot_failure ]] && ! grep -aq '^URSB-LANE-BOOTED ' "$console"; then
+		boot_failure="qemu exited with status $status before the guest booted: $(tr -d '\r' <"$console" | grep -av '^$' | tail -n 1)"
+	fi
+	[[ -z $boot_failure ]] || return 200
 	return "$status"
 }
 
@@ -255,18 +270,19 @@ start=$(date +%s)
 set +e
 vm_status=200
 if [[ -w /dev/kvm ]]; then
-	boot -accel kvm -cpu host
+	# With KVM the guest reports within seconds; a minute is generous.
+	boot 60 -accel kvm -cpu host
 	vm_status=$?
 	if ((vm_status == 200)); then
-		log "KVM failed inside the guest (nested virtualisation?): booting again with software emulation"
+		log "KVM failed ($boot_failure): booting again with software emulation"
 		# The first boot may have written to the home disk.
 		mkfs.ext4 -q -F -E root_owner="$TEST_UID:$TEST_UID" "$disk"
 	fi
 else
-	log "no /dev/kvm: software emulation, expect it to be slow"
+	log "no usable /dev/kvm: software emulation, expect it to be slow"
 fi
 if ((vm_status == 200)); then
-	boot -accel tcg,thread=multi
+	boot 0 -accel tcg,thread=multi
 	vm_status=$?
 fi
 set -e

@@ -11,6 +11,9 @@
 # kernel with controllers) when its script is present.
 #
 # Run as a normal user, it runs what it can and says what it skipped.
+#
+# URSB_E2E_RUN=REGEX runs only the matching end-to-end tests (on the host
+# and in the QEMU lane); URSB_LANE=0 leaves the QEMU lane out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -110,17 +113,27 @@ fi
 say "unit tests"
 go test $(go list ./... | grep -v /e2e$) || failed=1
 
-# run_e2e runs the end-to-end suite and prints a one-line summary.
+# run_e2e runs the end-to-end suite (only the tests matching URSB_E2E_RUN,
+# when set) and prints a one-line summary, or why there is none.
 run_e2e() {
 	local log=$work/e2e.log
 	set +e
-	"$@" "$work/e2e.test" -test.v -test.timeout 20m 2>&1 | tee "$log"
+	"$@" "$work/e2e.test" -test.v -test.timeout 20m ${URSB_E2E_RUN:+-test.run "$URSB_E2E_RUN"} 2>&1 | tee "$log"
 	local rc=${PIPESTATUS[0]}
 	set -e
 	local pass fail skip
 	pass=$(grep -c -- '--- PASS' "$log" || true)
 	fail=$(grep -c -- '--- FAIL' "$log" || true)
 	skip=$(grep -c -- '--- SKIP' "$log" || true)
+	# go test ends with a line of its own, PASS or FAIL; without it the
+	# suite died midway (a panic, a timeout, a signal) and the counts
+	# above are not the suite's.
+	if ! tail -n 3 "$log" | grep -qE '^(PASS|FAIL)$'; then
+		echo "e2e: the suite died before it finished (exit $rc): $(grep -v '^\s*$' "$log" | tail -n 1)"
+		echo "e2e: $pass passed, $fail failed, $skip skipped before that"
+		failed=1
+		return
+	fi
 	echo "e2e: $pass passed, $fail failed, $skip skipped"
 	if [ "$rc" != 0 ]; then failed=1; fi
 }
@@ -169,10 +182,12 @@ else
 fi
 
 if [ -x scripts/qemu-lane.sh ]; then
-	if [ "$(id -u)" = 0 ]; then
+	if [ "${URSB_LANE:-1}" = 0 ]; then
+		skipped+=("QEMU lane: URSB_LANE=0")
+	elif [ "$(id -u)" = 0 ]; then
 		say "QEMU lane (cgroup v2 kernel)"
 		# The whole suite on a second kernel (6.1) with cgroup v2 controllers.
-		scripts/qemu-lane.sh "$work/ursb" "$work/e2e.test" . || failed=1
+		scripts/qemu-lane.sh "$work/ursb" "$work/e2e.test" "${URSB_E2E_RUN:-.}" || failed=1
 	else
 		skipped+=("QEMU lane: needs root to install the kernel package and qemu")
 	fi
