@@ -125,9 +125,9 @@ type Layer struct {
 // Exec is a further process started in a running sandbox.
 type Exec struct {
 	Argv []string `json:"argv"`
-	// Helper, when set, runs ursb's own copy helper with these arguments
-	// in place of Argv (see userns.CopyArg0).
-	Helper []string `json:"helper,omitempty"`
+	// Copy, when set, asks for the sandbox's side of ursb cp with these
+	// arguments (see tarcopy.Serve) in place of a process running Argv.
+	Copy []string `json:"copy,omitempty"`
 	// Env is the whole environment: the sandbox's, then the request's.
 	Env         []string `json:"env"`
 	Cwd         string   `json:"cwd"`

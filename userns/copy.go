@@ -4,86 +4,81 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/internal/tarcopy"
 	"github.com/ursb/ursb/spec"
 )
 
-// CopyArg0 is the argv[0] of ursb's copy helper: the process that does the
-// sandbox's side of ursb cp inside a running sandbox. The sandbox's init
-// forks it like an exec'd process, as the sandbox's root with the
-// command's confinement, from ursb's own binary, so it can do nothing the
-// sandbox could not, and what it resolves it resolves in the sandbox's
-// root.
-const CopyArg0 = "ursb-cp"
+// sandboxRoot is an O_PATH descriptor of the sandbox's root, opened by init
+// once it has entered it; ursb cp works below it. -1 until then.
+var sandboxRoot = -1
 
-// helperFD is where the helper finds the executable it was started from.
-const helperFD = 3
-
-// CopyChild runs in the copy helper: it lets go of the executable and of
-// the private procfs it was started through, then runs do with its
-// arguments. It never returns.
-func CopyChild(do func(args []string) error) {
-	unix.Close(helperFD)
-	if err := unix.Chdir("/"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+// openSandboxRoot sets sandboxRoot; it runs on init's locked thread, the
+// one that entered the root (with fuse-overlayfs, the only thread in the
+// sandbox's mount namespace).
+func openSandboxRoot() error {
+	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
 	}
-	if err := do(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+	sandboxRoot = fd
+	return nil
 }
 
-// helperProc is a procfs of the sandbox's pid namespace, with only the
-// process directories (subset=pid), that init made before the sandbox's
-// command started and that is mounted nowhere, so nothing in the sandbox
-// can mount over it. The copy helper is executed through it: the
-// sandbox's own /proc is the sandbox's to replace, and a path through it
-// could run a program of the sandbox's choosing. -1 when the kernel lacks
-// fsmount or subset=pid (before 5.8).
-var helperProc = -1
-
-// openHelperProc makes helperProc.
-func openHelperProc() {
-	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return
+// serveCopy does the sandbox's side of ursb cp for e, with the request's
+// standard input, output and error in fds, inside init's own process and
+// never by starting a program: a program started in the sandbox's tree
+// would run the sandbox's dynamic loader if ursb were linked dynamically,
+// and could be stopped or ptraced from inside. init is non-dumpable, and
+// is out of reach of a command holding CAP_SYS_PTRACE or CAP_SYS_ADMIN
+// (see nested.go). done is called with the exit code once the copy ends.
+func serveCopy(e *spec.Exec, fds []int, done func(code int)) {
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "copy")
 	}
-	defer unix.Close(fs)
-	if unix.FsconfigSetString(fs, "subset", "pid") != nil || unix.FsconfigCreate(fs) != nil {
-		return
-	}
-	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-	if err != nil {
-		return
-	}
-	helperProc = mnt
+	go func() {
+		code := 0
+		if err := copyBelowRoot(e.Copy, files[0], files[1], files[2]); err != nil {
+			fmt.Fprintln(files[2], err)
+			code = 1
+		}
+		for _, f := range files {
+			f.Close()
+		}
+		done(code)
+	}()
 }
 
-// spawnHelper starts the copy helper for e with stdio and the executable
-// in fds, as root of the sandbox.
-func spawnHelper(s *spec.Spec, e *spec.Exec, fds []int) (int, error) {
-	if helperProc < 0 {
-		return 0, errors.New("this kernel cannot start ursb's copy helper in a running sandbox (it needs Linux 5.8); stop the sandbox and copy then")
+// copyBelowRoot runs tarcopy.Serve on a thread whose root is the sandbox's
+// root, so that absolute paths and symlinks resolve in the sandbox's tree
+// as they would for the sandbox's own processes. The thread gets a private
+// root (unshare CLONE_FS) first: init's other threads keep theirs. Once
+// done, its root is the sandbox's, as init's own is, and no goroutine of
+// init resolves paths off the locked main thread, so the thread goes back
+// to the runtime rather than be destroyed: under a fork bomb the runtime
+// may not get another one (see braceForForkBombs).
+func copyBelowRoot(args []string, in, out, errs *os.File) error {
+	if sandboxRoot < 0 {
+		return errors.New("the sandbox has not entered its root yet")
 	}
-	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("copy: %w", err)
 	}
-	defer unix.Close(cwd)
-	// The helper is executed as self/fd/3 relative to the private procfs:
-	// syscall.ForkExec has no execveat, and the child inherits init's
-	// working directory.
-	if err := unix.Fchdir(helperProc); err != nil {
-		return 0, err
+	if err := unix.Fchdir(sandboxRoot); err != nil {
+		return fmt.Errorf("copy: entering the sandbox's root: %w", err)
 	}
-	defer unix.Fchdir(cwd)
-	p := process{argv: append([]string{CopyArg0}, e.Helper...), env: []string{}, interactive: true}
-	return spawnWith(s, p, fmt.Sprintf("self/fd/%d", helperFD), fds, nil)
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("copy: entering the sandbox's root: %w", err)
+	}
+	warn := func(msg string) { fmt.Fprintln(errs, "warning:", msg) }
+	return tarcopy.Serve(args, in, out, warn)
 }
 
 // EnterStored mounts a stopped sandbox's kept root, the kernel overlay of

@@ -60,16 +60,6 @@ func (sb *Sandbox) Exec(e spec.Exec, stdio []*os.File) (*Process, error) {
 			fds = append(fds, int(f.Fd()))
 		}
 	}
-	if e.Helper != nil {
-		// The helper runs from ursb's binary, passed by descriptor as
-		// init was: nothing of the sandbox's is ever executed for it.
-		exe, err := initExecutable(sb.spec.UIDMap)
-		if err != nil {
-			return nil, err
-		}
-		defer exe.Close()
-		fds = append(fds, int(exe.Fd()))
-	}
 	if err := sb.ch.send(message{Kind: msgExec, ID: id, Exec: &e}, fds...); err != nil {
 		sb.mu.Lock()
 		delete(sb.execs, id)

@@ -24,8 +24,10 @@ type cpCmd struct {
 }
 
 // Run copies between the host and a named sandbox, running or stopped,
-// with podman cp's rules. The sandbox's side runs inside the sandbox's
-// root (see userns.CopyArg0 and userns.EnterStored), so its symlinks only
+// with podman cp's rules. The sandbox's side runs in the sandbox's root,
+// in a process nothing in the sandbox can reach (the running sandbox's
+// init, see userns.Sandbox.Exec, or a user namespace of ursb's own over a
+// stopped sandbox's layers, see userns.EnterStored), so its symlinks only
 // ever reach its own files; the host's side extracts with tarcopy, which
 // keeps what the sandbox sends inside the destination.
 func (c *cpCmd) Run() error {
@@ -76,12 +78,12 @@ func sandboxPath(arg string) (name, p string, ok bool) {
 	return name, p, true
 }
 
-// inside runs the copy helper with args in the sandbox, in and out its
-// standard input and output.
+// inside does the sandbox's side of a copy (tarcopy.Serve's args), in and
+// out its standard input and output.
 type inside func(args []string, in, out *os.File) error
 
-// sandboxSide is how to reach e's tree: the running sandbox's init starts
-// the helper, or, for a stopped one, a user namespace with the sandbox's
+// sandboxSide is how to reach e's tree: the running sandbox's init copies
+// itself, or, for a stopped one, a user namespace with the sandbox's
 // mapping mounts its kept layers privately and copies there. done lets go
 // of the stopped sandbox's storage.
 func sandboxSide(e *state.Entry) (inside, func(), error) {
@@ -130,7 +132,7 @@ func ownSingle(m []spec.IDMapping, uid uint32) bool {
 	return len(m) == 1 && m[0].Inside == 0 && m[0].Outside == uid && m[0].Size == 1
 }
 
-// viaInit runs the helper through the running sandbox's control socket.
+// viaInit has the running sandbox's init copy, through its control socket.
 func viaInit(e *state.Entry, args []string, in, out *os.File) error {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -143,7 +145,7 @@ func viaInit(e *state.Entry, args []string, in, out *os.File) error {
 		defer wg.Done()
 		_, _ = io.Copy(&limitedBuffer{b: &stderr, max: 64 << 10}, r)
 	}()
-	x := spec.Exec{Helper: args, Env: []string{}, Cwd: "/"}
+	x := spec.Exec{Copy: args, Env: []string{}, Cwd: "/"}
 	res, err := userns.ExecIn(e.ControlSocket(), x, in, out, w)
 	w.Close()
 	wg.Wait()
@@ -156,7 +158,7 @@ func viaInit(e *state.Entry, args []string, in, out *os.File) error {
 	case res.Code != 0:
 		msg := untrusted(stderr.String())
 		if msg == "" {
-			msg = fmt.Sprintf("the copy helper exited with %d", res.Code)
+			msg = fmt.Sprintf("the sandbox's side of the copy failed with %d", res.Code)
 		}
 		return errors.New(msg)
 	}
@@ -264,21 +266,4 @@ func withPipe(toHelper bool, host func(*os.File) error, helper func(in, out *os.
 		return err
 	}
 	return herr
-}
-
-// copyInside is the sandbox's side of ursb cp, run in its root by the
-// copy helper or the storage tool: "out PATH TOP" archives PATH to stdout,
-// "in DEST CONTENTS" extracts stdin at DEST, "in-all DIR" extracts an
-// arbitrary tar stream into DIR.
-func copyInside(args []string) error {
-	warn := func(msg string) { fmt.Fprintln(os.Stderr, "warning:", msg) }
-	switch {
-	case len(args) == 3 && args[0] == "out":
-		return tarcopy.Write(os.Stdout, args[1], args[2], warn)
-	case len(args) == 3 && args[0] == "in":
-		return tarcopy.Extract(os.Stdin, args[1], tarcopy.Options{Contents: args[2] == "true", Warn: warn})
-	case len(args) == 2 && args[0] == "in-all":
-		return tarcopy.ExtractAll(os.Stdin, args[1], warn)
-	}
-	return fmt.Errorf("copy helper: bad arguments %q", args)
 }

@@ -73,8 +73,8 @@ func main() {
 		os.Exit(fuseoverlay.ProbeChild())
 	case userns.StorageArg0:
 		userns.StorageChild(storageTool)
-	case userns.CopyArg0:
-		userns.CopyChild(copyInside)
+	case userns.NestedInitArg0:
+		userns.NestedInit()
 	case monitorArg0:
 		monitorMain()
 	}

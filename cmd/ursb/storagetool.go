@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/internal/tarcopy"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -31,7 +32,8 @@ func storageTool(args []string) error {
 		if err := userns.EnterStored(args[1], args[2], args[3]); err != nil {
 			return err
 		}
-		return copyInside(args[4:])
+		warn := func(msg string) { fmt.Fprintln(os.Stderr, "warning:", msg) }
+		return tarcopy.Serve(args[4:], os.Stdin, os.Stdout, warn)
 	case "diff":
 		if len(args) < 4 {
 			return fmt.Errorf("storage tool: diff wants a format, an upper, a rootfs and mount points")
