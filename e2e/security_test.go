@@ -149,12 +149,14 @@ func TestCapAddAndDrop(t *testing.T) {
 }
 
 // A command that may ptrace (--cap-add SYS_PTRACE) can reach every thread
-// of init, so every one of them must be as confined as the command: the
-// same bounding set, no inheritable or ambient capabilities, the filter.
+// of its own init, the one in its nested user namespace (the sandbox's PID
+// 1 is out of its reach: TestInitOutOfReach), so every one of them must be
+// as confined as the command: the same bounding set, no inheritable or
+// ambient capabilities, the filter.
 func TestInitThreadsConfinedLikeTheCommand(t *testing.T) {
 	rootfs := busyboxRootfs(t)
 	script := `grep -E '^(CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status | tr -s ' \t\n' ' '; echo
-for t in /proc/1/task/*; do grep -E '^(CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' $t/status | tr -s ' \t\n' ' '; echo; done`
+for t in /proc/$PPID/task/*; do grep -E '^(CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' $t/status | tr -s ' \t\n' ' '; echo; done`
 	res := mustRun(t, "run", "--rootfs", rootfs, "--net", "none", "--cap-add", "SYS_PTRACE", "--security-opt", "no-new-privileges", "--", "sh", "-c", script)
 	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
 	if len(lines) < 3 {

@@ -18,8 +18,38 @@ import (
 
 // Init is the sandbox's PID 1. It never returns.
 func Init() {
-	ch := channel{os.NewFile(3, "sync")}
-	unix.Close(4) // the executable we were started from
+	ch, sigs := initChannel()
+	m, _, err := ch.recv()
+	if err != nil || m.Kind != msgStart || m.Spec == nil {
+		os.Exit(125)
+	}
+	s := m.Spec
+	if !nested(s) {
+		unix.Close(exeFD)
+	}
+	stage, err := os.Getwd()
+	if err != nil {
+		failStart(ch, 125, err)
+	}
+	for _, st := range setupSteps(s, stage, ch) {
+		if err := st.do(); err != nil {
+			failStart(ch, 125, fmt.Errorf("setting up the sandbox: %s: %w", st.what, err))
+		}
+	}
+	if nested(s) {
+		superviseNested(s, ch, sigs)
+	}
+	runCommand(s, ch, sigs)
+}
+
+// exeFD is where init finds the executable it was started from.
+const exeFD = 4
+
+// initChannel readies an init: the sync socket at fd 3, and the signals
+// it forwards. Capabilities, the bounding set and no_new_privs are per
+// thread, and the command is forked from the thread that set them, so
+// the calling goroutine is locked to its thread for good.
+func initChannel() (channel, chan os.Signal) {
 	// Ask for SIGCHLD and the forwarded signals before the command exists,
 	// so neither its exit nor an early ^C is lost. It is done while ursb
 	// still writes the id maps: os/signal enables each signal with a
@@ -27,36 +57,27 @@ func Init() {
 	// less before this goroutine is locked to its thread.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
-	// Capabilities, the bounding set and no_new_privs are per thread, and
-	// the command is forked from the thread that set them.
 	runtime.LockOSThread()
-	m, _, err := ch.recv()
-	if err != nil || m.Kind != msgStart || m.Spec == nil {
-		os.Exit(125)
-	}
-	s := m.Spec
-	fail := func(code int, err error) {
-		_ = ch.send(message{Kind: msgError, Err: err.Error(), Code: code})
-		os.Exit(code)
-	}
-	stage, err := os.Getwd()
-	if err != nil {
-		fail(125, err)
-	}
-	for _, st := range setupSteps(s, stage, ch) {
-		if err := st.do(); err != nil {
-			fail(125, fmt.Errorf("setting up the sandbox: %s: %w", st.what, err))
-		}
-	}
+	return channel{os.NewFile(3, "sync")}, sigs
+}
 
+// failStart tells the parent why the sandbox could not start and exits.
+func failStart(ch channel, code int, err error) {
+	_ = ch.send(message{Kind: msgError, Err: err.Error(), Code: code})
+	os.Exit(code)
+}
+
+// runCommand starts the sandbox's command, serves the parent's requests
+// until the command ends, and exits with its code.
+func runCommand(s *spec.Spec, ch channel, sigs chan os.Signal) {
 	sendTTY := func(master *os.File) error { return ch.send(message{Kind: msgTTY}, int(master.Fd())) }
 	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
-			fail(f.Code, f)
+			failStart(ch, f.Code, f)
 		}
-		fail(125, err)
+		failStart(ch, 125, err)
 	}
 	_ = ch.send(message{Kind: msgStarted})
 	go braceForForkBombs()
@@ -133,20 +154,17 @@ func serve(s *spec.Spec, ch channel, cmd int, sigs chan os.Signal, reqs chan req
 
 // handle acts on one request from the parent.
 func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
-	defer closeAll(r.fds)
+	defer func() { closeAll(r.fds) }()
 	switch r.m.Kind {
 	case msgExec:
-		if r.m.Exec != nil && r.m.Exec.Helper != nil {
-			if r.m.Exec.TTY || len(r.fds) != 4 {
+		if r.m.Exec != nil && r.m.Exec.Copy != nil {
+			if r.m.Exec.TTY || len(r.fds) != 3 {
 				_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed copy request"})
 				return
 			}
-			pid, err := spawnHelper(s, r.m.Exec, r.fds)
-			if err != nil {
-				_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: err.Error()})
-				return
-			}
-			execs[pid] = r.m.ID
+			id := r.m.ID
+			serveCopy(r.m.Exec, r.fds, func(code int) { _ = ch.send(message{Kind: msgExecDone, ID: id, Code: code}) })
+			r.fds = nil // serveCopy closes them
 			return
 		}
 		if r.m.Exec == nil || len(r.m.Exec.Argv) == 0 || (!r.m.Exec.TTY && len(r.fds) != 3) {

@@ -61,7 +61,6 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	add("mounting /proc", func() error {
 		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	})
-	add("opening a procfs for ursb's copy helper", func() error { openHelperProc(); return nil })
 	if len(s.Sysctls) > 0 {
 		add("setting kernel parameters", func() error { return setSysctls(s.Sysctls) })
 	}
@@ -137,7 +136,10 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 				f.Close()
 			}
 		}
-		return r.pivot()
+		if err := r.pivot(); err != nil {
+			return err
+		}
+		return openSandboxRoot()
 	})
 	add("setting the hostname", func() error { return unix.Sethostname([]byte(s.Hostname)) })
 	add("entering the working directory "+s.Cwd, func() error {
@@ -159,7 +161,11 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	if len(s.Rlimits) > 0 {
 		add("setting resource limits", func() error { return setRlimits(s.Rlimits) })
 	}
-	add("applying the security settings", func() error { return confine(s) })
+	if !nested(s) {
+		// Otherwise the command's own init confines itself in the
+		// nested user namespace (see nested).
+		add("applying the security settings", func() error { return confine(s) })
+	}
 	return steps
 }
 
