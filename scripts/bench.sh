@@ -82,15 +82,15 @@ if [ "$(id -u)" = 0 ]; then
 	user=${BENCH_USER:-ursbtest}
 
 	say "installing prerequisites"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends \
-		hyperfine bubblewrap busybox-static uidmap util-linux passwd python3 >/dev/null
+	. "$repo/scripts/apt.sh"
+	apt_get update -qq
+	apt_get install -y -qq --no-install-recommends \
+		hyperfine bubblewrap busybox-static uidmap util-linux passwd python3
 	# The anchors are optional: install those this distribution has (runc
 	# is the runtime podman's anchor figure was taken with).
 	for pkg in podman runc passt slirp4netns rootlesskit iperf3 iproute2; do
 		if apt-cache show "$pkg" >/dev/null 2>&1; then
-			apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null ||
+			apt_get install -y -qq --no-install-recommends "$pkg" ||
 				echo "could not install $pkg; its anchor will be skipped"
 		else
 			echo "no package $pkg here; its anchor will be skipped"

@@ -27,6 +27,7 @@
 set -euo pipefail
 
 readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/apt.sh"
 readonly KERNEL_META=linux-image-cloud-amd64
 # The controllers the guest enables down to the test user's subtree: what
 # systemd offers with Delegate=yes on a current distribution.
@@ -87,8 +88,8 @@ if ((${#need_pkgs[@]})); then
 		die "missing ${need_pkgs[*]}; install them (apt-get install ${need_pkgs[*]}) or run this script as root"
 	fi
 	log "installing ${need_pkgs[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	apt_get update -qq
+	apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 PATH=$PATH:/sbin:/usr/sbin
 
@@ -100,7 +101,7 @@ cache=${URSB_LANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ursb/qemu-lane}
 mkdir -p "$cache"
 image_pkg=$(apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
 if [[ -z $image_pkg && $EUID -eq 0 ]]; then
-	apt-get update -qq
+	apt_get update -qq
 	image_pkg=$(apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
 fi
 [[ -n $image_pkg ]] || die "apt does not know $KERNEL_META; run apt-get update (as root) first"

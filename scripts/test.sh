@@ -79,11 +79,11 @@ trap cleanup EXIT
 
 if [ "$(id -u)" = 0 ]; then
 	say "installing test prerequisites"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends \
+	. scripts/apt.sh
+	apt_get update -qq
+	apt_get install -y -qq --no-install-recommends \
 		uidmap busybox-static iproute2 procps util-linux passwd \
-		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon >/dev/null
+		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		useradd -m -s /bin/bash "$TEST_USER"
 	fi
