@@ -162,13 +162,14 @@ func TestCpCannotBeStopped(t *testing.T) {
 }
 
 // TestCpInEveryMode: copies in and out work the same whatever the
-// command's capabilities.
+// command's capabilities, and over fuse-overlayfs, whose mount namespace
+// only init's main thread leaves.
 func TestCpInEveryMode(t *testing.T) {
 	requireUnprivileged(t)
 	t.Parallel()
 	l := newLab(t)
 	rootfs := busyboxRootfs(t)
-	for i, mode := range append([][]string{nil}, powerModes...) {
+	for i, mode := range append([][]string{nil, {"--overlay", "fuse"}}, powerModes...) {
 		name := "cpmode" + string(rune('a'+i))
 		l.detach(name, lifeBase(rootfs, mode...), "sleep", l.nap())
 		host := t.TempDir()
