@@ -663,3 +663,36 @@ func TestVolumeFlagOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionHelpAndCompletion: what a newcomer types first.
+func TestVersionHelpAndCompletion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		res := mustRun(t, args...)
+		for _, want := range []string{"ursb version ", "\ncommit: ", "\ngo: go1.", "\nbuild tags: "} {
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("ursb %s: no %q in %q", args[0], want, res.Stdout)
+			}
+		}
+	}
+	if res := mustRun(t, "help", "cp"); !strings.HasPrefix(res.Stdout, "Usage: ursb cp ") {
+		t.Errorf("ursb help cp printed %q", res.Stdout)
+	}
+	if res := mustRun(t, "help"); !strings.Contains(res.Stdout, "Usage: ursb <command>") {
+		t.Errorf("ursb help printed %q", res.Stdout)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if res := mustRun(t, "completion", sh); !strings.Contains(res.Stdout, ursbBin(t)) {
+			t.Errorf("ursb completion %s does not call ursb: %q", sh, res.Stdout)
+		}
+	}
+	// The shell asks ursb itself, with the line so far in COMP_LINE.
+	for line, want := range map[string]string{"ursb ru": "run", "ursb run --overl": "--overlay", "ursb cp --": ""} {
+		res := ursbEnv(t, []string{"COMP_LINE=" + line}, "")
+		if res.Code != 0 || (want != "" && !strings.Contains(res.Stdout, want+"\n")) {
+			t.Errorf("completing %q: %s", line, res)
+		}
+	}
+	if res := ursb(t, "", "completion", "tcsh"); res.Code != 125 {
+		t.Errorf("an unknown shell: %s", res)
+	}
+}

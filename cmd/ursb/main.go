@@ -39,6 +39,11 @@ type cli struct {
 	Top     topCmd     `cmd:"" help:"List the processes of a running sandbox, with their pids and uids inside it."`
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
+
+	Version    versionCmd       `cmd:"" help:"Print ursb's version, commit, Go version and build tags."`
+	Help       helpCmd          `cmd:"" help:"Show the help of ursb or of a command."`
+	Completion completionCmd    `cmd:"" help:"Print the shell code that completes ursb's commands: ursb completion bash >> ~/.bashrc"`
+	V          kong.VersionFlag `name:"version" help:"Print ursb's version and exit."`
 }
 
 // exitError ends ursb with a code after printing its message, if any.
@@ -78,6 +83,7 @@ func main() {
 	case monitorArg0:
 		monitorMain()
 	}
+	completeIfAsked()
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -90,11 +96,15 @@ type runOnly struct {
 
 func run(args []string) int {
 	var c any = &cli{}
+	version := ""
 	if len(args) > 0 && args[0] == "run" {
 		c = &runOnly{}
+	} else {
+		version = strings.TrimSuffix(versionText(), "\n")
 	}
 	parser, err := kong.New(c,
 		kong.Name("ursb"),
+		kong.Vars{"version": version},
 		kong.Description("A rootless sandbox: run a command as root in a user namespace, without sudo."),
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)
