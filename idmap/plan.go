@@ -81,11 +81,6 @@ func LookupHost() Host {
 	return h
 }
 
-// FixRange is the command that gives user a subordinate id range.
-func FixRange(username string) string {
-	return fmt.Sprintf("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", username)
-}
-
 // FixHelpers is the command that installs newuidmap and newgidmap.
 const FixHelpers = "sudo apt-get install uidmap (Debian/Ubuntu) or sudo dnf install shadow-utils (Fedora)"
 
@@ -114,7 +109,7 @@ func Resolve(mode string, h Host) (Plan, error) {
 			return p, nil
 		case h.RunsAsRoot:
 			p := single(h)
-			p.Notice = "running as root with no range for root in /etc/subuid: the sandbox's root is host root (single 0 -> 0 mapping); add one with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 root"
+			p.Notice = "running as root with no range for root in /etc/subuid: the sandbox's root is host root (single 0 -> 0 mapping); add one with: " + FixRange("root")
 			return p, nil
 		case haveRange && helpers:
 			return full(h), nil

@@ -1,0 +1,91 @@
+package idmap
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// rangeSize is how many ids a suggested range holds: as many as useradd
+// gives (SUB_UID_COUNT's default), enough for every id a distribution's
+// packages use.
+const rangeSize = 65536
+
+// FixRange is the command that gives username a subordinate id range: one
+// free in both /etc/subuid and /etc/subgid, within the bounds
+// /etc/login.defs sets (SUB_UID_MIN, SUB_UID_MAX and the SUB_GID_ pair),
+// so that it overlaps no other user's. For root (the caller being root)
+// it is root's own command.
+func FixRange(username string) string {
+	read := func(p string) []byte { b, _ := os.ReadFile(p); return b }
+	first, ok := freeRange(read("/etc/subuid"), read("/etc/subgid"), read("/etc/login.defs"))
+	sudo := "sudo "
+	if os.Getuid() == 0 {
+		sudo = ""
+	}
+	if !ok {
+		return fmt.Sprintf("%susermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST %s, with %d ids used by no other user in /etc/subuid and /etc/subgid", sudo, username, rangeSize)
+	}
+	r := fmt.Sprintf("%d-%d", first, first+rangeSize-1)
+	return fmt.Sprintf("%susermod --add-subuids %s --add-subgids %s %s", sudo, r, r, username)
+}
+
+// freeRange finds the lowest start of rangeSize ids that no line of
+// subuid or subgid covers, within both files' bounds in loginDefs.
+func freeRange(subuid, subgid, loginDefs []byte) (uint64, bool) {
+	defs := loginDefsValues(loginDefs)
+	lo := max(defs["SUB_UID_MIN"], defs["SUB_GID_MIN"])
+	hi := min(defs["SUB_UID_MAX"], defs["SUB_GID_MAX"])
+	taken := append(subRanges(subuid), subRanges(subgid)...)
+	sort.Slice(taken, func(i, j int) bool { return taken[i][0] < taken[j][0] })
+	start := lo
+	for _, t := range taken {
+		if start+rangeSize <= t[0] {
+			break
+		}
+		start = max(start, t[0]+t[1])
+	}
+	return start, start+rangeSize-1 <= hi
+}
+
+// loginDefsValues reads the SUB_ bounds of login.defs, with shadow's
+// defaults for those it does not set.
+func loginDefsValues(b []byte) map[string]uint64 {
+	v := map[string]uint64{"SUB_UID_MIN": 100000, "SUB_UID_MAX": 600100000, "SUB_GID_MIN": 100000, "SUB_GID_MAX": 600100000}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		if _, known := v[f[0]]; known {
+			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				v[f[0]] = n
+			}
+		}
+	}
+	return v
+}
+
+// subRanges lists the [start, count] of every well-formed line of an
+// /etc/subuid-style file, whoever it belongs to.
+func subRanges(b []byte) [][2]uint64 {
+	var out [][2]uint64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(strings.TrimSpace(sc.Text()), ":")
+		if len(f) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(f[1], 10, 64)
+		count, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			out = append(out, [2]uint64{start, count})
+		}
+	}
+	return out
+}
