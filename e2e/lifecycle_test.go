@@ -120,9 +120,13 @@ func (l *lab) dataDir() string {
 	return filepath.Join(l.data, "ursb")
 }
 
-// runtimeDir is ursb's runtime directory.
+// runtimeDir is ursb's runtime directory: without XDG_RUNTIME_DIR, the
+// login manager's /run/user/UID where there is one, else under HOME.
 func (l *lab) runtimeDir() string {
 	if l.home != "" {
+		if dir, ok := loginRuntimeDir(); ok {
+			return filepath.Join(dir, "ursb")
+		}
 		return filepath.Join(l.home, ".local", "state", "ursb")
 	}
 	return filepath.Join(l.runtime, "ursb")
@@ -2253,5 +2257,54 @@ func TestLifecycleFiftyInParallel(t *testing.T) {
 	}
 	if left := lifeWaitGone("sleep\x00"+nap, 10*time.Second); left != nil {
 		t.Errorf("%d sandbox commands outlived rm -f", len(left))
+	}
+}
+
+// loginRuntimeDir is /run/user/UID when the login manager (or
+// scripts/test.sh in its stead) made it for the test user.
+func loginRuntimeDir() (string, bool) {
+	dir := fmt.Sprintf("/run/user/%d", os.Getuid())
+	st, err := os.Lstat(dir)
+	if err != nil || !st.IsDir() || int(st.Sys().(*syscall.Stat_t).Uid) != os.Getuid() || st.Mode().Perm() != 0o700 {
+		return "", false
+	}
+	return dir, true
+}
+
+// TestLifecycleSameStateFromEveryShell: a login shell has XDG_RUNTIME_DIR
+// set to /run/user/UID, a shell after su or runuser has it unset; both
+// see the same sandboxes with the same status.
+func TestLifecycleSameStateFromEveryShell(t *testing.T) {
+	login, ok := loginRuntimeDir()
+	if !ok {
+		t.Skip("no /run/user/UID of the test user's (scripts/test.sh makes one, as a login manager would)")
+	}
+	rootfs := busyboxRootfs(t)
+	l := newLab(t)
+	var noXDG []string
+	for _, kv := range l.env {
+		if !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+			noXDG = append(noXDG, kv)
+		}
+	}
+	fromLogin := append(append([]string{}, noXDG...), "XDG_RUNTIME_DIR="+login)
+	own := l.env
+	t.Cleanup(func() { l.env = own })
+	for i, c := range []struct {
+		name         string
+		start, other []string
+	}{
+		{"started from a login shell", fromLogin, noXDG},
+		{"started after runuser", noXDG, fromLogin},
+	} {
+		name := fmt.Sprintf("shells%d", i)
+		l.env = c.start
+		l.detach(name, lifeBase(rootfs), "sleep", l.nap())
+		l.env = c.other
+		if e := l.mustEntry(name); e.Status != "running" {
+			t.Errorf("%s: the other shell sees %s as %q", c.name, name, e.Status)
+		}
+		l.fails(125, "run", "--name", name, "--rootfs", rootfs, "--net", "none", "--", "true")
+		l.must("rm", "-f", name)
 	}
 }

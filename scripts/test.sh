@@ -30,7 +30,9 @@ say() { printf '== %s\n' "$*"; }
 
 work=$(mktemp -d)
 cgroup=
+made_run_user=
 cleanup() {
+	if [ -n "$made_run_user" ]; then rm -rf "$made_run_user"; fi
 	if [ "$(id -u)" = 0 ]; then
 		ip netns del "$NETNS" 2>/dev/null || true
 		if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT" && rmdir "$SUBMOUNT"; fi
@@ -90,6 +92,13 @@ if [ "$(id -u)" = 0 ]; then
 	# A range of its own; Debian's useradd may already have given one.
 	if ! grep -q "^$TEST_USER:" /etc/subuid; then usermod --add-subuids 200000-265535 "$TEST_USER"; fi
 	if ! grep -q "^$TEST_USER:" /etc/subgid; then usermod --add-subgids 200000-265535 "$TEST_USER"; fi
+	# The runtime directory a login manager makes (pam_systemd), which
+	# ursb uses when a shell (after su or runuser) lacks XDG_RUNTIME_DIR.
+	run_user=/run/user/$(id -u "$TEST_USER")
+	if [ ! -d "$run_user" ]; then
+		install -d -m 0700 -o "$TEST_USER" -g "$TEST_USER" "$run_user"
+		made_run_user=$run_user
+	fi
 	# Distributions ship these 0666; some machines have them 0600.
 	for dev in /dev/net/tun /dev/fuse; do [ -e "$dev" ] && chmod 0666 "$dev"; done
 fi

@@ -15,6 +15,9 @@ import (
 func RuntimeDir() (string, error) {
 	base := os.Getenv("XDG_RUNTIME_DIR")
 	if base == "" || !filepath.IsAbs(base) {
+		base = loginRuntimeDir()
+	}
+	if base == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
 			return "", fmt.Errorf("neither XDG_RUNTIME_DIR nor HOME is set; set one of them")
@@ -22,6 +25,20 @@ func RuntimeDir() (string, error) {
 		base = filepath.Join(home, ".local", "state")
 	}
 	return private(filepath.Join(base, "ursb"))
+}
+
+// loginRuntimeDir is the runtime directory the login manager made for the
+// caller, /run/user/UID, when there is one: a shell without
+// XDG_RUNTIME_DIR (after su or runuser) must find the sandboxes that the
+// user's login shells, which have it set to that directory, started. As
+// podman does, it counts only when it is the caller's and private.
+func loginRuntimeDir() string {
+	dir := fmt.Sprintf("/run/user/%d", os.Geteuid())
+	var st unix.Stat_t
+	if unix.Lstat(dir, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
+		return ""
+	}
+	return dir
 }
 
 // DataDir returns ursb's data directory, creating it if needed.
