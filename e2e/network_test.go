@@ -190,7 +190,13 @@ func TestResolvConfIntoRunWithReadOnly(t *testing.T) {
 // that answer with token, and returns their ports.
 func loopbackServers(t *testing.T, token string) (tcpPort, udpPort int) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return servers(t, "127.0.0.1", token)
+}
+
+// servers is loopbackServers on the harness's address ip.
+func servers(t *testing.T, ip, token string) (tcpPort, udpPort int) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,7 @@ func loopbackServers(t *testing.T, token string) (tcpPort, udpPort int) {
 			c.Close()
 		}
 	}()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp4", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,6 +156,11 @@ if [ "$(id -u)" = 0 ]; then
 	ip -n "$NETNS" link set up0 up
 	ip -n "$NETNS" link set sink0 up
 	ip -n "$NETNS" route add default via 192.0.2.1
+	# Addresses that a sandbox's gateway and DNS forwarder have inside
+	# it, held here as a machine on the host's network may hold them: the
+	# suite checks that the sandbox never reaches them.
+	ip -n "$NETNS" addr add 10.0.2.2/32 dev sink0
+	ip -n "$NETNS" addr add 10.0.2.3/32 dev sink0
 	mkdir -p "$SUBMOUNT"
 	# nosuid and nodev, as /dev/shm and /run have on most hosts: the suite
 	# checks that a copy-on-write volume keeps them.

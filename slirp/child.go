@@ -16,11 +16,11 @@ func LoopbackUp() error {
 	return withInetSocket(func(fd int) error { return setUp(fd, "lo") })
 }
 
-// ConfigureChild finishes the network inside the sandbox: lo always, and
-// with c.CreateTap the tap device, its address, MTU and default route. It
-// returns the tap (nil unless c.CreateTap), which the caller must pass to
-// the parent's Network.AttachTap and then close. In --net host it does
-// nothing: the host's interfaces are not the sandbox's to change.
+// ConfigureChild finishes the network inside the sandbox: lo and c.Rules
+// always, and with c.CreateTap the tap device, its address, MTU and default
+// route. It returns the tap (nil unless c.CreateTap), which the caller must
+// pass to the parent's Network.AttachTap and then close. In --net host it
+// does nothing: the host's interfaces are not the sandbox's to change.
 func ConfigureChild(c ChildConfig) (*os.File, error) {
 	if c.Mode == ModeHost {
 		return nil, nil
@@ -28,15 +28,23 @@ func ConfigureChild(c ChildConfig) (*os.File, error) {
 	if err := LoopbackUp(); err != nil {
 		return nil, fmt.Errorf("bringing up lo: %w", err)
 	}
-	if !c.CreateTap {
-		return nil, nil
+	var tap *os.File
+	if c.CreateTap {
+		var err error
+		if tap, err = createTap(c.Device); err != nil {
+			return nil, err
+		}
+		if err := configureInterface(c); err != nil {
+			tap.Close()
+			return nil, err
+		}
 	}
-	tap, err := createTap(c.Device)
-	if err != nil {
-		return nil, err
-	}
-	if err := configureInterface(c); err != nil {
-		tap.Close()
+	// After the default route: the kernel checks that its gateway is
+	// reachable, which the rules deny.
+	if err := addRules(c.Rules); err != nil {
+		if tap != nil {
+			tap.Close()
+		}
 		return nil, err
 	}
 	return tap, nil
@@ -162,39 +170,12 @@ func setUp(fd int, name string) error {
 // rtnetlink request: the ioctl way (SIOCADDRT) needs struct rtentry, whose
 // layout differs between architectures.
 func addDefaultRoute(index int, gw net.IP) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return err
-	}
-	msg := routeRequest(index, gw)
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return err
-	}
-	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
-	if err != nil {
-		return err
-	}
-	return parseAck(buf[:n])
+	return rtnetlink(routeRequest(index, gw))
 }
 
 // routeRequest is an RTM_NEWROUTE message for the default route.
 func routeRequest(index int, gw net.IP) []byte {
-	ne := binary.NativeEndian
-	attr := func(typ uint16, data []byte) []byte {
-		l := unix.SizeofRtAttr + len(data)
-		b := make([]byte, (l+unix.RTA_ALIGNTO-1) & ^(unix.RTA_ALIGNTO-1))
-		ne.PutUint16(b[0:], uint16(l))
-		ne.PutUint16(b[2:], typ)
-		copy(b[unix.SizeofRtAttr:], data)
-		return b
-	}
-	oif := make([]byte, 4)
-	ne.PutUint32(oif, uint32(index))
+	oif := binary.NativeEndian.AppendUint32(nil, uint32(index))
 	body := []byte{
 		unix.AF_INET,       // rtm_family
 		0,                  // rtm_dst_len: the default route
@@ -206,16 +187,7 @@ func routeRequest(index int, gw net.IP) []byte {
 		unix.RTN_UNICAST,
 		0, 0, 0, 0, // rtm_flags
 	}
-	body = append(body, attr(unix.RTA_GATEWAY, gw.To4())...)
-	body = append(body, attr(unix.RTA_OIF, oif)...)
+	body = append(body, rtAttr(unix.RTA_GATEWAY, gw.To4())...)
+	body = append(body, rtAttr(unix.RTA_OIF, oif)...)
 	return netlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
-}
-
-// parseAck returns the error an rtnetlink acknowledgement carries.
-func parseAck(b []byte) error {
-	done, err := walkNetlink(b, func(uint16) {})
-	if err == nil && !done {
-		return fmt.Errorf("no netlink acknowledgement")
-	}
-	return err
 }

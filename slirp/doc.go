@@ -8,6 +8,9 @@
 // 10.0.2.100/24 on tap0, its gateway is 10.0.2.2, its DNS forwarder 10.0.2.3,
 // and the MTU is 65520. The host's loopback is unreachable unless
 // AllowHostLoopback is set; then the host's 127.0.0.1 answers at 10.0.2.2.
+// Routing rules set inside the sandbox (fence) make that the same for every
+// driver: 10.0.2.2 is the host's loopback or refused, never an address on
+// the host's network, and 10.0.2.3 answers DNS and refuses the rest.
 //
 // The parent side is Start, Network.Ready and Network.Close; the child side
 // (the sandbox's init, root in its user and network namespaces) is

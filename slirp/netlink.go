@@ -47,3 +47,45 @@ func walkNetlink(b []byte, f func(typ uint16)) (done bool, err error) {
 	}
 	return false, nil
 }
+
+// rtnetlink sends one rtnetlink request on a socket of its own and returns
+// the error its acknowledgement carries.
+func rtnetlink(msg []byte) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	return parseAck(buf[:n])
+}
+
+// parseAck returns the error an rtnetlink acknowledgement carries.
+func parseAck(b []byte) error {
+	done, err := walkNetlink(b, func(uint16) {})
+	if err == nil && !done {
+		return fmt.Errorf("no netlink acknowledgement")
+	}
+	return err
+}
+
+// rtAttr is a netlink attribute of type typ holding data, padded.
+func rtAttr(typ uint16, data []byte) []byte {
+	ne := binary.NativeEndian
+	l := unix.SizeofRtAttr + len(data)
+	b := make([]byte, (l+unix.RTA_ALIGNTO-1) & ^(unix.RTA_ALIGNTO-1))
+	ne.PutUint16(b[0:], uint16(l))
+	ne.PutUint16(b[2:], typ)
+	copy(b[unix.SizeofRtAttr:], data)
+	return b
+}

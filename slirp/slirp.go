@@ -87,6 +87,9 @@ type ChildConfig struct {
 	// HostLoopback is the address at which the host's 127.0.0.1 answers;
 	// empty when host loopback is blocked.
 	HostLoopback string `json:"hostLoopback,omitempty"`
+	// Rules are the routing rules that keep the sandbox to what its
+	// driver serves, in order.
+	Rules []Rule `json:"rules,omitempty"`
 }
 
 // lookPath and tunUsable are variables so that tests can fake the host.
@@ -265,6 +268,7 @@ func layout(o Options) ChildConfig {
 		Gateway:   GatewayIP,
 		DNS:       []string{DNSIP},
 		MTU:       o.MTU,
+		Rules:     fence(o),
 	}
 	if o.AllowHostLoopback {
 		c.HostLoopback = GatewayIP

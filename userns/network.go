@@ -19,14 +19,15 @@ import (
 //  1. The parent starts the driver right after the id maps are written, and
 //     writes the sandbox's /etc/hosts and /etc/resolv.conf into the run's
 //     private directory; a helper then gets ready while init mounts.
-//  2. Init bind-mounts those files over the root's before the volumes (so a
+//  2. Init copies those files into a tmpfs of the sandbox's own and
+//     bind-mounts the copies over the root's before the volumes (so a
 //     volume on them wins) and, just before pivot_root, waits for the
 //     parent's msgNet and finishes the interface; the builtin driver's tap
 //     is created there and handed back, and init waits for msgNetUp.
 //  3. The parent closes the driver as soon as init exits.
 
 // netFiles are the files ursb writes for the sandbox, by their path inside;
-// the copies live in the run's directory, beside the stage.
+// the parent writes them in the run's directory, beside the stage.
 var netFiles = []struct{ inside, name string }{
 	{"/etc/hosts", "hosts"},
 	{"/etc/resolv.conf", "resolv.conf"},
@@ -153,22 +154,44 @@ func (sb *Sandbox) stopNetwork() {
 	}
 }
 
-// networkFiles bind-mounts the files the parent wrote over the root's
-// /etc/hosts and /etc/resolv.conf. The root is never written through: the
-// targets are resolved inside it, and one that is missing is created in the
+// netFilesTmpfs holds the sandbox's copies of its network files. The sandbox
+// may write them, as podman's may, but what it writes must stay its own and
+// be bounded: bound from the run's directory, they were ursb's files, and a
+// sandbox could fill the user's runtime directory through them.
+const (
+	netFilesTmpfs = "size=1m,mode=755"
+	// netFilesStage is where the tmpfs is mounted while the copies are
+	// made, in the sandbox's fresh /dev; it is gone before the command
+	// starts.
+	netFilesStage = ".ursb-net"
+)
+
+// networkFiles copies the files the parent wrote into a tmpfs of the
+// sandbox's own and bind-mounts the copies over the root's /etc/hosts and
+// /etc/resolv.conf. The root is never written through: the targets are
+// resolved inside it, and one that is missing is created in the
 // copy-on-write layer or in the sandbox's own /run.
 func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
 	if s.Network.Mode == slirp.ModeHost {
 		return nil
 	}
 	return []step{{"mounting /etc/hosts and /etc/resolv.conf", func() error {
+		var tmp *netFilesDir
+		defer func() { _ = tmp.close() }()
 		for _, f := range netFiles {
-			src, err := openPath(filepath.Join(runDir(stage), f.name))
-			if errors.Is(err, unix.ENOENT) {
+			data, err := os.ReadFile(filepath.Join(runDir(stage), f.name))
+			if errors.Is(err, os.ErrNotExist) {
 				continue // the root's own file stays
 			}
+			if err == nil && tmp == nil {
+				tmp, err = r.openNetFilesDir()
+			}
+			var src *os.File
+			if err == nil {
+				src, err = tmp.write(f.name, data)
+			}
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", f.inside, err)
 			}
 			dst, err := r.fileThroughLinks(f.inside)
 			if err == nil {
@@ -180,8 +203,81 @@ func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
 				return fmt.Errorf("%s: %w", f.inside, err)
 			}
 		}
-		return nil
+		return tmp.close()
 	}}}
+}
+
+// netFilesDir is the tmpfs for the network files while it is mounted on
+// the stage directory in /dev.
+type netFilesDir struct {
+	dev, root *os.File
+}
+
+// openNetFilesDir mounts the tmpfs for the network files on a directory of
+// /dev, a tmpfs ursb mounted, so nothing of the root lies in the way.
+func (r *rootfs) openNetFilesDir() (*netFilesDir, error) {
+	dev, err := r.openIn("/dev", unix.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	err = mountOn(int(dev.Fd()), netFilesStage, true, "tmpfs", "tmpfs", flags, netFilesTmpfs)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	d := &netFilesDir{dev: dev}
+	fd, err := unix.Openat(int(dev.Fd()), netFilesStage, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		_ = d.close()
+		return nil, err
+	}
+	d.root = os.NewFile(uintptr(fd), netFilesStage)
+	return d, nil
+}
+
+// write makes the file name holding data and returns an O_PATH handle to it.
+func (d *netFilesDir) write(name string, data []byte) (*os.File, error) {
+	fd, err := unix.Openat(int(d.root.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	_, err = f.Write(data)
+	if err == nil {
+		// Readable by every user of the sandbox, whatever ursb's umask.
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	fd, err = unix.Openat(int(d.root.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// close detaches the tmpfs from /dev and removes the stage directory: the
+// bind mounts of its files keep it, and no path leads to the rest of it.
+// It does nothing on a nil or closed netFilesDir.
+func (d *netFilesDir) close() error {
+	if d == nil || d.dev == nil {
+		return nil
+	}
+	if d.root != nil {
+		d.root.Close()
+	}
+	err := unix.Unmount(fdPath(d.dev)+"/"+netFilesStage, unix.MNT_DETACH)
+	if rerr := unix.Unlinkat(int(d.dev.Fd()), netFilesStage, unix.AT_REMOVEDIR); err == nil {
+		err = rerr
+	}
+	d.dev.Close()
+	d.dev = nil
+	return err
 }
 
 // fileThroughLinks is fileIn for a path that may be a symbolic link to a

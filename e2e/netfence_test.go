@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// requireSuiteNetwork skips unless the suite runs in the network namespace
+// scripts/test.sh makes, where nothing leaves the machine and the harness
+// itself holds 10.0.2.2 and 10.0.2.3, as a machine on the host's network
+// may, beside 192.0.2.2, its address on the uplink.
+func requireSuiteNetwork(t *testing.T) {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]bool{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			held[n.IP.String()] = true
+		}
+	}
+	for _, want := range []string{"10.0.2.2", "10.0.2.3", "192.0.2.2"} {
+		if !held[want] {
+			t.Skipf("not in the network namespace scripts/test.sh makes as root (no %s here): probes of the sandbox's gateway must not leave the machine", want)
+		}
+	}
+}
+
+// fenceProbe probes each "proto host port" argument and prints one line per
+// probe: proto host port, then what came back (GOT and the reply, SENT for
+// a datagram sent without waiting for one, or the errno's name), then the
+// seconds it took.
+const fenceProbe = `
+import errno, socket, sys, time
+a = sys.argv[1:]
+for i in range(0, len(a), 3):
+    proto, host, port = a[i], a[i+1], int(a[i+2])
+    start = time.monotonic()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(2)
+    try:
+        s.connect((host, port))
+        if proto != "tcp":
+            s.send(b"probe")
+        got = "SENT" if proto == "send" else "GOT " + s.recv(100).decode().strip()
+    except OSError as e:
+        got = errno.errorcode.get(e.errno, type(e).__name__)
+    print(proto, host, port, got, "%.2f" % (time.monotonic() - start), flush=True)
+`
+
+// fenceProbes runs fenceProbe in a host-root sandbox with flags and returns
+// its lines by "proto host port". The command first tries to delete the
+// sandbox's routing rule for 10.0.2.2, as a command without CAP_NET_ADMIN
+// cannot.
+func fenceProbes(t *testing.T, python string, flags []string, probes ...string) map[string]string {
+	t.Helper()
+	script := `ip rule del to 10.0.2.2 2>/dev/null && echo RULE-DELETED; exec "$@"`
+	args := append([]string{"run"}, flags...)
+	args = append(args, "--", "sh", "-c", script, "sh", python, "-c", fenceProbe)
+	res := mustRunNet(t, append(args, probes...)...)
+	if strings.Contains(res.Stdout, "RULE-DELETED") {
+		t.Errorf("the command deleted a routing rule of its sandbox without CAP_NET_ADMIN")
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		if f := strings.Fields(line); len(f) >= 5 {
+			got[strings.Join(f[:3], " ")] = strings.Join(f[3:], " ")
+		}
+	}
+	if len(got)*3 != len(probes) {
+		t.Fatalf("want %d probe lines, got:\n%s\nstderr: %s", len(probes)/3, res.Stdout, res.Stderr)
+	}
+	return got
+}
+
+// refusedFast tells whether a probe's outcome is the sandbox's own refusal:
+// ENETUNREACH at once, not a timeout or a reply from anywhere.
+func refusedFast(outcome string) bool {
+	f := strings.Fields(outcome)
+	if len(f) != 2 || f[0] != "ENETUNREACH" {
+		return false
+	}
+	secs, err := strconv.ParseFloat(f[1], 64)
+	return err == nil && secs < 1
+}
+
+// TestNetworkGatewayIsHostOrNothing: 10.0.2.2 is the host's loopback with
+// --allow-host-loopback and nothing otherwise, never an address on the
+// host's network; 10.0.2.3 serves DNS and nothing else.
+func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
+	python := requireTool(t, "python3")
+	requireTool(t, "ip")
+	requireSuiteNetwork(t)
+	forEachDriver(t, func(t *testing.T, driver string) {
+		tokens := map[string]string{}
+		for _, who := range []string{"loopback", "outside-gw", "outside-dns", "host"} {
+			tokens[who] = who + "-" + randHex(t)
+		}
+		lt, lu := servers(t, "127.0.0.1", tokens["loopback"])
+		gt, gu := servers(t, "10.0.2.2", tokens["outside-gw"])
+		dt, du := servers(t, "10.0.2.3", tokens["outside-dns"])
+		ht, hu := servers(t, "192.0.2.2", tokens["host"])
+		probe := func(proto, host string, port int) string { return proto + " " + host + " " + strconv.Itoa(port) }
+		var args []string
+		for _, p := range []string{
+			probe("tcp", "10.0.2.2", gt), probe("udp", "10.0.2.2", gu),
+			probe("tcp", "10.0.2.2", lt), probe("udp", "10.0.2.2", lu),
+			probe("tcp", "10.0.2.3", dt), probe("udp", "10.0.2.3", du),
+			probe("send", "10.0.2.3", 53),
+			probe("tcp", "192.0.2.2", ht), probe("udp", "192.0.2.2", hu),
+		} {
+			args = append(args, strings.Fields(p)...)
+		}
+		common := func(t *testing.T, got map[string]string) {
+			t.Helper()
+			for _, p := range []string{probe("tcp", "10.0.2.3", dt), probe("udp", "10.0.2.3", du)} {
+				if !refusedFast(got[p]) {
+					t.Errorf("%s: got %q, want ENETUNREACH at once: 10.0.2.3 serves DNS only", p, got[p])
+				}
+			}
+			if p := probe("send", "10.0.2.3", 53); got[p] != "" && !strings.HasPrefix(got[p], "SENT") {
+				t.Errorf("%s: got %q: DNS to the forwarder must not be refused", p, got[p])
+			}
+			// The host's own addresses other than loopback answer, as
+			// with podman; this also shows that the probes reach out.
+			for _, p := range []string{probe("tcp", "192.0.2.2", ht), probe("udp", "192.0.2.2", hu)} {
+				if !strings.HasPrefix(got[p], "GOT "+tokens["host"]) {
+					t.Errorf("%s: got %q, want the harness's server on its uplink address", p, got[p])
+				}
+			}
+		}
+		t.Run("blocked", func(t *testing.T) {
+			got := fenceProbes(t, python, []string{"--net", driver}, args...)
+			for _, p := range []string{probe("tcp", "10.0.2.2", gt), probe("udp", "10.0.2.2", gu), probe("tcp", "10.0.2.2", lt), probe("udp", "10.0.2.2", lu)} {
+				if !refusedFast(got[p]) {
+					t.Errorf("%s: got %q, want ENETUNREACH at once: without --allow-host-loopback 10.0.2.2 is nothing", p, got[p])
+				}
+			}
+			common(t, got)
+		})
+		t.Run("allow-host-loopback", func(t *testing.T) {
+			got := fenceProbes(t, python, []string{"--net", driver, "--allow-host-loopback"}, args...)
+			for _, p := range []string{probe("tcp", "10.0.2.2", lt), probe("udp", "10.0.2.2", lu)} {
+				if !strings.HasPrefix(got[p], "GOT "+tokens["loopback"]) {
+					t.Errorf("%s: got %q, want the harness's loopback server", p, got[p])
+				}
+			}
+			for _, p := range []string{probe("tcp", "10.0.2.2", gt), probe("udp", "10.0.2.2", gu)} {
+				if strings.Contains(got[p], tokens["outside-gw"]) {
+					t.Errorf("%s: got %q: 10.0.2.2 reached an address on the host's network, not the host's loopback", p, got[p])
+				}
+			}
+			common(t, got)
+		})
+	})
+}
