@@ -377,14 +377,24 @@ func systemdManaged(dir string) bool {
 }
 
 // noDelegationFix is the advice for a caller with no delegated subtree.
-func noDelegationFix(h hierarchy, ctrls []string) string {
+// A systemd user manager can hand one out (manager: one answers, or may);
+// without one, only root can, and the advice says how.
+func noDelegationFix(e env, ctrls []string, manager bool) string {
 	var v1 []string
 	for _, c := range ctrls {
-		if h.v1[c] {
+		if e.h.v1[c] {
 			v1 = append(v1, c)
 		}
 	}
-	fix := "run ursb in a cgroup delegated to you (systemd-run --user --scope -p Delegate=yes ursb run ...), or have root delegate one (mkdir a cgroup, chown -R it to you, enable its controllers, move your shell into it) and pass it with --cgroup-parent"
+	var fix string
+	switch {
+	case manager:
+		fix = "run ursb in a cgroup delegated to you (systemd-run --user --scope -p Delegate=yes ursb run ...), or have root delegate one (mkdir a cgroup, chown -R it to you, enable its controllers, move your shell into it) and pass it with --cgroup-parent"
+	case e.uid == 0:
+		fix = fmt.Sprintf("make one (mkdir %s/ursb, and echo +memory +pids +cpu > %s/cgroup.subtree_control for the controllers you need) and pass it with --cgroup-parent /ursb", e.h.mountpoint, e.h.mountpoint)
+	default:
+		fix = fmt.Sprintf("no systemd user manager answers here to hand one out, so root must delegate one: as root, mkdir %[1]s/ursb-%[2]d, chown %[2]d it and its cgroup.procs, cgroup.subtree_control and cgroup.threads, and echo +memory +pids +cpu > %[1]s/cgroup.subtree_control; then pass --cgroup-parent /ursb-%[2]d", e.h.mountpoint, e.uid)
+	}
 	if len(v1) > 0 {
 		return fmt.Sprintf("this host also binds %s to cgroup v1 (hybrid mode), so boot with systemd.unified_cgroup_hierarchy=1 first; then %s", strings.Join(v1, " "), fix)
 	}

@@ -61,12 +61,15 @@ func prepare(e env, id, cgroupParent string, settings []setting) (*Leaf, error) 
 	want := required(settings)
 	p, err := locate(e, cgroupParent)
 	var scopeErr error
-	if errors.Is(err, ErrNoDelegation) && cgroupParent == "" && e.uid != 0 && e.mgr != nil {
+	// Whether a systemd user manager could hand out a scope: none is
+	// asked with --cgroup-parent or as root.
+	manager := cgroupParent == "" && e.uid != 0 && e.mgr != nil
+	if errors.Is(err, ErrNoDelegation) && manager {
 		var sp placement
 		if e, sp, scopeErr = inScope(e, id); scopeErr == nil {
 			p, err = sp, nil
 		} else if errors.Is(scopeErr, errNoManager) {
-			scopeErr = nil
+			scopeErr, manager = nil, false
 		} else {
 			err = &delegationError{why: fmt.Sprintf("%v, and the systemd user manager gave no usable scope: %v", err, scopeErr)}
 		}
@@ -78,7 +81,7 @@ func prepare(e env, id, cgroupParent string, settings []setting) (*Leaf, error) 
 		case errors.Is(err, ErrNoDelegation) && len(want) == 0:
 			return nil, nil
 		case errors.Is(err, ErrNoDelegation):
-			return nil, fmt.Errorf("cannot apply %s: %w; %s", flagList(settings), err, noDelegationFix(e.h, want))
+			return nil, fmt.Errorf("cannot apply %s: %w; %s", flagList(settings), err, noDelegationFix(e, want, manager))
 		case len(want) == 0 && cgroupParent == "":
 			return nil, fmt.Errorf("%w: %v", ErrNoLeaf, err)
 		}

@@ -196,7 +196,7 @@ func TestScopeFallsBackToTheError(t *testing.T) {
 	}
 	const prefix = "cannot apply --memory 64 MiB: your cgroup " + session + " belongs to root"
 	fix, ok := strings.CutPrefix(baseline.Error(), prefix)
-	if !ok || !strings.HasPrefix(fix, "; run ursb in a cgroup delegated to you (systemd-run --user --scope -p Delegate=yes ursb run ...)") {
+	if !ok || !strings.HasPrefix(fix, "; no systemd user manager answers here to hand one out, so root must delegate one") {
 		t.Fatalf("without a manager: got %v", baseline)
 	}
 
@@ -270,8 +270,10 @@ func TestScopeFallsBackToTheError(t *testing.T) {
 			if leaf != nil {
 				t.Errorf("got a leaf at %s", leaf.Path())
 			}
-			want := prefix + ", and the systemd user manager gave no usable scope: " + tc.why + fix
-			if err == nil || err.Error() != want || !errors.Is(err, ErrNoDelegation) {
+			// A manager that answers, if not well, may do better with
+			// systemd-run's own scope.
+			want := prefix + ", and the systemd user manager gave no usable scope: " + tc.why + "; run ursb in a cgroup delegated to you (systemd-run --user --scope -p Delegate=yes ursb run ...)"
+			if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, ErrNoDelegation) {
 				t.Errorf("got  %v\nwant %s", err, want)
 			}
 			if d := time.Since(start); d > 2*time.Second {
@@ -291,7 +293,7 @@ func TestCheckScope(t *testing.T) {
 	bus := startBus(t)
 
 	ok, detail := check(c.env(ft, bus.Addr))
-	if ok || !strings.HasPrefix(detail, "limits unavailable: your cgroup "+session+" belongs to root; run ursb in a cgroup delegated to you") {
+	if ok || !strings.HasPrefix(detail, "limits unavailable: your cgroup "+session+" belongs to root; no systemd user manager answers here") {
 		t.Errorf("no manager: got %v, %q", ok, detail)
 	}
 

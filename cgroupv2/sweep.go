@@ -92,18 +92,21 @@ func Check() (ok bool, detail string) {
 
 func check(e env) (bool, string) {
 	p, err := locate(e, "")
-	if errors.Is(err, ErrNoDelegation) && e.uid != 0 && e.mgr != nil {
+	manager := e.uid != 0 && e.mgr != nil
+	if errors.Is(err, ErrNoDelegation) && manager {
 		cg, merr := e.mgr.controlGroup()
 		switch {
 		case merr == nil:
 			return checkScope(e, err, cg)
-		case !errors.Is(merr, errNoManager):
+		case errors.Is(merr, errNoManager):
+			manager = false
+		default:
 			err = &delegationError{why: fmt.Sprintf("%v, and the systemd user manager did not answer as expected: %v", err, merr)}
 		}
 	}
 	if err != nil {
 		if errors.Is(err, ErrNoDelegation) {
-			return false, fmt.Sprintf("limits unavailable: %v; %s", err, noDelegationFix(e.h, controllerOrder))
+			return false, fmt.Sprintf("limits unavailable: %v; %s", err, noDelegationFix(e, controllerOrder, manager))
 		}
 		return false, "limits unavailable: " + err.Error()
 	}
