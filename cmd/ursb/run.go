@@ -350,6 +350,9 @@ func (r *runCmd) network() (spec.Network, error) {
 		}
 		n.Publish = append(n.Publish, p)
 	}
+	if err := slirp.CheckHostPorts(n.Publish); err != nil {
+		return n, err
+	}
 	if r.Net == "auto" && mode == slirp.ModePasta && slirp.CheckOptions(slirp.Options{Mode: mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish}) != nil {
 		// What pasta cannot publish, the builtin stack can.
 		if builtin, err := slirp.Resolve(slirp.ModeBuiltin); err == nil {
