@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,21 +171,27 @@ func TestCpInEveryMode(t *testing.T) {
 	l := newLab(t)
 	rootfs := busyboxRootfs(t)
 	for i, mode := range append([][]string{nil, {"--overlay", "fuse"}}, powerModes...) {
-		name := "cpmode" + string(rune('a'+i))
-		l.detach(name, lifeBase(rootfs, mode...), "sleep", l.nap())
-		host := t.TempDir()
-		src := filepath.Join(host, "in")
-		if err := os.WriteFile(src, []byte("to the sandbox\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		l.must("cp", src, name+":/tmp/")
-		l.must("cp", name+":/tmp/in", filepath.Join(host, "out"))
-		if got, _ := os.ReadFile(filepath.Join(host, "out")); !bytes.Equal(got, []byte("to the sandbox\n")) {
-			t.Errorf("%v: the round trip gave %q", mode, got)
-		}
-		if got := l.must("exec", name, "stat", "-c", "%u", "/tmp/in").Stdout; got != "0\n" {
-			t.Errorf("%v: a file copied in belongs to %q, want the sandbox's root", mode, got)
-		}
-		l.must("rm", "-f", name)
+		t.Run(strings.Join(append([]string{"default"}, mode...), " "), func(t *testing.T) {
+			if slices.Contains(mode, "fuse") {
+				lifeRequireFuse(t)
+			}
+			l := l.with(t)
+			name := "cpmode" + string(rune('a'+i))
+			l.detach(name, lifeBase(rootfs, mode...), "sleep", l.nap())
+			host := t.TempDir()
+			src := filepath.Join(host, "in")
+			if err := os.WriteFile(src, []byte("to the sandbox\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l.must("cp", src, name+":/tmp/")
+			l.must("cp", name+":/tmp/in", filepath.Join(host, "out"))
+			if got, _ := os.ReadFile(filepath.Join(host, "out")); !bytes.Equal(got, []byte("to the sandbox\n")) {
+				t.Errorf("the round trip gave %q", got)
+			}
+			if got := l.must("exec", name, "stat", "-c", "%u", "/tmp/in").Stdout; got != "0\n" {
+				t.Errorf("a file copied in belongs to %q, want the sandbox's root", got)
+			}
+			l.must("rm", "-f", name)
+		})
 	}
 }
