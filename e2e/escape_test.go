@@ -195,3 +195,22 @@ func TestCpInEveryMode(t *testing.T) {
 		})
 	}
 }
+
+// TestNestedCommandKeepsItsPowers: the nested user namespace takes from a
+// command with CAP_SYS_ADMIN only what would undo the sandbox: it still
+// sets its hostname, serves on port 80 and mounts its own things.
+func TestNestedCommandKeepsItsPowers(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	script := `hostname nested && echo "HOST $(hostname)"
+nc -l -p 80 >/dev/null 2>&1 & sleep 0.5; kill -0 $! 2>/dev/null && echo PORT80; kill $! 2>/dev/null
+mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo MOUNTED`
+	for _, mode := range [][]string{{"--cap-add", "SYS_ADMIN"}, {"--privileged"}} {
+		args := append(append([]string{"run", "--rootfs", rootfs, "--net", "none"}, mode...), "--", "sh", "-c", script)
+		res := mustRun(t, args...)
+		for _, want := range []string{"HOST nested", "PORT80", "MOUNTED"} {
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("%v: no %s: %s", mode, want, res)
+			}
+		}
+	}
+}

@@ -158,3 +158,45 @@ func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
 		})
 	})
 }
+
+// TestNetworkGatewayHoldsAgainstNetAdmin: a command that may change its
+// network (--cap-add NET_ADMIN, NET_RAW, --privileged) and deletes the
+// sandbox's rule for 10.0.2.2 still reaches nothing there: pasta, which
+// would pass 10.0.2.2 on to the host's network, is refused or not chosen,
+// the other drivers refuse it themselves, and a nested command (holding
+// CAP_SYS_ADMIN) cannot delete the rule at all.
+func TestNetworkGatewayHoldsAgainstNetAdmin(t *testing.T) {
+	python := requireTool(t, "python3")
+	requireTool(t, "ip")
+	requireSuiteNetwork(t)
+	token := "outside-gw-" + randHex(t)
+	gt, gu := servers(t, "10.0.2.2", token)
+	script := `while ip rule del to 10.0.2.2 2>/dev/null; do echo RULE-DELETED; done; exec "$@"`
+	for _, c := range []struct {
+		flags   []string
+		deletes bool // whether the command can delete the rule
+	}{
+		{[]string{"--cap-add", "NET_ADMIN"}, true},
+		{[]string{"--cap-add", "NET_ADMIN,NET_RAW", "--net", "slirp4netns"}, true},
+		{[]string{"--cap-add", "NET_ADMIN", "--net", "builtin"}, true},
+		{[]string{"--privileged"}, false},
+		{[]string{"--privileged", "--net", "pasta"}, false},
+	} {
+		args := append(append([]string{"run"}, c.flags...), "--", "sh", "-c", script, "sh", python, "-c", fenceProbe,
+			"tcp", "10.0.2.2", strconv.Itoa(gt), "udp", "10.0.2.2", strconv.Itoa(gu))
+		res := mustRunNet(t, args...)
+		if deleted := strings.Contains(res.Stdout, "RULE-DELETED"); deleted != c.deletes {
+			t.Errorf("%v: the command deleted the rule for 10.0.2.2: %v, want %v", c.flags, deleted, c.deletes)
+		}
+		if strings.Contains(res.Stdout, token) {
+			t.Errorf("%v: 10.0.2.2 reached an address on the host's network: %s", c.flags, res.Stdout)
+		}
+		if strings.Count(res.Stdout, " 10.0.2.2 ") != 2 {
+			t.Errorf("%v: the probes did not run: %s", c.flags, res)
+		}
+	}
+	res := ursb(t, "", "run", "--net", "pasta", "--cap-add", "NET_ADMIN", "--", "true")
+	if res.Code != 125 || !strings.Contains(res.Stderr, "--net builtin or slirp4netns") {
+		t.Errorf("--net pasta with NET_ADMIN: want exit 125 naming the drivers that hold, got %s", res)
+	}
+}

@@ -61,8 +61,8 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 	add("mounting /proc", func() error {
 		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	})
-	if len(s.Sysctls) > 0 {
-		add("setting kernel parameters", func() error { return setSysctls(s.Sysctls) })
+	if sysctls := sandboxSysctls(s); len(sysctls) > 0 {
+		add("setting kernel parameters", func() error { return setSysctls(sysctls) })
 	}
 	add("mounting /dev", func() error { return r.setupDev(s) })
 	add("mounting /sys", func() error { return r.setupSys(s) })

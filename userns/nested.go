@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -37,6 +38,41 @@ const NestedInitArg0 = "ursb-init-nested"
 // cost of a second init.
 func nested(s *spec.Spec) bool {
 	return slices.Contains(s.Security.Capabilities, "CAP_SYS_ADMIN") || slices.Contains(s.Security.Capabilities, "CAP_SYS_PTRACE")
+}
+
+// CommandRulesNetwork tells whether the sandbox's command may change its
+// network namespace or send raw frames through it: it keeps CAP_NET_ADMIN
+// or CAP_NET_RAW and is not nested (a nested command holds them only in
+// its own user namespace, which does not own the network namespace). Such
+// a command can remove the routing rules that keep 10.0.2.2 from leading
+// anywhere but the host (see slirp.ChildConfig).
+func CommandRulesNetwork(s *spec.Spec) bool {
+	return !nested(s) && (slices.Contains(s.Security.Capabilities, "CAP_NET_ADMIN") || slices.Contains(s.Security.Capabilities, "CAP_NET_RAW"))
+}
+
+// lowPortsSysctl lets any process of a network namespace bind ports below
+// 1024.
+const lowPortsSysctl = "net/ipv4/ip_unprivileged_port_start"
+
+// sandboxSysctls are the kernel parameters init sets: the spec's, and, for
+// a nested command in a network namespace of the sandbox's own,
+// ip_unprivileged_port_start=0. CAP_NET_BIND_SERVICE counts in the user
+// namespace that owns the network namespace, which is init's, so a nested
+// root could not otherwise serve on port 80 as root in a sandbox can; the
+// sandbox's ids are all its own, so opening the low ports to every one of
+// them gives nothing away.
+func sandboxSysctls(s *spec.Spec) map[string]string {
+	if !nested(s) || s.Network.Mode == slirp.ModeHost || joined(s) {
+		return s.Sysctls
+	}
+	if _, set := s.Sysctls[lowPortsSysctl]; set {
+		return s.Sysctls
+	}
+	out := map[string]string{lowPortsSysctl: "0"}
+	for k, v := range s.Sysctls {
+		out[k] = v
+	}
+	return out
 }
 
 // NestedInit is the command's init in a nested user namespace: the
@@ -151,7 +187,11 @@ func startNested() (int, channel, error) {
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2, uintptr(pair[1]), exeFD},
 		Sys: &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS,
+			// A UTS namespace of its own, with the hostname copied, so
+			// that a command holding CAP_SYS_ADMIN may change it as in
+			// any sandbox. The others stay init's: their parameters were
+			// set and /proc/sys is read-only from here on.
+			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWUTS,
 			UidMappings: uids,
 			GidMappings: gids,
 			// A single-id map denies setgroups, and so must its child.

@@ -284,6 +284,16 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if s.Security, err = r.security(); err != nil {
 		return nil, idmap.Plan{}, err
 	}
+	if s.Network.Mode == slirp.ModePasta && !s.Network.AllowHostLoopback && userns.CommandRulesNetwork(s) {
+		// pasta sends what reaches 10.0.2.2 on to the host's network; the
+		// other drivers refuse it themselves, whatever the command does
+		// to the rules in front of them.
+		builtin, berr := slirp.Resolve(slirp.ModeBuiltin)
+		if r.Net != "auto" || berr != nil {
+			return fail("--net pasta with --cap-add NET_ADMIN or NET_RAW: the command could undo the rules that keep 10.0.2.2 from reaching your network, which pasta would then pass on; use --net builtin or slirp4netns, or add --allow-host-loopback")
+		}
+		s.Network.Mode = builtin
+	}
 	if s.TTY {
 		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
 	}
