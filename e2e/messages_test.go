@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"debug/elf"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,4 +32,65 @@ func TestPrivilegedPortSaysSo(t *testing.T) {
 	if res := ursb(t, "", "run", "--net", "builtin", "-p", "18080:8080", "--", "true"); res.Code != 0 {
 		t.Errorf("-p 18080:8080 fails too, so the refusal proves nothing: %s", res)
 	}
+}
+
+// TestMissingProgramSaysWhy: a root filesystem whose /bin/sh is a link to
+// a path missing inside it (what busybox --install -s makes when run from
+// the host) names the dangling link, and a program whose interpreter is
+// missing names the interpreter, rather than "command not found".
+func TestMissingProgramSaysWhy(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	sh := filepath.Join(rootfs, "bin", "sh")
+	if err := os.Remove(sh); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/bin/busybox", sh); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "tool"), []byte("#!/opt/missing/python3 -u\nprint(1)\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]string{
+		"sh: /bin/sh is a symbolic link to /usr/bin/busybox, which does not exist in the sandbox's root filesystem": {"sh", "-c", "true"},
+		"/bin/sh: /bin/sh is a symbolic link to /usr/bin/busybox, which does not exist":                             {"/bin/sh", "-c", "true"},
+		"tool: its interpreter /opt/missing/python3 does not exist in the sandbox's root filesystem":                {"tool"},
+		"nosuch: command not found in the sandbox":                                                                  {"nosuch"},
+	}
+	if dyn := dynamicProgram(); dyn != "" {
+		data, err := os.ReadFile(dyn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, "bin", "dyn"), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cases["dyn: its interpreter /lib"] = []string{"dyn"}
+	}
+	for want, argv := range cases {
+		res := ursb(t, "", append([]string{"run", "--rootfs", rootfs, "--net", "none", "--"}, argv...)...)
+		if res.Code != 127 || !strings.Contains(res.Stderr, want) {
+			t.Errorf("%v: want exit 127 saying %q, got %s", argv, want, res)
+		}
+	}
+	// The probe is sound: the busybox beside the link runs.
+	if res := ursb(t, "", "run", "--rootfs", rootfs, "--net", "none", "--", "/bin/busybox", "true"); res.Code != 0 {
+		t.Errorf("busybox itself does not run in the root, so the failures prove nothing: %s", res)
+	}
+}
+
+// dynamicProgram is a dynamically linked program of the host's, or "".
+func dynamicProgram() string {
+	for _, p := range []string{"/usr/bin/env", "/bin/ls", "/usr/bin/id"} {
+		f, err := elf.Open(p)
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				return p
+			}
+		}
+	}
+	return ""
 }

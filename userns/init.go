@@ -286,16 +286,17 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 			}
 			return 0, &Failure{Code: 125, Msg: msg + "; raise the limit"}
 		}
-		return 0, execFailure(p.argv[0], err)
+		return 0, execFailure(p.argv[0], path, err)
 	}
 	return pid, nil
 }
 
-// execFailure turns an exec error into the exit codes shells use.
-func execFailure(name string, err error) error {
+// execFailure turns an error of exec'ing name (found at path) into the
+// exit codes shells use.
+func execFailure(name, path string, err error) error {
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return &Failure{Code: 127, Msg: fmt.Sprintf("%s: no such file or directory in the sandbox", name)}
+		return &Failure{Code: 127, Msg: fmt.Sprintf("%s: %s", name, missingReason(path))}
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EPERM), errors.Is(err, unix.EISDIR):
 		return &Failure{Code: 126, Msg: fmt.Sprintf("%s: cannot be executed in the sandbox: %v", name, err)}
 	}
@@ -313,14 +314,17 @@ func lookPath(name string, env []string) (string, error) {
 			path = v
 		}
 	}
-	var denied string
+	var denied, dangling string
 	for _, dir := range strings.Split(path, ":") {
 		if dir == "" {
 			dir = "."
 		}
 		p := dir + "/" + name
 		var st unix.Stat_t
-		if unix.Stat(p, &st) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err == unix.ENOENT && dangling == "" && unix.Lstat(p, &st) == nil {
+				dangling = p
+			}
 			continue
 		}
 		if unix.Access(p, unix.X_OK) == nil {
@@ -332,6 +336,9 @@ func lookPath(name string, env []string) (string, error) {
 	}
 	if denied != "" {
 		return "", &Failure{Code: 126, Msg: fmt.Sprintf("%s: permission denied in the sandbox", denied)}
+	}
+	if dangling != "" {
+		return "", &Failure{Code: 127, Msg: fmt.Sprintf("%s: %s", name, missingReason(dangling))}
 	}
 	return "", &Failure{Code: 127, Msg: fmt.Sprintf("%s: command not found in the sandbox (PATH=%s)", name, path)}
 }
