@@ -696,3 +696,42 @@ func TestVersionHelpAndCompletion(t *testing.T) {
 		t.Errorf("an unknown shell: %s", res)
 	}
 }
+
+// TestUnshare: ursb unshare runs a command as root with the caller's
+// mapping and nothing else of a sandbox, so a user can give a tree to a
+// subordinate id and remove it again, which they cannot do on the host.
+func TestUnshare(t *testing.T) {
+	ranges := subRanges(t, "/etc/subuid")
+	if len(ranges) == 0 {
+		t.Skip("the test user has no subordinate range")
+	}
+	dir := filepath.Join(t.TempDir(), "tree")
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, "unshare", "--", "id", "-u"); res.Stdout != "0\n" {
+		t.Errorf("ursb unshare id -u printed %q, want 0", res.Stdout)
+	}
+	mustRun(t, "unshare", "--", "chown", "-R", "1:1", dir)
+	st, err := os.Stat(filepath.Join(dir, "sub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uint64(uid) != ranges[0][0] {
+		t.Errorf("chown 1 inside gave uid %d on the host, want %d, the start of the test user's range", uid, ranges[0][0])
+	}
+	// The probe is sound: the user alone cannot remove the tree now.
+	if err := os.RemoveAll(dir); err == nil {
+		t.Fatal("the user removed a subordinate-owned tree without ursb unshare, so the chown proves nothing")
+	}
+	mustRun(t, "unshare", "--", "rm", "-rf", dir)
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("ursb unshare rm -rf left %s: %v", dir, err)
+	}
+	if res := ursb(t, "", "unshare", "--", "sh", "-c", "exit 7"); res.Code != 7 {
+		t.Errorf("the command's exit code is not ursb's: %s", res)
+	}
+	if res := ursb(t, "", "unshare", "--", "no-such-command"); res.Code != 127 {
+		t.Errorf("a missing command: %s", res)
+	}
+}

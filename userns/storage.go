@@ -2,6 +2,7 @@ package userns
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,6 +36,47 @@ func AsRootPrivateMounts(plan idmap.Plan, host idmap.Host, in, out *os.File, arg
 }
 
 func asRoot(plan idmap.Plan, host idmap.Host, flags uintptr, in, out *os.File, args []string) error {
+	var stderr bytes.Buffer
+	cmd := &exec.Cmd{Env: []string{}, Stdout: out, Stderr: &stderr}
+	if in != nil {
+		cmd.Stdin = in
+	}
+	if err := runAsRoot(cmd, plan, host, flags, args); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" && cmd.ProcessState != nil {
+			return fmt.Errorf("%s", msg)
+		}
+		return err
+	}
+	return nil
+}
+
+// Unshare runs argv with env as root of a new user namespace mapped by
+// plan, in a mount namespace of its own and nothing else of a sandbox's
+// (podman unshare), with ursb's standard input, output and error, and
+// returns its exit code.
+func Unshare(plan idmap.Plan, host idmap.Host, argv, env []string) (int, error) {
+	cmd := &exec.Cmd{Env: env, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	err := runAsRoot(cmd, plan, host, unix.CLONE_NEWNS, append([]string{UnshareOp}, argv...))
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	return 0, err
+}
+
+// UnshareOp is the storage tool's operation that execs its arguments (see
+// Unshare); the tool's side is cmd/ursb's.
+const UnshareOp = "exec"
+
+// runAsRoot runs cmd, ursb's storage tool with args, as root of a new user
+// namespace mapped by plan, with the other namespaces in flags.
+func runAsRoot(cmd *exec.Cmd, plan idmap.Plan, host idmap.Host, flags uintptr, args []string) error {
 	// The child's parent-death signal is bound to this thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -48,22 +90,13 @@ func asRoot(plan idmap.Plan, host idmap.Host, flags uintptr, in, out *os.File, a
 		return err
 	}
 	defer w.Close()
-	var stderr bytes.Buffer
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/4",
-		Args:       append([]string{StorageArg0}, args...),
-		Env:        []string{},
-		Stdout:     out,
-		Stderr:     &stderr,
-		ExtraFiles: []*os.File{r, exe},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER | flags,
-			Pdeathsig:   unix.SIGKILL,
-			AmbientCaps: allCaps(),
-		},
-	}
-	if in != nil {
-		cmd.Stdin = in
+	cmd.Path = "/proc/self/fd/4"
+	cmd.Args = append([]string{StorageArg0}, args...)
+	cmd.ExtraFiles = []*os.File{r, exe}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER | flags,
+		Pdeathsig:   unix.SIGKILL,
+		AmbientCaps: allCaps(),
 	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
@@ -76,13 +109,7 @@ func asRoot(plan idmap.Plan, host idmap.Host, flags uintptr, in, out *os.File, a
 		return err
 	}
 	w.Close()
-	if err := cmd.Wait(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("%s", msg)
-		}
-		return err
-	}
-	return nil
+	return cmd.Wait()
 }
 
 // StorageChild runs in the re-executed tool: it waits until its id maps are

@@ -39,6 +39,7 @@ type cli struct {
 	Top     topCmd     `cmd:"" help:"List the processes of a running sandbox, with their pids and uids inside it."`
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
+	Unshare unshareCmd `cmd:"" help:"Run a command as root of a user namespace with your id mapping, and nothing else of a sandbox (podman unshare)."`
 
 	Version    versionCmd       `cmd:"" help:"Print ursb's version, commit, Go version and build tags."`
 	Help       helpCmd          `cmd:"" help:"Show the help of ursb or of a command."`

@@ -18,6 +18,8 @@ func storageTool(args []string) error {
 		return fmt.Errorf("storage tool: no operation")
 	}
 	switch args[0] {
+	case userns.UnshareOp:
+		return unshareExec(args[1:])
 	case "rm":
 		for _, dir := range args[1:] {
 			if err := os.RemoveAll(dir); err != nil {
