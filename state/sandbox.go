@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -294,4 +295,47 @@ func Lookup(name string) (*Storage, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNoSandbox, name)
 	}
 	return s, nil
+}
+
+// Rename gives the exited named sandbox old the name new: its layers,
+// its record and its spec follow.
+func Rename(old, new string) error {
+	if err := CheckName(new); err != nil {
+		return err
+	}
+	st, err := Named(old, false)
+	if err != nil {
+		if errors.Is(err, ErrRunning) {
+			return fmt.Errorf("sandbox %s is running; stop it first", old)
+		}
+		return err
+	}
+	defer st.Unlock()
+	dir := filepath.Dir(st.Dir)
+	// RENAME_NOREPLACE: a sandbox made under the new name meanwhile is
+	// never replaced.
+	if err := unix.Renameat2(unix.AT_FDCWD, st.Dir, unix.AT_FDCWD, filepath.Join(dir, new), unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("a sandbox named %s exists; remove it or choose another name", new)
+		}
+		return fmt.Errorf("renaming sandbox %s: %v", old, err)
+	}
+	st.Dir = filepath.Join(dir, new)
+	path := filepath.Join(st.Dir, recordFile)
+	r, err := readRecord(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	r.Name = new
+	if r.Spec != nil {
+		r.Spec.Name = new
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, data)
 }

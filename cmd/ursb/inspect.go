@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"text/template"
 	"time"
 
 	"github.com/ursb/ursb/spec"
@@ -10,7 +11,8 @@ import (
 )
 
 type inspectCmd struct {
-	Name string `arg:"" help:"The sandbox (name or id)."`
+	Format string `short:"f" help:"A Go template for the output, such as '{{.Status}} {{.PID}}' (default: JSON)."`
+	Name   string `arg:"" help:"The sandbox (name or id)."`
 }
 
 // inspected is what inspect prints about a sandbox.
@@ -33,6 +35,13 @@ type inspected struct {
 }
 
 func (c *inspectCmd) Run() error {
+	var tmpl *template.Template
+	if c.Format != "" {
+		var err error
+		if tmpl, err = goTemplate(c.Format); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
+	}
 	e, err := state.Find(c.Name)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
@@ -44,6 +53,12 @@ func (c *inspectCmd) Run() error {
 	}
 	if e.Spec != nil {
 		out.Overlay, out.UIDMap, out.GIDMap, out.Network = e.Spec.Root.Overlay, e.Spec.UIDMap, e.Spec.GIDMap, e.Spec.Network
+	}
+	if tmpl != nil {
+		if err := printTemplate(os.Stdout, tmpl, out); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
+		return nil
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")

@@ -28,6 +28,8 @@ type cli struct {
 	Kill    killCmd    `cmd:"" help:"Send a signal to sandboxes."`
 	Wait    waitCmd    `cmd:"" help:"Wait until sandboxes exit and print their exit codes."`
 	Start   startCmd   `cmd:"" help:"Start exited named sandboxes again, in the background."`
+	Restart restartCmd `cmd:"" help:"Stop named sandboxes and start them again, in the background."`
+	Rename  renameCmd  `cmd:"" help:"Give an exited named sandbox another name."`
 	Rm      rmCmd      `cmd:"" help:"Remove sandboxes and everything they stored."`
 	Pause   pauseCmd   `cmd:"" help:"Freeze every process of sandboxes (needs a cgroup)."`
 	Unpause unpauseCmd `cmd:"" help:"Resume paused sandboxes."`

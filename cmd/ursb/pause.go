@@ -16,7 +16,7 @@ type unpauseCmd struct {
 
 // Run freezes every process of each sandbox through its cgroup.
 func (c *pauseCmd) Run() error {
-	return forEach(c.Names, func(name string) error {
+	return actOn(c.Names, func(name string) error {
 		leaf, err := runningLeaf(name)
 		if err != nil {
 			return err
@@ -28,7 +28,7 @@ func (c *pauseCmd) Run() error {
 
 // Run lets each paused sandbox run again.
 func (c *unpauseCmd) Run() error {
-	return forEach(c.Names, func(name string) error {
+	return actOn(c.Names, func(name string) error {
 		leaf, err := runningLeaf(name)
 		if err != nil {
 			return err

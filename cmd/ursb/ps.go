@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
@@ -14,9 +15,10 @@ import (
 )
 
 type psCmd struct {
-	All    bool   `short:"a" help:"Also list sandboxes that have exited."`
-	Format string `default:"table" enum:"table,json" help:"Output format: table or json."`
-	Quiet  bool   `short:"q" help:"Print only the sandboxes' short ids, one per line."`
+	All    bool     `short:"a" help:"Also list sandboxes that have exited."`
+	Format string   `default:"table" help:"Output format: table, json, or a Go template such as '{{.Name}} {{.Status}}'."`
+	Filter []string `short:"f" help:"Show only the sandboxes that match: name=REGEX, status=running|paused|exited|unknown, id=PREFIX (repeatable)."`
+	Quiet  bool     `short:"q" help:"Print only the sandboxes' short ids, one per line."`
 }
 
 // psEntry is one sandbox in ps --format json.
@@ -31,6 +33,16 @@ type psEntry struct {
 }
 
 func (c *psCmd) Run() error {
+	filters, err := parsePSFilters(c.Filter)
+	if err != nil {
+		return &exitError{code: 125, msg: err.Error()}
+	}
+	var tmpl *template.Template
+	if c.Format != "table" && c.Format != "json" {
+		if tmpl, err = goTemplate(c.Format); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
+	}
 	entries, err := state.List()
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
@@ -50,11 +62,24 @@ func (c *psCmd) Run() error {
 		if e.Spec != nil {
 			p.Command = e.Spec.Argv
 		}
+		if !matchPS(filters, p) {
+			continue
+		}
 		list = append(list, p)
 	}
 	if c.Quiet {
 		for _, p := range list {
 			fmt.Println(p.ID[:12])
+		}
+		return nil
+	}
+	if tmpl != nil {
+		items := make([]any, len(list))
+		for i := range list {
+			items[i] = list[i]
+		}
+		if err := printTemplate(os.Stdout, tmpl, items...); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
 		}
 		return nil
 	}

@@ -25,7 +25,7 @@ func (c *rmCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	return forEach(names, func(name string) error {
+	return actOn(names, func(name string) error {
 		if e, err := state.Find(name); err == nil {
 			if e.Running {
 				if !c.Force {

@@ -22,6 +22,9 @@ type job struct {
 	Overlay  string     `json:"overlay"`
 	Remove   bool       `json:"remove,omitempty"`
 	Detached bool       `json:"detached,omitempty"`
+	// Created is when the sandbox was first created, for a start of an
+	// exited one; zero for a new sandbox.
+	Created time.Time `json:"created,omitzero"`
 }
 
 type stdio struct{ in, out, err *os.File }
@@ -99,7 +102,11 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	// An anonymous sandbox's upper is deleted at exit, like podman's --rm
 	// containers; a named one's is kept and must survive a crash.
 	s.Root.Volatile = s.Name == ""
-	rec := &state.Record{ID: s.ID, Name: s.Name, Detached: j.Detached, Remove: j.Remove, Created: time.Now(), Cgroup: leaf.Path(), Spec: s}
+	created := j.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	rec := &state.Record{ID: s.ID, Name: s.Name, Detached: j.Detached, Remove: j.Remove, Created: created, Cgroup: leaf.Path(), Spec: s}
 	if j.Detached {
 		rec.MonitorPID = os.Getpid()
 	}

@@ -27,7 +27,7 @@ func (c *stopCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	return forEach(names, func(name string) error {
+	return actOn(names, func(name string) error {
 		e, err := state.Find(name)
 		if err != nil {
 			return err
@@ -94,7 +94,7 @@ func (c *killCmd) Run() error {
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	return forEach(c.Names, func(name string) error {
+	return actOn(c.Names, func(name string) error {
 		e, err := findRunning(name)
 		if err != nil {
 			return err
@@ -164,6 +164,19 @@ func forEach(names []string, do func(string) error) error {
 		}
 	}
 	return failed
+}
+
+// actOn is forEach that prints each name it acted on, as given, the way
+// podman's stop, kill, rm, pause and unpause do: a script sees which
+// succeeded.
+func actOn(names []string, do func(string) error) error {
+	return forEach(names, func(name string) error {
+		if err := do(name); err != nil {
+			return err
+		}
+		fmt.Println(name)
+		return nil
+	})
 }
 
 func displayName(e *state.Entry) string {
