@@ -2308,3 +2308,103 @@ func TestLifecycleSameStateFromEveryShell(t *testing.T) {
 		l.must("rm", "-f", name)
 	}
 }
+
+// TestLifecycleKill9LeavesNothingToClean: ursb run killed at any moment
+// of its start leaves nothing that the next run does not sweep or that
+// ps -a does not show: no half-made runtime directory, no layers of a new
+// name without a record (which ps would not show and which would refuse a
+// later run of the name over another root).
+func TestLifecycleKill9LeavesNothingToClean(t *testing.T) {
+	l := newLab(t)
+	rootfs, other := busyboxRootfs(t), busyboxRootfs(t)
+	nap := l.nap()
+	var names []string
+	for i, d := range []time.Duration{0, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96} {
+		name := fmt.Sprintf("f%d", i)
+		names = append(names, name)
+		l.track(name)
+		cmd := l.command(append(append([]string{"run", "--name", name}, lifeBase(rootfs)...), "--", "sleep", nap)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d * time.Millisecond)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	if left := lifeWaitGone("sleep\x00"+nap, 10*time.Second); left != nil {
+		t.Errorf("sandboxes outlived their killed ursb: %v", left)
+	}
+	// Leftovers younger than a start takes are the living's: let the
+	// killed ones age past that, then run once.
+	time.Sleep(11 * time.Second)
+	l.must("run", "--rootfs", rootfs, "--net", "none", "--", "true")
+	entries, _ := os.ReadDir(l.runtimeDir())
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".new-") {
+			t.Errorf("a half-made runtime directory outlived the next run: %s", e.Name())
+		}
+	}
+	shown := map[string]bool{}
+	for _, p := range l.ps(true) {
+		shown[p.Name] = true
+	}
+	stored, _ := os.ReadDir(filepath.Join(l.dataDir(), "sandboxes"))
+	for _, e := range stored {
+		if !shown[e.Name()] {
+			t.Errorf("the layers of %s are kept, but ps -a does not show it", e.Name())
+		}
+	}
+	for _, name := range names {
+		if shown[name] {
+			continue
+		}
+		// Nothing of it is left, so the name is free, over any root.
+		l.must("run", "--rm", "--name", name, "--rootfs", other, "--net", "none", "--", "true")
+	}
+}
+
+// TestLifecycleFullDiskSaysSo: when the disk is full by the time a run
+// ends, the exit code still reaches the caller, ursb says that it could
+// not record it, leaves no empty record behind, and wait says why there
+// is no code rather than that ursb was killed.
+func TestLifecycleFullDiskSaysSo(t *testing.T) {
+	full := os.Getenv("URSB_E2E_FULLDISK")
+	if full == "" {
+		t.Skip("needs a small filesystem of the test user's to fill (scripts/test.sh mounts one and names it in URSB_E2E_FULLDISK)")
+	}
+	l := newLab(t)
+	data, err := os.MkdirTemp(full, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(data) })
+	for i, kv := range l.env {
+		if strings.HasPrefix(kv, "XDG_DATA_HOME=") {
+			l.env[i] = "XDG_DATA_HOME=" + data
+		}
+	}
+	l.data = data
+	rootfs := busyboxRootfs(t)
+	l.track("full")
+	res := l.ursb(append(append([]string{"run", "--name", "full"}, lifeBase(rootfs)...), "--", "sh", "-c", "dd if=/dev/zero of=/fill bs=64k 2>/dev/null; exit 3")...)
+	if res.Code != 3 {
+		t.Fatalf("the command's exit code did not reach the caller: %s", res)
+	}
+	if !strings.Contains(res.Stderr, "cannot record how sandbox full ended (exit code 3)") {
+		t.Errorf("ursb did not say it could not record the end: %s", res)
+	}
+	dir := filepath.Join(l.dataDir(), "sandboxes", "full")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("a half-written record %s was left in %s", e.Name(), dir)
+		}
+	}
+	if e := l.mustEntry("full"); e.Status != "unknown" {
+		t.Errorf("ps -a shows %q, want unknown", e.Status)
+	}
+	if res := l.ursb("wait", "full"); res.Code != 125 || !strings.Contains(res.Stderr, "could not write the record") {
+		t.Errorf("ursb wait: %s", res)
+	}
+	l.must("rm", "full")
+}

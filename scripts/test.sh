@@ -23,6 +23,8 @@ TEST_USER=${URSB_TEST_USER:-ursbtest}
 NETNS=ursb-e2e-$$
 # A mount of the host's below /, which a host-root sandbox must show.
 SUBMOUNT=/mnt/ursb-e2e-submount
+# A small filesystem of the test user's, to fill.
+FULLDISK=/mnt/ursb-e2e-full
 skipped=()
 failed=0
 
@@ -36,6 +38,7 @@ cleanup() {
 	if [ "$(id -u)" = 0 ]; then
 		ip netns del "$NETNS" 2>/dev/null || true
 		if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT" && rmdir "$SUBMOUNT"; fi
+		if mountpoint -q "$FULLDISK"; then umount "$FULLDISK" && rmdir "$FULLDISK"; fi
 	fi
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 	rm -rf "$work"
@@ -167,6 +170,9 @@ if [ "$(id -u)" = 0 ]; then
 	if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT"; fi
 	mount -t tmpfs -o size=64k,mode=755,nosuid,nodev ursb-e2e "$SUBMOUNT"
 	echo submount >"$SUBMOUNT/hello"
+	mkdir -p "$FULLDISK"
+	if mountpoint -q "$FULLDISK"; then umount "$FULLDISK"; fi
+	mount -t tmpfs -o size=2m,mode=700,uid="$(id -u "$TEST_USER")",gid="$(id -g "$TEST_USER")" ursb-e2e-full "$FULLDISK"
 	# A root filesystem unpacked by root, without /etc/hosts.
 	rootowned=$work/root-owned-rootfs
 	mkdir -p "$rootowned/bin" "$rootowned/etc" "$rootowned/proc" "$rootowned/dev" "$rootowned/sys"
@@ -187,7 +193,7 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" \
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" \
 		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else

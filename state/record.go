@@ -70,10 +70,16 @@ func WriteRecord(st *Stage, r *Record) error {
 
 func writeAtomic(path string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
+	err := os.WriteFile(tmp, data, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	return os.Rename(tmp, path)
+	if err != nil {
+		// A full disk leaves a short file: never one that looks like
+		// a record.
+		os.Remove(tmp)
+	}
+	return err
 }
 
 func readRecord(path string) (*Record, error) {

@@ -190,7 +190,10 @@ func Sweep(remove func(dir string) error) {
 		name := e.Name()
 		path := filepath.Join(run, name)
 		if strings.HasPrefix(name, ".new-") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 10*time.Minute {
+			// Half-made by NewStage: its maker locks it at once and
+			// holds the lock until it renames it, so a free lock, or
+			// none after a moment, is a maker that was killed.
+			if abandoned(path) {
 				os.RemoveAll(path)
 			}
 			continue
@@ -217,6 +220,40 @@ func Sweep(remove func(dir string) error) {
 			_ = remove(filepath.Join(scratch, e.Name()))
 		}
 	}
+	// A first run of a new name that was killed before it wrote the
+	// sandbox's record leaves layers that no command would show.
+	named, err := dataSub("sandboxes")
+	if err != nil {
+		return
+	}
+	entries, _ = os.ReadDir(named)
+	for _, e := range entries {
+		path := filepath.Join(named, e.Name())
+		if _, err := os.Lstat(filepath.Join(path, recordFile)); !errors.Is(err, os.ErrNotExist) || !abandoned(path) {
+			continue
+		}
+		lock, err := lockFile(filepath.Join(path, "lock"), false)
+		if err != nil {
+			continue
+		}
+		// Under the lock: its maker may have written the record since.
+		if _, err := os.Lstat(filepath.Join(path, recordFile)); errors.Is(err, os.ErrNotExist) {
+			_ = remove(path)
+		}
+		lock.Close()
+	}
+}
+
+// abandoned tells whether the directory dir, which its maker locks as
+// soon as it has made it, has no maker any more: its lock is free, or it
+// has had none for longer than making one takes.
+func abandoned(dir string) bool {
+	lock := filepath.Join(dir, "lock")
+	if _, err := os.Lstat(lock); err != nil {
+		info, err := os.Lstat(dir)
+		return err == nil && time.Since(info.ModTime()) > 10*time.Second
+	}
+	return !held(lock)
 }
 
 // Names lists the stored named sandboxes.

@@ -135,7 +135,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		} else {
 			err = &exitError{code: 125, msg: err.Error()}
 		}
-		finish(rec, stage, 0, err)
+		_ = finish(rec, 0, err)
 		if j.Remove && s.Name != "" {
 			defer removeStorage(storage.Dir)
 		}
@@ -177,7 +177,9 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		}
 		err = &exitError{code: code, msg: err.Error()}
 	}
-	finish(rec, stage, exit.Code, err)
+	if rerr := finish(rec, exit.Code, err); rerr != nil {
+		fmt.Fprintf(io.err, "ursb: warning: cannot record how sandbox %s ended (exit code %d): %v; ps -a will show it as exited (unknown)\n", displayName(&state.Entry{Record: *rec}), *rec.ExitCode, rerr)
+	}
 	if ctl != nil {
 		// ursb wait is answered once ps would show the sandbox exited.
 		ctl.Finish(*rec.ExitCode)
@@ -189,11 +191,11 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 }
 
 // finish records how the run ended, for ps -a and inspect.
-func finish(rec *state.Record, stage *state.Stage, code int, err error) {
+func finish(rec *state.Record, code int, err error) error {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
 	rec.Finished, rec.ExitCode, rec.InitPID = time.Now(), &code, 0
-	_ = state.WriteRecord(nil, rec)
+	return state.WriteRecord(nil, rec)
 }

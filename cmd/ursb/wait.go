@@ -61,7 +61,7 @@ func waitFor(name string) (int, error) {
 		}
 	}
 	if e.ExitCode == nil {
-		return 0, fmt.Errorf("sandbox %s ended without a recorded exit code: its ursb was killed (see ursb ps -a)", name)
+		return 0, fmt.Errorf("sandbox %s ended without a recorded exit code: its ursb was killed, or could not write the record (a full disk?); see ursb ps -a and ursb logs", name)
 	}
 	return *e.ExitCode, nil
 }
