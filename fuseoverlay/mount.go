@@ -27,13 +27,23 @@ const fuseSuperMagic = 0x65735546
 // and named by descriptor, so no path needs escaping for the options.
 func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 	var opts [][2]string
-	for _, d := range [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}} {
+	dirs := [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}}
+	if l.Dirs != "" {
+		dirs = append([][2]string{{"lowerdir", l.Dirs}}, dirs...)
+	}
+	for _, d := range dirs {
 		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", d[0], d[1], err)
 		}
 		defer unix.Close(fd)
-		opts = append(opts, [2]string{d[0], "/proc/self/fd/" + strconv.Itoa(fd)})
+		path := "/proc/self/fd/" + strconv.Itoa(fd)
+		if n := len(opts); n > 0 && opts[n-1][0] == "lowerdir" && d[0] == "lowerdir" {
+			// Topmost first; lowerdir+ would need Linux 6.8.
+			opts[n-1][1] += ":" + path
+			continue
+		}
+		opts = append(opts, [2]string{d[0], path})
 	}
 	// A user namespace may not write trusted.* xattrs; userxattr keeps the
 	// overlay's own metadata in user.overlay.*.

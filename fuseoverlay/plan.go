@@ -32,6 +32,9 @@ type Dirs struct {
 	// Skeleton is an empty scratch directory for the host-root kernel
 	// plan's stand-in of /.
 	Skeleton string
+	// Mirror, when set, is a DirMirror of the host's root-owned
+	// directories, stacked into each layer of the host-root kernel plan.
+	Mirror string
 }
 
 // PlanRootfs lays out a single overlay over a root filesystem directory.
@@ -128,7 +131,15 @@ func (p *hostPlan) walk(dir string, depth int) error {
 			}
 			switch {
 			case !p.mountsBelow(path):
-				p.root.Layers = append(p.root.Layers, layer(path, path, p.dirs))
+				l := layer(path, path, p.dirs)
+				// The kernel refuses a lower inside another lower: the
+				// tree holding the mirror goes without it.
+				if p.dirs.Mirror != "" && !under(p.dirs.Mirror, path) {
+					if st, err := os.Lstat(filepath.Join(p.dirs.Mirror, path)); err == nil && st.IsDir() {
+						l.Dirs = filepath.Join(p.dirs.Mirror, path)
+					}
+				}
+				p.root.Layers = append(p.root.Layers, l)
 			case depth < 4 && len(p.root.Layers) < maxLayers:
 				err = p.walk(path, depth+1)
 			default:

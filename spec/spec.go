@@ -120,6 +120,10 @@ type Layer struct {
 	Lower string `json:"lower"`
 	Upper string `json:"upper"`
 	Work  string `json:"work"`
+	// Dirs, when set, is a host path stacked between Lower and Upper
+	// that holds only directories, owned by the sandbox's root (see
+	// fuseoverlay.DirMirror).
+	Dirs string `json:"dirs,omitempty"`
 }
 
 // Exec is a further process started in a running sandbox.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -184,6 +186,9 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		// ursb wait is answered once ps would show the sandbox exited.
 		ctl.Finish(*rec.ExitCode)
 	}
+	if exit.Code != 0 && err == nil && !j.Detached && s.Rootfs == "" && mode == spec.OverlayKernel {
+		hintHostRootFiles(io.err)
+	}
 	if j.Remove && s.Name != "" {
 		defer removeStorage(storage.Dir)
 	}
@@ -198,4 +203,21 @@ func finish(rec *state.Record, code int, err error) error {
 	}
 	rec.Finished, rec.ExitCode, rec.InitPID = time.Now(), &code, 0
 	return state.WriteRecord(nil, rec)
+}
+
+// hintHostRootFiles says, once a day at most, what a failing command in
+// the host-root kernel mode may have run into: nothing tells ursb that a
+// write was refused, and the kernel's "Permission denied" does not say why.
+func hintHostRootFiles(w io.Writer) {
+	data, err := state.DataDir()
+	if err != nil {
+		return
+	}
+	marker := filepath.Join(data, "hinted-host-root-files")
+	if st, err := os.Stat(marker); err == nil && time.Since(st.ModTime()) < 24*time.Hour {
+		return
+	}
+	_ = os.WriteFile(marker, nil, 0o600)
+	_ = os.Chtimes(marker, time.Now(), time.Now())
+	fmt.Fprintln(w, "ursb: note: in this mode, files of the host's root (shown as nobody) can be replaced or removed but not changed in place; if the command failed with \"Permission denied\" on one, run it with --overlay fuse")
 }

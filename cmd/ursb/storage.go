@@ -124,11 +124,35 @@ func planRoot(s *spec.Spec, mode string, st *state.Storage, stage *state.Stage) 
 			}
 		}
 		var err error
+		// Only where the host's root is not mapped: where it is, its
+		// directories are writable as they are.
+		if mode == spec.OverlayKernel && rootIsCaller(s.UIDMap) && !idmap.HostIDMapped(s.UIDMap, 0) {
+			data, derr := state.DataDir()
+			if derr == nil {
+				dirs.Mirror, derr = fuseoverlay.DirMirror(filepath.Join(data, "dirs"), hidden)
+			}
+			if derr != nil {
+				// Without it root-owned directories stay read-only, as
+				// they always were; the run goes on.
+				fmt.Fprintln(os.Stderr, "ursb: notice:", derr)
+			}
+		}
 		if root, err = fuseoverlay.PlanHost(mode, dirs, hidden); err != nil {
 			return root, err
 		}
 	}
 	return root, fuseoverlay.MakeDirs(root)
+}
+
+// rootIsCaller tells whether the sandbox's root is the caller on the host,
+// so that directories the caller makes are the sandbox root's.
+func rootIsCaller(uids []spec.IDMapping) bool {
+	for _, m := range uids {
+		if m.Inside == 0 {
+			return m.Outside == uint32(os.Getuid())
+		}
+	}
+	return false
 }
 
 // removeStorage deletes a sandbox's storage directory. Files that the
