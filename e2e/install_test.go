@@ -85,3 +85,35 @@ stat -c %%u /etc /usr/local/bin`, tag)
 	}
 	unchanged("appending")
 }
+
+// TestUnreadableHostDirectory: a directory of the host's that the caller
+// may not read, with a mount below it (root's podman storage in a 0700
+// /var/lib/containers), is shown as it is and never stops a sandbox.
+func TestUnreadableHostDirectory(t *testing.T) {
+	dir := os.Getenv("URSB_E2E_PRIVATE")
+	if dir == "" {
+		t.Skip("needs a root-only directory with a mount below it (scripts/test.sh makes one as root and names it in URSB_E2E_PRIVATE)")
+	}
+	// The probe is sound: the user cannot read it, and a mount lies below.
+	if _, err := os.ReadDir(dir); !os.IsPermission(err) {
+		t.Fatalf("%s is readable (%v), so the test proves nothing", dir, err)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); !strings.Contains(string(mounts), " "+dir+"/") {
+		t.Fatalf("no mount below %s, so the test proves nothing", dir)
+	}
+	for _, overlay := range []string{"kernel", "fuse"} {
+		if overlay == "fuse" {
+			lifeRequireFuse(t)
+		}
+		res := mustRun(t, "run", "--overlay", overlay, "--net", "none", "--", "sh", "-c", "ls "+dir+" >/dev/null 2>&1 || echo UNREADABLE; echo RAN")
+		// fuse-overlayfs shows every host file as root's, and what it
+		// cannot read as empty.
+		want := "RAN\n"
+		if overlay == "kernel" {
+			want = "UNREADABLE\nRAN\n"
+		}
+		if !strings.Contains(res.Stdout, want) {
+			t.Errorf("--overlay %s: want %q, got %s", overlay, want, res)
+		}
+	}
+}

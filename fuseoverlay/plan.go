@@ -141,7 +141,13 @@ func (p *hostPlan) walk(dir string, depth int) error {
 				}
 				p.root.Layers = append(p.root.Layers, l)
 			case depth < 4 && len(p.root.Layers) < maxLayers:
-				err = p.walk(path, depth+1)
+				if err = p.walk(path, depth+1); errors.Is(err, os.ErrPermission) {
+					// A directory the caller may not read (root's
+					// podman storage in a 0700 /var/lib/containers)
+					// is shown as it is: unreadable.
+					p.root.ReadOnly = append(p.root.ReadOnly, path)
+					err = nil
+				}
 			default:
 				p.root.ReadOnly = append(p.root.ReadOnly, path)
 			}

@@ -25,6 +25,9 @@ NETNS=ursb-e2e-$$
 SUBMOUNT=/mnt/ursb-e2e-submount
 # A small filesystem of the test user's, to fill.
 FULLDISK=/mnt/ursb-e2e-full
+# A directory only root may read, with a mount below it, as root's podman
+# leaves /var/lib/containers.
+PRIVATE=/var/lib/ursb-e2e-private
 skipped=()
 failed=0
 
@@ -39,6 +42,7 @@ cleanup() {
 		ip netns del "$NETNS" 2>/dev/null || true
 		if mountpoint -q "$SUBMOUNT"; then umount "$SUBMOUNT" && rmdir "$SUBMOUNT"; fi
 		if mountpoint -q "$FULLDISK"; then umount "$FULLDISK" && rmdir "$FULLDISK"; fi
+		if mountpoint -q "$PRIVATE/storage/overlay"; then umount "$PRIVATE/storage/overlay" && rm -rf "$PRIVATE"; fi
 	fi
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 	rm -rf "$work"
@@ -173,6 +177,9 @@ if [ "$(id -u)" = 0 ]; then
 	mkdir -p "$FULLDISK"
 	if mountpoint -q "$FULLDISK"; then umount "$FULLDISK"; fi
 	mount -t tmpfs -o size=2m,mode=700,uid="$(id -u "$TEST_USER")",gid="$(id -g "$TEST_USER")" ursb-e2e-full "$FULLDISK"
+	install -d -m 0700 "$PRIVATE" && mkdir -p "$PRIVATE/storage/overlay"
+	if mountpoint -q "$PRIVATE/storage/overlay"; then umount "$PRIVATE/storage/overlay"; fi
+	mount -t tmpfs -o size=64k ursb-e2e-private "$PRIVATE/storage/overlay"
 	# A root filesystem unpacked by root, without /etc/hosts.
 	rootowned=$work/root-owned-rootfs
 	mkdir -p "$rootowned/bin" "$rootowned/etc" "$rootowned/proc" "$rootowned/dev" "$rootowned/sys"
@@ -193,7 +200,7 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" \
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" \
 		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else
