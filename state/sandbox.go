@@ -191,8 +191,8 @@ func Sweep(remove func(dir string) error) {
 		path := filepath.Join(run, name)
 		if strings.HasPrefix(name, ".new-") {
 			// Half-made by NewStage: its maker locks it at once and
-			// holds the lock until it renames it, so a free lock, or
-			// none after a moment, is a maker that was killed.
+			// holds the lock until it renames it, so a free lock a
+			// moment on is a maker that was killed.
 			if abandoned(path) {
 				os.RemoveAll(path)
 			}
@@ -245,15 +245,15 @@ func Sweep(remove func(dir string) error) {
 }
 
 // abandoned tells whether the directory dir, which its maker locks as
-// soon as it has made it, has no maker any more: its lock is free, or it
-// has had none for longer than making one takes.
+// soon as it has made it, has no maker any more: its lock is free, and it
+// is older than making and locking it takes (the lock file exists a
+// moment before it is locked).
 func abandoned(dir string) bool {
-	lock := filepath.Join(dir, "lock")
-	if _, err := os.Lstat(lock); err != nil {
-		info, err := os.Lstat(dir)
-		return err == nil && time.Since(info.ModTime()) > 10*time.Second
+	info, err := os.Lstat(dir)
+	if err != nil || time.Since(info.ModTime()) < 10*time.Second {
+		return false
 	}
-	return !held(lock)
+	return !held(filepath.Join(dir, "lock"))
 }
 
 // Names lists the stored named sandboxes.
