@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -208,22 +209,29 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 	}
 	r.dir = dir
 	r.layers = append(r.layers, dir)
+	// The host's trees shown by bind that hold a covered socket.
+	var covering []string
 	for _, l := range root.Layers[1:] {
 		dst, err := r.dirIn(l.Target)
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
+		bound := false
 		top, err := fuseoverlay.MountKernel(root, l, layerAttr(l))
 		if err != nil {
 			// Some filesystems cannot be an overlay's lower layer;
 			// they are shown read-only rather than not at all.
 			top, err = cloneTree(unix.AT_FDCWD, l.Lower, hostReadOnly)
+			bound = true
 		}
 		if err == nil {
 			r.layers = append(r.layers, top)
 			err = attach(top, dst)
 		}
 		dst.Close()
+		if err == nil && bound {
+			covering, err = r.coverSockets(l.Target, root.Sockets, covering)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
@@ -234,11 +242,46 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 			err = bindTree(unix.AT_FDCWD, p, dst, hostReadOnly)
 			dst.Close()
 		}
+		if err == nil {
+			covering, err = r.coverSockets(p, root.Sockets, covering)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// coverSockets mounts /dev/null, read-only and nodev, on each of sockets
+// (host paths) in tree, a bind of the host's tree: connect(2) finds a
+// listener by its socket file's inode, which a bind shows as it is (an ssh
+// agent or a ControlMaster in the home directory, docker's socket) and an
+// overlay replaces with one of its own that nothing listens on. tree is
+// added to covering when it holds a cover.
+func (r *rootfs) coverSockets(tree string, sockets, covering []string) ([]string, error) {
+	n := 0
+	for _, p := range sockets {
+		if !strings.HasPrefix(p, strings.TrimSuffix(tree, "/")+"/") {
+			continue
+		}
+		f, err := r.openIn(p, unix.O_NOFOLLOW)
+		if err != nil {
+			continue // gone since the plan
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			err = bindTree(unix.AT_FDCWD, "/dev/null", f, hostReadOnly)
+			n++
+		}
+		f.Close()
+		if err != nil {
+			return covering, fmt.Errorf("covering the host's socket %s: %w", p, err)
+		}
+	}
+	if n > 0 {
+		covering = append(covering, tree)
+	}
+	return covering, nil
 }
 
 // hostReadOnly are the attributes of the host's paths shown as they are.
