@@ -226,3 +226,51 @@ func TestHostSocketVolume(t *testing.T) {
 		})
 	}
 }
+
+// TestHostSocketCoverHolds: a sandbox given CAP_SYS_ADMIN may unmount and
+// bind, yet cannot lift the cover on a host socket that the plan shows
+// through a bind, nor bind the socket's directory without the cover.
+func TestHostSocketCoverHolds(t *testing.T) {
+	python := requireTool(t, "python3")
+	bound := os.Getenv("URSB_E2E_BOUND")
+	if bound == "" {
+		t.Skip("URSB_E2E_BOUND is not set: scripts/test.sh, run as root, lays out a directory the plan shows through a bind and names it")
+	}
+	h := listenHostSockets(t, python)
+	dir := filepath.Dir(h.bound)
+	script := `set -u
+cat /proc/self/mountinfo; echo '` + mountinfoMark + `'
+mount -t tmpfs probe /mnt && umount /mnt && echo "mount and umount work"
+for s in "$BOUND" "$MOVED"; do
+	umount "$s" 2>/dev/null && echo "lifted $s"
+	umount -l "$s" 2>/dev/null && echo "lifted $s"
+done
+mkdir -p /tmp/plain && mount --bind "$DIR" /tmp/plain 2>/dev/null && echo "bound $DIR without its mounts"
+` + python + ` -c "$0" "$BOUND" "$MOVED" /tmp/plain/agent.sock`
+	for _, flag := range []string{"--cap-add=SYS_ADMIN", "--privileged"} {
+		t.Run(flag, func(t *testing.T) {
+			s := newStore(t)
+			res := s.mustRun("run", flag, "--net", "none", "-e", "BOUND="+h.bound, "-e", "MOVED="+h.moved, "-e", "DIR="+dir,
+				"--", "sh", "-c", script, connectProbe)
+			table, out, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
+			t.Logf("inside: %s", out)
+			if !strings.Contains(out, "mount and umount work") {
+				t.Fatalf("the sandbox cannot mount and unmount with %s: the test proves nothing (stderr %q)", flag, res.Stderr)
+			}
+			if fstype := mountType(table, bound); fstype == "" || strings.Contains(fstype, "overlay") {
+				t.Fatalf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing", bound, fstype)
+			}
+			for _, bad := range []string{"lifted", "bound " + dir} {
+				if strings.Contains(out, bad) {
+					t.Errorf("with %s: %q", flag, out)
+				}
+			}
+			got := probeResults(t, out)
+			for _, p := range []string{h.bound, h.moved, "/tmp/plain/agent.sock"} {
+				if !strings.HasPrefix(got[p], "refused") {
+					t.Errorf("%s: %q inside the sandbox with %s, want refused", p, got[p], flag)
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -248,6 +249,9 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
+	}
+	if len(covering) > 0 && slices.Contains(s.Security.Capabilities, "CAP_SYS_ADMIN") {
+		return r.lockTrees(covering)
 	}
 	return nil
 }

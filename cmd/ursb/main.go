@@ -75,6 +75,8 @@ func main() {
 		userns.StorageChild(storageTool)
 	case userns.CopyArg0:
 		userns.CopyChild(copyInside)
+	case userns.LockArg0:
+		userns.LockChild()
 	case monitorArg0:
 		monitorMain()
 	}
