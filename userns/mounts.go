@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -254,38 +253,6 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		return r.lockTrees(covering)
 	}
 	return nil
-}
-
-// coverSockets mounts /dev/null, read-only and nodev, on each of sockets
-// (host paths) in tree, a bind of the host's tree: connect(2) finds a
-// listener by its socket file's inode, which a bind shows as it is (an ssh
-// agent or a ControlMaster in the home directory, docker's socket) and an
-// overlay replaces with one of its own that nothing listens on. tree is
-// added to covering when it holds a cover.
-func (r *rootfs) coverSockets(tree string, sockets, covering []string) ([]string, error) {
-	n := 0
-	for _, p := range sockets {
-		if !strings.HasPrefix(p, strings.TrimSuffix(tree, "/")+"/") {
-			continue
-		}
-		f, err := r.openIn(p, unix.O_NOFOLLOW)
-		if err != nil {
-			continue // gone since the plan
-		}
-		var st unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
-			err = bindTree(unix.AT_FDCWD, "/dev/null", f, hostReadOnly)
-			n++
-		}
-		f.Close()
-		if err != nil {
-			return covering, fmt.Errorf("covering the host's socket %s: %w", p, err)
-		}
-	}
-	if n > 0 {
-		covering = append(covering, tree)
-	}
-	return covering, nil
 }
 
 // hostReadOnly are the attributes of the host's paths shown as they are.
