@@ -50,7 +50,9 @@ func PlanRootfs(mode, rootfs string, d Dirs) spec.Root {
 // ("locked" mounts, as all of the host's are in a user namespace), so the
 // kernel plan gives each directory without mounts below it an overlay of
 // its own, under a root overlay whose lower is a skeleton of / down to
-// those directories. Files beside them are shown read-only.
+// those directories. Files beside them are shown read-only, and sockets
+// beside them not at all. The host's listening sockets are listed for the
+// sandbox to cover where it binds the host's tree (see HostSockets).
 func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, error) {
 	if mode == spec.OverlayFuse {
 		r := spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", "/", d)}, Hidden: hidden, SquashToRoot: true}
@@ -64,6 +66,11 @@ func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, error) {
 	p.root = spec.Root{Overlay: mode, Layers: []spec.Layer{{Target: "/", Lower: d.Skeleton, Upper: filepath.Join(d.Upper, "root"), Work: filepath.Join(d.Work, "root")}}, Hidden: hidden}
 	if err := p.walk("/", 0); err != nil {
 		return spec.Root{}, err
+	}
+	// Layers that the kernel will not overlay are shown by bind too, and
+	// that is only known when they are mounted: every socket is listed.
+	if p.root.Sockets, err = HostSockets(hidden); err != nil {
+		return spec.Root{}, fmt.Errorf("%w (try --overlay fuse)", err)
 	}
 	return p.root, nil
 }

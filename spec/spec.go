@@ -103,6 +103,10 @@ type Root struct {
 	ReadOnly []string `json:"readOnly,omitempty"`
 	// Hidden are host directories covered by an empty read-only tmpfs.
 	Hidden []string `json:"hidden,omitempty"`
+	// Sockets are host unix sockets that accepted connections when the
+	// root was planned. Where the view shows one through a bind of the
+	// host's tree rather than an overlay, it is covered.
+	Sockets []string `json:"sockets,omitempty"`
 	// SquashToRoot shows every lower file as owned by root (fuse only), so
 	// that host files owned by unmapped ids can be changed inside.
 	SquashToRoot bool `json:"squashToRoot,omitempty"`

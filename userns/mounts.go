@@ -219,17 +219,22 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
+		bound := false
 		top, err := fuseoverlay.MountKernel(root, l, layerAttr(l))
 		if err != nil {
 			// Some filesystems cannot be an overlay's lower layer;
 			// they are shown read-only rather than not at all.
 			top, err = cloneTree(unix.AT_FDCWD, l.Lower, hostReadOnly)
+			bound = true
 		}
 		if err == nil {
 			r.layers = append(r.layers, top)
 			err = attach(top, dst)
 		}
 		dst.Close()
+		if err == nil && bound {
+			err = r.coverSockets(l.Target, root.Sockets)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Target, err)
 		}
@@ -239,6 +244,9 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err == nil {
 			err = bindTree(unix.AT_FDCWD, p, dst, hostReadOnly)
 			dst.Close()
+		}
+		if err == nil {
+			err = r.coverSockets(p, root.Sockets)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)

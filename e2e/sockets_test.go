@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A unix socket of the host's that the sandbox's view shows (an ssh or gpg
+// agent, an ssh ControlMaster, an IDE's, docker's) would let the sandbox
+// act as the user outside it. These tests listen on sockets in host
+// directories shown each way a host-root sandbox shows them, and try to
+// connect from inside.
+
+// connectProbe connects to each unix socket path given and prints, per
+// path, "connected" and what the server sent, or "refused" and the errno.
+const connectProbe = `
+import errno, socket, sys
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(p)
+        print(p, "connected", s.recv(64).decode().strip(), flush=True)
+    except OSError as e:
+        print(p, "refused", errno.errorcode.get(e.errno, e.errno), flush=True)
+`
+
+// socketGreeting is what the tests' servers send to whoever connects.
+const socketGreeting = "host-socket-answered"
+
+// listenUnix serves a unix socket at path, greeting each connection, until
+// the test ends.
+func listenUnix(t *testing.T, path string) {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", path, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(socketGreeting + "\n"))
+			c.Close()
+		}
+	}()
+}
+
+// probeResults parses connectProbe's output into path → "connected" or
+// "refused ERRNO".
+func probeResults(t *testing.T, out string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[1] == "connected" && f[2] == socketGreeting:
+			got[f[0]] = "connected"
+		case len(f) == 3 && f[1] == "refused":
+			got[f[0]] = "refused " + f[2]
+		case len(f) > 0:
+			got[f[0]] = strings.Join(f[1:], " ")
+		}
+	}
+	return got
+}
+
+// probeFromHost runs connectProbe outside any sandbox: every path must
+// answer there, or a refusal inside would prove nothing.
+func probeFromHost(t *testing.T, python string, paths ...string) {
+	t.Helper()
+	out, err := exec.Command(python, append([]string{"-c", connectProbe}, paths...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the probe failed on the host: %v: %s", err, out)
+	}
+	for p, r := range probeResults(t, string(out)) {
+		if r != "connected" {
+			t.Fatalf("the probe cannot reach %s from the host (%s): it proves nothing inside", p, r)
+		}
+	}
+}
+
+// hostSockets are sockets a test listens on, one in each kind of place a
+// host-root sandbox's view has.
+type hostSockets struct {
+	// home is in the home directory, under the kernel plan's overlay
+	// of /home (or fuse-overlayfs' of /).
+	home string
+	// bound is in the directory that scripts/test.sh makes the kernel
+	// plan show through a read-only bind of the host's (URSB_E2E_BOUND),
+	// and moved is beside it, moved after it was bound as ssh moves a
+	// ControlMaster socket: the kernel's socket table keeps the name it
+	// was bound to. Both are empty without that directory.
+	bound, moved string
+	// beside is in the bound directory's parent, which the plan mirrors
+	// in its skeleton, where only directories and files are made.
+	beside string
+}
+
+func (h hostSockets) all() []string {
+	var paths []string
+	for _, p := range []string{h.home, h.bound, h.moved, h.beside} {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	return paths
+}
+
+// listenHostSockets lays out hostSockets and checks that the probe reaches
+// every one of them from the host.
+func listenHostSockets(t *testing.T, python string) hostSockets {
+	t.Helper()
+	var h hostSockets
+	h.home = filepath.Join(homeDir(t, nil), "agent.sock")
+	listenUnix(t, h.home)
+	if bound := os.Getenv("URSB_E2E_BOUND"); bound != "" {
+		dir, err := os.MkdirTemp(bound, "sock-")
+		if err != nil {
+			t.Fatalf("URSB_E2E_BOUND=%s must be writable by the test user: %v", bound, err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		h.bound = filepath.Join(dir, "agent.sock")
+		listenUnix(t, h.bound)
+		h.moved = filepath.Join(dir, "cm-master")
+		listenUnix(t, h.moved+".XXXXXXXX")
+		if err := os.Link(h.moved+".XXXXXXXX", h.moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(h.moved + ".XXXXXXXX"); err != nil {
+			t.Fatal(err)
+		}
+		h.beside = filepath.Join(filepath.Dir(bound), filepath.Base(dir)+".sock")
+		listenUnix(t, h.beside)
+	}
+	probeFromHost(t, python, h.all()...)
+	return h
+}
+
+// connectScript runs connectProbe on the paths given, then prints the mount
+// table after mountinfoMark.
+func connectScript(python string) []string {
+	return []string{"sh", "-c", python + ` -c "$0" "$@"; echo '` + mountinfoMark + `'; cat /proc/self/mountinfo`, connectProbe}
+}
+
+// mountType is the filesystem type of the topmost mount at mountpoint in a
+// mount table, or "" when nothing is mounted there.
+func mountType(table, mountpoint string) string {
+	fstype := ""
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != mountpoint {
+			continue
+		}
+		if i := slices.Index(f, "-"); i > 0 && i+1 < len(f) {
+			fstype = f[i+1]
+		}
+	}
+	return fstype
+}
+
+func TestHostSocketsRefused(t *testing.T) {
+	python := requireTool(t, "python3")
+	h := listenHostSockets(t, python)
+	bound := os.Getenv("URSB_E2E_BOUND")
+	for _, mode := range append([]string{"auto"}, overlays...) {
+		t.Run(mode, func(t *testing.T) {
+			requireOverlay(t, mode)
+			s := newStore(t)
+			res := s.mustRun(append(runArgs(mode, "--net", "none", "--"), append(connectScript(python), h.all()...)...)...)
+			out, table, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
+			got := probeResults(t, out)
+			t.Logf("inside: %v", got)
+			for _, p := range h.all() {
+				if !strings.HasPrefix(got[p], "refused") {
+					t.Errorf("%s: %q inside the sandbox, want refused", p, got[p])
+				}
+			}
+			if bound == "" || mode == "fuse" {
+				return
+			}
+			// The case the bound sockets stand for: the plan shows
+			// their directory through a bind, not an overlay.
+			if fstype := mountType(table, bound); fstype == "" || strings.Contains(fstype, "overlay") {
+				t.Errorf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing for it", bound, fstype)
+			}
+		})
+	}
+	if bound == "" {
+		t.Log("URSB_E2E_BOUND is not set: only the overlays were tested (scripts/test.sh, run as root, lays out a directory the plan shows through a bind and names it)")
+	}
+}
+
+// TestHostSocketVolume: a socket given with -v is the user's choice, and
+// answers inside, at any path, even at the host's own.
+func TestHostSocketVolume(t *testing.T) {
+	python := requireTool(t, "python3")
+	h := listenHostSockets(t, python)
+	args := []string{"-v", filepath.Dir(h.home) + ":/home-vol"}
+	want := []string{"/home-vol/agent.sock"}
+	if h.bound != "" {
+		dir := filepath.Dir(h.bound)
+		args = append(args, "-v", dir+":/bound-vol", "-v", dir+":"+dir)
+		want = append(want, "/bound-vol/agent.sock", "/bound-vol/cm-master", h.bound, h.moved)
+	}
+	args = append(append(args, "--net", "none", "--"), append(connectScript(python), want...)...)
+	for _, mode := range append([]string{"auto"}, overlays...) {
+		t.Run(mode, func(t *testing.T) {
+			requireOverlay(t, mode)
+			s := newStore(t)
+			res := s.mustRun(runArgs(mode, args...)...)
+			out, _, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
+			got := probeResults(t, out)
+			for _, p := range want {
+				if got[p] != "connected" {
+					t.Errorf("%s, given with -v: %q inside the sandbox, want connected", p, got[p])
+				}
+			}
+		})
+	}
+}
+
+// TestHostSocketCoverHolds: a sandbox given CAP_SYS_ADMIN may unmount and
+// bind, yet cannot lift the cover on a host socket that the plan shows
+// through a bind, nor bind the socket's directory without the cover.
+func TestHostSocketCoverHolds(t *testing.T) {
+	python := requireTool(t, "python3")
+	bound := os.Getenv("URSB_E2E_BOUND")
+	if bound == "" {
+		t.Skip("URSB_E2E_BOUND is not set: scripts/test.sh, run as root, lays out a directory the plan shows through a bind and names it")
+	}
+	h := listenHostSockets(t, python)
+	dir := filepath.Dir(h.bound)
+	script := `set -u
+cat /proc/self/mountinfo; echo '` + mountinfoMark + `'
+mount -t tmpfs probe /mnt && umount /mnt && echo "mount and umount work"
+for s in "$BOUND" "$MOVED"; do
+	umount "$s" 2>/dev/null && echo "lifted $s"
+	umount -l "$s" 2>/dev/null && echo "lifted $s"
+done
+mkdir -p /tmp/plain && mount --bind "$DIR" /tmp/plain 2>/dev/null && echo "bound $DIR without its mounts"
+` + python + ` -c "$0" "$BOUND" "$MOVED" /tmp/plain/agent.sock`
+	for _, flag := range []string{"--cap-add=SYS_ADMIN", "--privileged"} {
+		t.Run(flag, func(t *testing.T) {
+			s := newStore(t)
+			res := s.mustRun("run", flag, "--net", "none", "-e", "BOUND="+h.bound, "-e", "MOVED="+h.moved, "-e", "DIR="+dir,
+				"--", "sh", "-c", script, connectProbe)
+			table, out, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
+			t.Logf("inside: %s", out)
+			if !strings.Contains(out, "mount and umount work") {
+				t.Fatalf("the sandbox cannot mount and unmount with %s: the test proves nothing (stderr %q)", flag, res.Stderr)
+			}
+			if fstype := mountType(table, bound); fstype == "" || strings.Contains(fstype, "overlay") {
+				t.Fatalf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing", bound, fstype)
+			}
+			for _, bad := range []string{"lifted", "bound " + dir} {
+				if strings.Contains(out, bad) {
+					t.Errorf("with %s: %q", flag, out)
+				}
+			}
+			got := probeResults(t, out)
+			for _, p := range []string{h.bound, h.moved, "/tmp/plain/agent.sock"} {
+				if !strings.HasPrefix(got[p], "refused") {
+					t.Errorf("%s: %q inside the sandbox with %s, want refused", p, got[p], flag)
+				}
+			}
+		})
+	}
+}
