@@ -276,9 +276,9 @@ func copyInside(args []string) error {
 	case len(args) == 3 && args[0] == "out":
 		return tarcopy.Write(os.Stdout, args[1], args[2], warn)
 	case len(args) == 3 && args[0] == "in":
-		return tarcopy.Extract(os.Stdin, args[1], tarcopy.Options{Contents: args[2] == "true", Warn: warn})
+		return tarcopy.Extract(os.Stdin, args[1], tarcopy.Options{Contents: args[2] == "true", KeepSetID: true, Warn: warn})
 	case len(args) == 2 && args[0] == "in-all":
-		return tarcopy.ExtractAll(os.Stdin, args[1], warn)
+		return tarcopy.ExtractAll(os.Stdin, args[1], tarcopy.Options{KeepSetID: true, Warn: warn})
 	}
 	return fmt.Errorf("copy helper: bad arguments %q", args)
 }
