@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,117 @@ func TestCpSymlinksStayInSandbox(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(sentinel); len(entries) != 0 {
 		t.Errorf("copies through the sandbox's symlinks wrote %d entries in the host's sentinel directory", len(entries))
+	}
+}
+
+// TestCpOutKeepsLinksAsLinks: copied out of a running sandbox to a name
+// that does not exist yet, a symlink the sandbox pointed at a host path
+// arrives as that symlink and nothing lands in what it points at or
+// beside the destination; set-id bits are dropped on the way out and kept
+// on the way in.
+func TestCpOutKeepsLinksAsLinks(t *testing.T) {
+	requireUnprivileged(t)
+	t.Parallel()
+	l := newLab(t)
+	rootfs := cpRootfs(t)
+	host := t.TempDir()
+	sentinel := filepath.Join(host, "sentinel")
+	if err := os.Mkdir(sentinel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(sentinel, filepath.Join(rootfs, "data", "hostlink")))
+	must(os.Symlink("..", filepath.Join(rootfs, "data", "sub", "up")))
+	must(os.WriteFile(filepath.Join(rootfs, "data", "suid"), []byte("x"), 0o755))
+	must(os.Chmod(filepath.Join(rootfs, "data", "suid"), os.ModeSetuid|os.ModeSetgid|0o755))
+	l.detach("cpo", lifeBase(rootfs), "sleep", l.nap())
+
+	dest := filepath.Join(host, "newname")
+	l.must("cp", "cpo:/data", dest)
+	if target, err := os.Readlink(filepath.Join(dest, "hostlink")); err != nil || target != sentinel {
+		t.Errorf("hostlink came out as %q, %v; want the symlink to %s", target, err, sentinel)
+	}
+	if target, err := os.Readlink(filepath.Join(dest, "sub", "up")); err != nil || target != ".." {
+		t.Errorf("sub/up came out as %q, %v; want the symlink to ..", target, err)
+	}
+	if got := readFile(t, filepath.Join(dest, "sub", "g")); got != "deep\n" {
+		t.Errorf("newname/sub/g holds %q", got)
+	}
+	if entries, _ := os.ReadDir(sentinel); len(entries) != 0 {
+		t.Errorf("the copy wrote %d entries where the sandbox's link points", len(entries))
+	}
+	if entries, _ := os.ReadDir(host); len(entries) != 2 {
+		t.Errorf("the host directory holds %d entries, want only sentinel and newname", len(entries))
+	}
+	assertMode(t, filepath.Join(dest, "suid"), 0o755)
+
+	// In: the sandbox's root may keep what it could make itself.
+	l.must("cp", filepath.Join(rootfs, "data", "suid"), "cpo:/data/in-suid")
+	if got := l.must("exec", "cpo", "stat", "-c", "%a", "/data/in-suid").Stdout; got != "6755\n" {
+		t.Errorf("a set-id file copied in has mode %q inside, want 6755", got)
+	}
+}
+
+// TestCpHostileTarStream: a tar stream on stdin that writes through a
+// symlink it made, names an absolute path, or puts an escape sequence in
+// a name, is refused with one line that names the entry, into a running
+// and into a stopped sandbox.
+func TestCpHostileTarStream(t *testing.T) {
+	requireUnprivileged(t)
+	t.Parallel()
+	l := newLab(t)
+	rootfs := cpRootfs(t)
+	l.detach("cph", lifeBase(rootfs), "sleep", l.nap())
+	l.track("cphs")
+	l.must(append([]string{"run", "--name", "cphs"}, lifeBase(rootfs, "--", "true")...)...)
+
+	stream := func(hs ...tar.Header) string {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for _, h := range hs {
+			h.Mode = 0o644
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	dir := tar.Header{Name: "x/", Typeflag: tar.TypeDir}
+	link := tar.Header{Name: "x/link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}
+	for _, name := range []string{"cph", "cphs"} {
+		// The probe: without the hostile entry the stream goes in, and
+		// its link points at the sandbox's /etc.
+		if res := l.runIn(2*time.Minute, stream(dir, link), "cp", "-", name+":/tmp"); res.Code != 0 {
+			t.Fatalf("cp - %s:/tmp of a harmless stream: %s", name, res)
+		}
+		for _, bad := range []tar.Header{
+			{Name: "x/link/evil", Typeflag: tar.TypeReg},
+			{Name: "/etc/evil", Typeflag: tar.TypeReg},
+			{Name: "x/\x1b[31m/../../etc/evil", Typeflag: tar.TypeReg},
+		} {
+			res := cpOneLine(t, l.runIn(2*time.Minute, stream(dir, link, bad), "cp", "-", name+":/tmp"))
+			if !strings.Contains(res.Stderr, strconv.Quote(bad.Name)) || strings.Contains(res.Stderr, "\x1b") {
+				t.Errorf("cp - %s:/tmp of %q: stderr %q does not name it, quoted", name, bad.Name, res.Stderr)
+			}
+		}
+	}
+	if res := l.ursb("exec", "cph", "ls", "/etc/evil"); res.Code == 0 {
+		t.Errorf("the running sandbox has /etc/evil")
+	}
+	if got := l.must("exec", "cph", "readlink", "/tmp/x/link").Stdout; got != "/etc\n" {
+		t.Errorf("the stream's link reads %q inside, want /etc", got)
+	}
+	res := l.must(append([]string{"run", "--name", "cphs"}, lifeBase(rootfs, "--", "sh", "-c", "readlink /tmp/x/link; ls /etc/evil 2>/dev/null; true")...)...)
+	if res.Stdout != "/etc\n" {
+		t.Errorf("the stopped sandbox's next run printed %q, want only the link's target /etc", res.Stdout)
 	}
 }
 

@@ -14,9 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/internal/printable"
 	"github.com/ursb/ursb/internal/tarcopy"
 )
 
@@ -87,11 +89,13 @@ func ChangesExcept(mountpoints []string, layers ...Layer) ([]Change, error) {
 	return out, nil
 }
 
-// WriteText writes one "A /path" line per change, as podman diff does.
+// WriteText writes one "A /path" line per change, as podman diff does,
+// with control characters in paths shown as '?': the sandbox chose the
+// names, and the lines go to the caller's terminal.
 func WriteText(w io.Writer, changes []Change) error {
 	var b bytes.Buffer
 	for _, c := range changes {
-		fmt.Fprintf(&b, "%s %s\n", c.Kind, c.Path)
+		fmt.Fprintf(&b, "%s %s\n", c.Kind, printable.String(c.Path))
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -117,9 +121,30 @@ func WriteJSON(w io.Writer, changes []Change) error {
 			return fmt.Errorf("change %q of %s has an unknown kind", byte(c.Kind), c.Path)
 		}
 	}
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "     ")
-	return enc.Encode(body)
+	if err := enc.Encode(body); err != nil {
+		return err
+	}
+	_, err := w.Write(escapeC1(b.Bytes()))
+	return err
+}
+
+// escapeC1 spells DEL and the C1 controls as \u escapes. encoding/json
+// escapes the C0 controls and makes bad UTF-8 U+FFFD, but writes these
+// raw, and a terminal may act on them; in JSON they can only stand inside
+// strings, where the escape means the same.
+func escapeC1(js []byte) []byte {
+	out := make([]byte, 0, len(js))
+	for _, r := range string(js) {
+		if r >= 0x7f && r < 0xa0 {
+			out = fmt.Appendf(out, `\u%04x`, r)
+			continue
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return out
 }
 
 // WriteTar writes the changes as an OCI image layer changeset (uncompressed

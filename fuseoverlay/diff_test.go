@@ -640,3 +640,24 @@ func countTar(l Layer) (int, error) {
 		n++
 	}
 }
+
+func TestWriteEscapesControlCharacters(t *testing.T) {
+	hostile := "/tmp/\x1b[31mred\nD /etc/passwd\x07\u009b2J\x7f"
+	cs := []Change{{Added, hostile}, {Deleted, "/plain"}}
+	if got, want := text(t, cs), "A /tmp/?[31mred?D /etc/passwd??2J?\nD /plain\n"; got != want {
+		t.Errorf("text:\n%q\nwant:\n%q", got, want)
+	}
+	var b bytes.Buffer
+	if err := WriteJSON(&b, cs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range b.String() {
+		if r != '\n' && (r < 0x20 || r >= 0x7f && r < 0xa0) {
+			t.Errorf("JSON holds the raw control character %U:\n%q", r, b.String())
+		}
+	}
+	var got map[string][]string
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil || len(got["added"]) != 1 || got["added"][0] != hostile {
+		t.Errorf("JSON does not give the name back: %q, %v", got["added"], err)
+	}
+}

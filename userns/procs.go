@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/internal/printable"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -167,15 +168,7 @@ func readCommand(pid int) string {
 		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
 		cmd = "[" + strings.TrimSpace(string(comm)) + "]"
 	}
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == 0:
-			return ' '
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			return '?'
-		}
-		return r
-	}, cmd)
+	return printable.String(strings.ReplaceAll(cmd, "\x00", " "))
 }
 
 func readUptime() time.Duration {

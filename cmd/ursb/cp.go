@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/internal/printable"
 	"github.com/ursb/ursb/internal/tarcopy"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
@@ -180,15 +181,10 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 // untrusted makes text from inside a sandbox safe to print: its last line,
-// without control characters (no terminal escapes), at most 300 bytes.
+// control characters shown as '?' (no terminal escapes), at most 300 bytes.
 func untrusted(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	last := strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return -1
-		}
-		return r
-	}, lines[len(lines)-1])
+	last := printable.String(lines[len(lines)-1])
 	if len(last) > 300 {
 		last = last[:300]
 	}

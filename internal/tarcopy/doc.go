@@ -5,10 +5,12 @@
 //
 // The receiver treats the stream as hostile, since one side of every copy
 // is an untrusted sandbox: every path is resolved with openat2's
-// RESOLVE_IN_ROOT below the directory it extracts into, so neither a
-// symlink from the stream nor one swapped in meanwhile leads out of it;
-// names with ".." are refused, hard links must point into the copied tree,
-// and device nodes are skipped. Ownership is never restored: files belong
-// to whoever extracts them, as podman cp's are root's inside a container
-// and the caller's on the host.
+// RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS from a descriptor of the
+// destination directory itself, so no symlink, from the stream or swapped
+// in meanwhile, is followed and nothing lands beside the destination.
+// Absolute names and names with ".." are refused, a hard link may only
+// point at a regular file the same extraction made, set-id bits are
+// dropped unless asked for, and device nodes are skipped. Ownership is
+// never restored: files belong to whoever extracts them, as podman cp's
+// are root's inside a container and the caller's on the host.
 package tarcopy

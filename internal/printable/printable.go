@@ -1,0 +1,20 @@
+// Package printable makes text that a sandbox chose safe to print on the
+// caller's terminal: a file name or command line with an escape sequence
+// in it could otherwise move the cursor, rewrite what the user sees, or
+// make the terminal answer a query with text that reaches the user's shell
+// as if typed.
+package printable
+
+import "strings"
+
+// String returns s with each control character (C0, DEL and C1, so
+// newlines and escapes too) shown as '?', as ps and ls do, and each byte
+// that is not UTF-8 as U+FFFD, so a lone 0x9b cannot act as an 8-bit CSI.
+func String(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, s)
+}
