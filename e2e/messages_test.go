@@ -94,3 +94,29 @@ func dynamicProgram() string {
 	}
 	return ""
 }
+
+// TestCpSaysWhatFailed: ursb cp of a path missing in the sandbox says so,
+// and one it cannot read names it, rather than what the host side saw of
+// the cut stream ("the copy stream is empty"); what was copied before the
+// failure stays, with the error.
+func TestCpSaysWhatFailed(t *testing.T) {
+	requireUnprivileged(t)
+	l := newLab(t)
+	l.detach("cpwhy", []string{"--net", "none"}, "sleep", l.nap())
+	dest := t.TempDir()
+	res := l.fails(125, "cp", "cpwhy:/no/such/path", filepath.Join(dest, "x"))
+	if !strings.Contains(res.Stderr, "/no/such/path: no such file or directory") || strings.Contains(res.Stderr, "stream") {
+		t.Errorf("a missing path: %s", res)
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 {
+		t.Errorf("the copy of a missing path left %v", entries)
+	}
+	if private := os.Getenv("URSB_E2E_PRIVATE"); private != "" {
+		for _, to := range []string{filepath.Join(dest, "p"), "-"} {
+			res := l.fails(125, "cp", "cpwhy:"+private, to)
+			if !strings.Contains(res.Stderr, private) || !strings.Contains(res.Stderr, "permission denied") {
+				t.Errorf("an unreadable directory copied to %s: %s", to, res)
+			}
+		}
+	}
+}

@@ -258,7 +258,12 @@ func withPipe(toHelper bool, host func(*os.File) error, helper func(in, out *os.
 	}()
 	herr := helper(in, out)
 	theirs.Close()
-	if err := <-hostErr; err != nil && (herr == nil || !toHelper) {
+	err = <-hostErr
+	// A stream that ends early was cut by its sender: the sender's own
+	// reason (a missing path, a file it could not read) is the one to
+	// give.
+	short := errors.Is(err, tarcopy.ErrEmptyStream) || errors.Is(err, io.ErrUnexpectedEOF)
+	if err != nil && (herr == nil || (!toHelper && !short)) {
 		return err
 	}
 	return herr

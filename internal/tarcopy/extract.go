@@ -26,6 +26,10 @@ type Options struct {
 	Warn func(string)
 }
 
+// ErrEmptyStream is what Extract says of a stream without an entry: its
+// sender failed before it wrote one.
+var ErrEmptyStream = errors.New("the copy stream is empty")
+
 // Extract reads a stream written by Write and places it at dest with
 // podman cp's rules: into dest when dest is a directory (the source's top
 // name inside it, or its contents for Options.Contents), else at dest
@@ -43,7 +47,7 @@ func Extract(r io.Reader, dest string, o Options) error {
 	tr := tar.NewReader(r)
 	first, err := tr.Next()
 	if err == io.EOF {
-		return errors.New("the copy stream is empty")
+		return ErrEmptyStream
 	}
 	if err != nil {
 		return fmt.Errorf("reading the copy stream: %w", err)

@@ -2,6 +2,7 @@ package tarcopy
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,6 +20,9 @@ import (
 // Device nodes and sockets are left out, each with a call to warn.
 func Write(w io.Writer, path, top string, warn func(string)) error {
 	root, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: no such file or directory", path)
+	}
 	if err != nil {
 		return err
 	}
