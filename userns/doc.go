@@ -9,7 +9,14 @@
 // pid namespace and root in the new user namespace. It turns the spec into an
 // ordered list of setup steps before it changes anything, runs them (mounts,
 // pivot_root, hostname, security settings last), starts the command, reaps
-// every zombie, forwards signals and reports the command's exit status.
+// every zombie, forwards signals and reports the command's exit status. It
+// also does the sandbox's side of ursb cp itself (copy.go), so that no
+// process of the sandbox's takes part in a copy.
+//
+// A command that keeps CAP_SYS_ADMIN or CAP_SYS_PTRACE runs under an init
+// of its own (NestedInit) in a user and mount namespace nested in the
+// sandbox's, where the kernel locks every mount Init made and PID 1 is out
+// of the command's reach; Init then relays between ursb and it (nested.go).
 //
 // Parent and child talk over a SOCK_SEQPACKET socket pair with the typed
 // messages in msg.go; the child never trusts the parent less than itself, but
