@@ -127,27 +127,44 @@ func serve(s *spec.Spec, ch channel, cmd int, sigs chan os.Signal, reqs chan req
 				_ = unix.Kill(cmd, sig.(unix.Signal))
 				continue
 			}
-			for {
-				var ws unix.WaitStatus
-				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil || pid <= 0 {
-					break
-				}
-				code := ws.ExitStatus()
-				if ws.Signaled() {
-					code = 128 + int(ws.Signal())
-				}
+			exit := 0
+			ended := reapChildren(func(pid, code int) bool {
 				if pid == cmd {
-					return code
+					exit = code
+					return true
 				}
 				if id, ok := execs[pid]; ok {
 					delete(execs, pid)
 					_ = ch.send(message{Kind: msgExecDone, ID: id, Code: code})
 				}
+				return false
+			})
+			if ended {
+				return exit
 			}
+		}
+	}
+}
+
+// reapChildren collects every child that has exited, without waiting, and
+// tells ended of each with its exit code (128+N when signal N killed it);
+// it stops, and reports true, once ended does.
+func reapChildren(ended func(pid, code int) bool) bool {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return false
+		}
+		code := ws.ExitStatus()
+		if ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		if ended(pid, code) {
+			return true
 		}
 	}
 }
@@ -157,14 +174,8 @@ func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
 	defer func() { closeAll(r.fds) }()
 	switch r.m.Kind {
 	case msgExec:
-		if r.m.Exec != nil && r.m.Exec.Copy != nil {
-			if r.m.Exec.TTY || len(r.fds) != 3 {
-				_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed copy request"})
-				return
-			}
-			id := r.m.ID
-			serveCopy(r.m.Exec, r.fds, func(code int) { _ = ch.send(message{Kind: msgExecDone, ID: id, Code: code}) })
-			r.fds = nil // serveCopy closes them
+		if startCopy(ch, r.m, r.fds) {
+			r.fds = nil // startCopy took them
 			return
 		}
 		if r.m.Exec == nil || len(r.m.Exec.Argv) == 0 || (!r.m.Exec.TTY && len(r.fds) != 3) {

@@ -120,18 +120,7 @@ func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
 		relay(inner, ch, nil)
 		close(fromInner)
 	}()
-	go relay(ch, inner, func(m message, fds []int) bool {
-		if m.Kind != msgExec || m.Exec == nil || m.Exec.Copy == nil {
-			return false
-		}
-		if m.Exec.TTY || len(fds) != 3 {
-			closeAll(fds)
-			_ = ch.send(message{Kind: msgExecDone, ID: m.ID, Code: 125, Err: "malformed copy request"})
-			return true
-		}
-		serveCopy(m.Exec, fds, func(code int) { _ = ch.send(message{Kind: msgExecDone, ID: m.ID, Code: code}) })
-		return true
-	})
+	go relay(ch, inner, func(m message, fds []int) bool { return startCopy(ch, m, fds) })
 	go braceForForkBombs()
 	releaseWhenIdle()
 	for sig := range sigs {
@@ -139,25 +128,12 @@ func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
 			_ = unix.Kill(pid, sig.(unix.Signal))
 			continue
 		}
-		for {
-			var ws unix.WaitStatus
-			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || got <= 0 {
-				break
-			}
-			if got != pid {
-				continue
-			}
+		exit := 0
+		if reapChildren(func(got, code int) bool { exit = code; return got == pid }) {
 			// What it said last (how the command ended, or why it
 			// never started) reaches ursb before the sandbox ends.
 			<-fromInner
-			if ws.Signaled() {
-				os.Exit(128 + int(ws.Signal()))
-			}
-			os.Exit(ws.ExitStatus())
+			os.Exit(exit)
 		}
 	}
 }
