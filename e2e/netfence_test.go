@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // requireSuiteNetwork skips unless the suite runs in the network namespace
@@ -30,37 +37,71 @@ func requireSuiteNetwork(t *testing.T) {
 	}
 }
 
-// fenceProbe probes each "proto host port" argument and prints one line per
-// probe: proto host port, then what came back (GOT and the reply, SENT for
-// a datagram sent without waiting for one, or the errno's name), then the
-// seconds it took.
-const fenceProbe = `
-import errno, socket, sys, time
-a = sys.argv[1:]
-for i in range(0, len(a), 3):
-    proto, host, port = a[i], a[i+1], int(a[i+2])
-    start = time.monotonic()
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    s.settimeout(2)
-    try:
-        s.connect((host, port))
-        if proto != "tcp":
-            s.send(b"probe")
-        got = "SENT" if proto == "send" else "GOT " + s.recv(100).decode().strip()
-    except OSError as e:
-        got = errno.errorcode.get(e.errno, type(e).__name__)
-    print(proto, host, port, got, "%.2f" % (time.monotonic() - start), flush=True)
-`
+// fenceProbeEnv, set in this test binary's environment, makes it a probe
+// of each "proto host port" triple among its arguments, printing one line
+// per probe: proto host port, then what came back (GOT and the reply, SENT
+// for a datagram sent without waiting for one, or the errno's name), then
+// the seconds it took. A static binary runs in any root, where python3 may
+// be missing.
+const fenceProbeEnv = "URSB_E2E_FENCE_PROBE"
+
+func fenceProbe(string) error {
+	a := os.Args[1:]
+	for i := 0; i+2 < len(a); i += 3 {
+		proto, host, port := a[i], a[i+1], a[i+2]
+		start := time.Now()
+		network := "tcp4"
+		if proto != "tcp" {
+			network = "udp4"
+		}
+		got := ""
+		c, err := net.DialTimeout(network, net.JoinHostPort(host, port), 2*time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			if proto != "tcp" {
+				_, err = c.Write([]byte("probe"))
+			}
+			if err == nil && proto == "send" {
+				got = "SENT"
+			} else if err == nil {
+				b := make([]byte, 100)
+				var n int
+				n, err = c.Read(b)
+				got = "GOT " + strings.TrimSpace(string(b[:n]))
+			}
+			c.Close()
+		}
+		if err != nil {
+			got = errnoName(err)
+		}
+		fmt.Println(proto, host, port, got, fmt.Sprintf("%.2f", time.Since(start).Seconds()))
+	}
+	return nil
+}
+
+// errnoName is the errno behind err by name, as Python's errorcode says it,
+// or what kind of failure it was.
+func errnoName(err error) string {
+	var errno syscall.Errno
+	var ne net.Error
+	switch {
+	case errors.As(err, &errno):
+		return unix.ErrnoName(errno)
+	case errors.As(err, &ne) && ne.Timeout():
+		return "TimeoutError"
+	}
+	return "OSError"
+}
 
 // fenceProbes runs fenceProbe in a host-root sandbox with flags and returns
 // its lines by "proto host port". The command first tries to delete the
 // sandbox's routing rule for 10.0.2.2, as a command without CAP_NET_ADMIN
 // cannot.
-func fenceProbes(t *testing.T, python string, flags []string, probes ...string) map[string]string {
+func fenceProbes(t *testing.T, flags []string, probes ...string) map[string]string {
 	t.Helper()
 	script := `ip rule del to 10.0.2.2 2>/dev/null && echo RULE-DELETED; exec "$@"`
-	args := append([]string{"run"}, flags...)
-	args = append(args, "--", "sh", "-c", script, "sh", python, "-c", fenceProbe)
+	args := append(append([]string{"run"}, flags...), fenceProbeFlags(t)...)
+	args = append(args, "--", "sh", "-c", script, "sh", probePath)
 	res := mustRunNet(t, append(args, probes...)...)
 	if strings.Contains(res.Stdout, "RULE-DELETED") {
 		t.Errorf("the command deleted a routing rule of its sandbox without CAP_NET_ADMIN")
@@ -92,7 +133,6 @@ func refusedFast(outcome string) bool {
 // --allow-host-loopback and nothing otherwise, never an address on the
 // host's network; 10.0.2.3 serves DNS and nothing else.
 func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
-	python := requireTool(t, "python3")
 	requireTool(t, "ip")
 	requireSuiteNetwork(t)
 	forEachDriver(t, func(t *testing.T, driver string) {
@@ -134,7 +174,7 @@ func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
 			}
 		}
 		t.Run("blocked", func(t *testing.T) {
-			got := fenceProbes(t, python, []string{"--net", driver}, args...)
+			got := fenceProbes(t, []string{"--net", driver}, args...)
 			for _, p := range []string{probe("tcp", "10.0.2.2", gt), probe("udp", "10.0.2.2", gu), probe("tcp", "10.0.2.2", lt), probe("udp", "10.0.2.2", lu)} {
 				if !refusedFast(got[p]) {
 					t.Errorf("%s: got %q, want ENETUNREACH at once: without --allow-host-loopback 10.0.2.2 is nothing", p, got[p])
@@ -143,7 +183,7 @@ func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
 			common(t, got)
 		})
 		t.Run("allow-host-loopback", func(t *testing.T) {
-			got := fenceProbes(t, python, []string{"--net", driver, "--allow-host-loopback"}, args...)
+			got := fenceProbes(t, []string{"--net", driver, "--allow-host-loopback"}, args...)
 			for _, p := range []string{probe("tcp", "10.0.2.2", lt), probe("udp", "10.0.2.2", lu)} {
 				if !strings.HasPrefix(got[p], "GOT "+tokens["loopback"]) {
 					t.Errorf("%s: got %q, want the harness's loopback server", p, got[p])
@@ -166,7 +206,6 @@ func TestNetworkGatewayIsHostOrNothing(t *testing.T) {
 // the other drivers refuse it themselves, and a nested command (holding
 // CAP_SYS_ADMIN) cannot delete the rule at all.
 func TestNetworkGatewayHoldsAgainstNetAdmin(t *testing.T) {
-	python := requireTool(t, "python3")
 	requireTool(t, "ip")
 	requireSuiteNetwork(t)
 	token := "outside-gw-" + randHex(t)
@@ -182,7 +221,7 @@ func TestNetworkGatewayHoldsAgainstNetAdmin(t *testing.T) {
 		{[]string{"--privileged"}, false},
 		{[]string{"--privileged", "--net", "pasta"}, false},
 	} {
-		args := append(append([]string{"run"}, c.flags...), "--", "sh", "-c", script, "sh", python, "-c", fenceProbe,
+		args := append(append(append([]string{"run"}, c.flags...), fenceProbeFlags(t)...), "--", "sh", "-c", script, "sh", probePath,
 			"tcp", "10.0.2.2", strconv.Itoa(gt), "udp", "10.0.2.2", strconv.Itoa(gu))
 		res := mustRunNet(t, args...)
 		if deleted := strings.Contains(res.Stdout, "RULE-DELETED"); deleted != c.deletes {
@@ -200,3 +239,7 @@ func TestNetworkGatewayHoldsAgainstNetAdmin(t *testing.T) {
 		t.Errorf("--net pasta with NET_ADMIN: want exit 125 naming the drivers that hold, got %s", res)
 	}
 }
+
+// fenceProbeFlags give a sandbox this binary at probePath, as the fence
+// probe.
+func fenceProbeFlags(t *testing.T) []string { return asProbe(t, fenceProbeEnv) }

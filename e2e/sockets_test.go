@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A unix socket of the host's that the sandbox's view shows (an ssh or gpg
@@ -16,18 +23,49 @@ import (
 // directories shown each way a host-root sandbox shows them, and try to
 // connect from inside.
 
-// connectProbe connects to each unix socket path given and prints, per
-// path, "connected" and what the server sent, or "refused" and the errno.
-const connectProbe = `
-import errno, socket, sys
-for p in sys.argv[1:]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(p)
-        print(p, "connected", s.recv(64).decode().strip(), flush=True)
-    except OSError as e:
-        print(p, "refused", errno.errorcode.get(e.errno, e.errno), flush=True)
-`
+// unixProbeEnv, set in this test binary's environment, makes it a probe
+// that connects to each unix socket path among its arguments and prints,
+// per path, "connected" and what the server sent, or "refused" and the
+// errno. A static binary runs in any root, where python3 may be missing.
+const unixProbeEnv = "URSB_E2E_UNIX_PROBE"
+
+func unixProbe(string) error {
+	for _, p := range os.Args[1:] {
+		c, err := net.DialTimeout("unix", p, 5*time.Second)
+		if err != nil {
+			var errno syscall.Errno
+			name := "unknown"
+			if errors.As(err, &errno) {
+				name = unix.ErrnoName(errno)
+			}
+			fmt.Println(p, "refused", name)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(io.LimitReader(c, 64))
+		c.Close()
+		fmt.Println(p, "connected", strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// probePath is where a sandbox sees the probe (this binary).
+const probePath = "/ursb-e2e-probe"
+
+// probeFlags give a sandbox this binary at probePath, as the unix socket
+// probe.
+func probeFlags(t *testing.T) []string { return asProbe(t, unixProbeEnv) }
+
+// asProbe gives a sandbox this binary at probePath, as the probe that env
+// selects.
+func asProbe(t *testing.T, env string) []string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-v", self + ":" + probePath + ":ro", "-e", env + "=1"}
+}
 
 // socketGreeting is what the tests' servers send to whoever connects.
 const socketGreeting = "host-socket-answered"
@@ -74,9 +112,15 @@ func probeResults(t *testing.T, out string) map[string]string {
 
 // probeFromHost runs connectProbe outside any sandbox: every path must
 // answer there, or a refusal inside would prove nothing.
-func probeFromHost(t *testing.T, python string, paths ...string) {
+func probeFromHost(t *testing.T, paths ...string) {
 	t.Helper()
-	out, err := exec.Command(python, append([]string{"-c", connectProbe}, paths...)...).CombinedOutput()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, paths...)
+	cmd.Env = append(os.Environ(), unixProbeEnv+"=1")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the probe failed on the host: %v: %s", err, out)
 	}
@@ -116,7 +160,7 @@ func (h hostSockets) all() []string {
 
 // listenHostSockets lays out hostSockets and checks that the probe reaches
 // every one of them from the host.
-func listenHostSockets(t *testing.T, python string) hostSockets {
+func listenHostSockets(t *testing.T) hostSockets {
 	t.Helper()
 	var h hostSockets
 	h.home = filepath.Join(homeDir(t, nil), "agent.sock")
@@ -140,14 +184,14 @@ func listenHostSockets(t *testing.T, python string) hostSockets {
 		h.beside = filepath.Join(filepath.Dir(bound), filepath.Base(dir)+".sock")
 		listenUnix(t, h.beside)
 	}
-	probeFromHost(t, python, h.all()...)
+	probeFromHost(t, h.all()...)
 	return h
 }
 
-// connectScript runs connectProbe on the paths given, then prints the mount
-// table after mountinfoMark.
-func connectScript(python string) []string {
-	return []string{"sh", "-c", python + ` -c "$0" "$@"; echo '` + mountinfoMark + `'; cat /proc/self/mountinfo`, connectProbe}
+// connectScript runs the probe (see probeFlags) on the paths given, then
+// prints the mount table after mountinfoMark.
+func connectScript() []string {
+	return []string{"sh", "-c", probePath + ` "$@"; echo '` + mountinfoMark + `'; cat /proc/self/mountinfo`, "sh"}
 }
 
 // mountType is the filesystem type of the topmost mount at mountpoint in a
@@ -167,14 +211,14 @@ func mountType(table, mountpoint string) string {
 }
 
 func TestHostSocketsRefused(t *testing.T) {
-	python := requireTool(t, "python3")
-	h := listenHostSockets(t, python)
+	h := listenHostSockets(t)
 	bound := os.Getenv("URSB_E2E_BOUND")
 	for _, mode := range append([]string{"auto"}, overlays...) {
 		t.Run(mode, func(t *testing.T) {
 			requireOverlay(t, mode)
 			s := newStore(t)
-			res := s.mustRun(append(runArgs(mode, "--net", "none", "--"), append(connectScript(python), h.all()...)...)...)
+			args := append(append(probeFlags(t), "--net", "none", "--"), append(connectScript(), h.all()...)...)
+			res := s.mustRun(runArgs(mode, args...)...)
 			out, table, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
 			got := probeResults(t, out)
 			t.Logf("inside: %v", got)
@@ -201,16 +245,15 @@ func TestHostSocketsRefused(t *testing.T) {
 // TestHostSocketVolume: a socket given with -v is the user's choice, and
 // answers inside, at any path, even at the host's own.
 func TestHostSocketVolume(t *testing.T) {
-	python := requireTool(t, "python3")
-	h := listenHostSockets(t, python)
-	args := []string{"-v", filepath.Dir(h.home) + ":/home-vol"}
+	h := listenHostSockets(t)
+	args := append(probeFlags(t), "-v", filepath.Dir(h.home)+":/home-vol")
 	want := []string{"/home-vol/agent.sock"}
 	if h.bound != "" {
 		dir := filepath.Dir(h.bound)
 		args = append(args, "-v", dir+":/bound-vol", "-v", dir+":"+dir)
 		want = append(want, "/bound-vol/agent.sock", "/bound-vol/cm-master", h.bound, h.moved)
 	}
-	args = append(append(args, "--net", "none", "--"), append(connectScript(python), want...)...)
+	args = append(append(args, "--net", "none", "--"), append(connectScript(), want...)...)
 	for _, mode := range append([]string{"auto"}, overlays...) {
 		t.Run(mode, func(t *testing.T) {
 			requireOverlay(t, mode)
@@ -231,12 +274,11 @@ func TestHostSocketVolume(t *testing.T) {
 // bind, yet cannot lift the cover on a host socket that the plan shows
 // through a bind, nor bind the socket's directory without the cover.
 func TestHostSocketCoverHolds(t *testing.T) {
-	python := requireTool(t, "python3")
 	bound := os.Getenv("URSB_E2E_BOUND")
 	if bound == "" {
 		t.Skip("URSB_E2E_BOUND is not set: scripts/test.sh, run as root, lays out a directory the plan shows through a bind and names it")
 	}
-	h := listenHostSockets(t, python)
+	h := listenHostSockets(t)
 	dir := filepath.Dir(h.bound)
 	script := `set -u
 cat /proc/self/mountinfo; echo '` + mountinfoMark + `'
@@ -246,12 +288,12 @@ for s in "$BOUND" "$MOVED"; do
 	umount -l "$s" 2>/dev/null && echo "lifted $s"
 done
 mkdir -p /tmp/plain && mount --bind "$DIR" /tmp/plain 2>/dev/null && echo "bound $DIR without its mounts"
-` + python + ` -c "$0" "$BOUND" "$MOVED" /tmp/plain/agent.sock`
+` + probePath + ` "$BOUND" "$MOVED" /tmp/plain/agent.sock`
 	for _, flag := range []string{"--cap-add=SYS_ADMIN", "--privileged"} {
 		t.Run(flag, func(t *testing.T) {
 			s := newStore(t)
-			res := s.mustRun("run", flag, "--net", "none", "-e", "BOUND="+h.bound, "-e", "MOVED="+h.moved, "-e", "DIR="+dir,
-				"--", "sh", "-c", script, connectProbe)
+			args := append([]string{"run", flag, "--net", "none", "-e", "BOUND=" + h.bound, "-e", "MOVED=" + h.moved, "-e", "DIR=" + dir}, probeFlags(t)...)
+			res := s.mustRun(append(args, "--", "sh", "-c", script)...)
 			table, out, _ := strings.Cut(res.Stdout, mountinfoMark+"\n")
 			t.Logf("inside: %s", out)
 			if !strings.Contains(out, "mount and umount work") {
