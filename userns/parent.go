@@ -210,6 +210,10 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	return sb, nil
 }
 
+// ErrCgroupGone is Start's error when the cgroup the sandbox was to be
+// born in had been removed: a new one may do.
+var ErrCgroupGone = errors.New("starting the sandbox: its cgroup was removed before the sandbox could start in it; run it again")
+
 // startError says why init could not be started. clone3 answers ENOENT
 // when the cgroup the child was to be born in has been removed, and the
 // child's chdir answers the same when the stage has gone; either, said as
@@ -217,7 +221,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 func startError(err error, o Options) error {
 	if errors.Is(err, unix.ENOENT) {
 		if o.CgroupFD >= 0 && !cgroupAlive(o.CgroupFD) {
-			return errors.New("starting the sandbox: its cgroup was removed before the sandbox could start in it; run it again")
+			return ErrCgroupGone
 		}
 		if _, serr := os.Stat(o.Stage); serr != nil {
 			return fmt.Errorf("starting the sandbox: its runtime directory %s was removed before the sandbox could start; run it again", filepath.Dir(o.Stage))

@@ -76,7 +76,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	case err != nil:
 		return fail(err)
 	}
-	defer leaf.Remove()
+	defer func() { _ = leaf.Remove() }()
 	stage, err := state.NewStage(s.ID)
 	if err != nil {
 		return fail(err)
@@ -130,6 +130,15 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	}
 	ran = true
 	sb, err := userns.Start(s, o)
+	if errors.Is(err, userns.ErrCgroupGone) {
+		// Seen once in 50 parallel starts under load, cause unknown:
+		// a new leaf is worth one more try.
+		_ = leaf.Remove()
+		if leaf, err = cgroupv2.Prepare(s.ID, s.Limits); err == nil {
+			o.CgroupFD, rec.Cgroup = leaf.FD(), leaf.Path()
+			sb, err = userns.Start(s, o)
+		}
+	}
 	if err != nil {
 		var f *userns.Failure
 		if errors.As(err, &f) {
