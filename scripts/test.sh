@@ -22,12 +22,12 @@ export GOFLAGS=${GOFLAGS:--mod=readonly}
 TEST_USER=${URSB_TEST_USER:-ursbtest}
 NETNS=ursb-e2e-$$
 # A mount of the host's below /, which a host-root sandbox must show.
-SUBMOUNT=/mnt/ursb-e2e-submount
+SUBMOUNT=/mnt/ursb-e2e-submount-$$
 # A small filesystem of the test user's, to fill.
-FULLDISK=/mnt/ursb-e2e-full
+FULLDISK=/mnt/ursb-e2e-full-$$
 # A directory only root may read, with a mount below it, as root's podman
 # leaves /var/lib/containers.
-PRIVATE=/var/lib/ursb-e2e-private
+PRIVATE=/var/lib/ursb-e2e-private-$$
 # A tree with a mount deeper below it than the host-root plan makes
 # overlays: it shows $DEEP/a/b/c through a read-only bind of the host's.
 DEEP=/mnt/ursb-e2e-deep-$$
