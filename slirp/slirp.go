@@ -117,7 +117,7 @@ func Resolve(mode string) (string, error) {
 		tunErr := tunUsable()
 		for _, m := range []string{ModePasta, ModeSlirp4netns} {
 			if _, err := lookPath(m); err == nil && (tunErr == nil || !builtinAvailable) {
-				return m, checkTun(m)
+				return m, tunError(m, tunErr)
 			}
 		}
 		if !builtinAvailable {
@@ -130,12 +130,12 @@ func Resolve(mode string) (string, error) {
 		if _, err := lookPath("pasta"); err != nil {
 			return "", errors.New("--net pasta: pasta is not installed: install the passt package, or use --net slirp4netns, builtin or none")
 		}
-		return mode, checkTun(mode)
+		return mode, tunError(mode, tunUsable())
 	case ModeSlirp4netns:
 		if _, err := lookPath("slirp4netns"); err != nil {
 			return "", errors.New("--net slirp4netns: slirp4netns is not installed: install the slirp4netns package, or use --net pasta, builtin or none")
 		}
-		return mode, checkTun(mode)
+		return mode, tunError(mode, tunUsable())
 	case ModeBuiltin:
 		if !builtinAvailable {
 			return "", errors.New("--net builtin: this ursb was built with the ursb_nobuiltin tag: rebuild without it, or use --net pasta or slirp4netns")
@@ -145,8 +145,8 @@ func Resolve(mode string) (string, error) {
 	return "", fmt.Errorf("unknown --net %q: use auto, none, host, pasta, slirp4netns or builtin", mode)
 }
 
-func checkTun(mode string) error {
-	err := tunUsable()
+// tunError is the error of --net mode when /dev/net/tun's check gave err.
+func tunError(mode string, err error) error {
 	if err == nil {
 		return nil
 	}

@@ -242,7 +242,7 @@ func TestHosts(t *testing.T) {
 
 func TestChildConfigJSON(t *testing.T) {
 	c := layout(Options{Mode: ModeBuiltin, MTU: 65520, AllowHostLoopback: true})
-	c.CreateTap = true
+	c.CreateTap, c.Veth = true, true
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
