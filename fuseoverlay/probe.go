@@ -78,6 +78,10 @@ func ProbeFuse() error {
 		}
 	}
 	if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			// A container's /dev lacks it unless it was started with it.
+			return errors.New("/dev/fuse is missing; in a container, start the container with --device /dev/fuse")
+		}
 		return fmt.Errorf("/dev/fuse is not usable (%v); sudo chmod 0666 /dev/fuse, as distributions ship it", err)
 	}
 	return nil

@@ -96,7 +96,7 @@ if [ "$(id -u)" = 0 ]; then
 	apt_get update -qq
 	apt_get install -y -qq --no-install-recommends \
 		uidmap busybox-static iproute2 procps util-linux passwd \
-		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon
+		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon podman runc
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		useradd -m -s /bin/bash "$TEST_USER"
 	fi

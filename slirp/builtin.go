@@ -152,6 +152,7 @@ func (b *builtinNet) ready() (ChildConfig, error) {
 	<-b.done
 	c := layout(b.o)
 	c.CreateTap = true
+	c.Veth = tunUsable() != nil
 	return c, b.err
 }
 

@@ -17,9 +17,10 @@ func LoopbackUp() error {
 }
 
 // ConfigureChild finishes the network inside the sandbox: lo and c.Rules
-// always, and with c.CreateTap the tap device, its address, MTU and default
-// route. It returns the tap (nil unless c.CreateTap), which the caller must
-// pass to the parent's Network.AttachTap and then close. In --net host it
+// always, and with c.CreateTap the tap device (or veth pair, c.Veth), its
+// address, MTU and default route. It returns the tap (or the packet socket
+// of the veth pair; nil unless c.CreateTap), which the caller must pass to
+// the parent's Network.AttachTap and then close. In --net host it
 // does nothing: the host's interfaces are not the sandbox's to change.
 func ConfigureChild(c ChildConfig) (*os.File, error) {
 	if c.Mode == ModeHost {
@@ -31,7 +32,12 @@ func ConfigureChild(c ChildConfig) (*os.File, error) {
 	var tap *os.File
 	if c.CreateTap {
 		var err error
-		if tap, err = createTap(c.Device); err != nil {
+		if c.Veth {
+			tap, err = createVeth(c.Device, c.MTU)
+		} else {
+			tap, err = createTap(c.Device)
+		}
+		if err != nil {
 			return nil, err
 		}
 		if err := configureInterface(c); err != nil {

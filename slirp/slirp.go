@@ -84,6 +84,9 @@ type ChildConfig struct {
 	// CreateTap tells the child to create Device itself, configure it and
 	// hand the tap file to the parent (the builtin driver).
 	CreateTap bool `json:"createTap,omitempty"`
+	// Veth makes Device one end of a veth pair, and what the child hands
+	// over a packet socket on the other end: /dev/net/tun is unusable.
+	Veth bool `json:"veth,omitempty"`
 	// HostLoopback is the address at which the host's 127.0.0.1 answers;
 	// empty when host loopback is blocked.
 	HostLoopback string `json:"hostLoopback,omitempty"`
@@ -104,47 +107,62 @@ var (
 )
 
 // Resolve turns mode (as typed after --net) into a concrete driver name:
-// auto picks pasta if installed, else slirp4netns, else builtin. It checks
-// that what the driver needs exists; its error is one line with the fix.
+// auto picks pasta if installed, else slirp4netns, else builtin, and
+// builtin where /dev/net/tun is unusable (in a container, say), since only
+// builtin can do without it (see createVeth). It checks that what the
+// driver needs exists; its error is one line with the fix.
 func Resolve(mode string) (string, error) {
 	switch mode {
 	case "", "auto":
+		tunErr := tunUsable()
 		for _, m := range []string{ModePasta, ModeSlirp4netns} {
-			if _, err := lookPath(m); err == nil {
-				return m, checkTun(m)
+			if _, err := lookPath(m); err == nil && (tunErr == nil || !builtinAvailable) {
+				return m, tunError(m, tunErr)
 			}
 		}
 		if !builtinAvailable {
 			return "", errors.New("--net auto found neither pasta nor slirp4netns, and this ursb was built without the builtin network: install passt or slirp4netns, or use --net none or --net host")
 		}
-		return ModeBuiltin, checkTun(ModeBuiltin)
+		return ModeBuiltin, nil
 	case ModeNone, ModeHost:
 		return mode, nil
 	case ModePasta:
 		if _, err := lookPath("pasta"); err != nil {
 			return "", errors.New("--net pasta: pasta is not installed: install the passt package, or use --net slirp4netns, builtin or none")
 		}
-		return mode, checkTun(mode)
+		return mode, tunError(mode, tunUsable())
 	case ModeSlirp4netns:
 		if _, err := lookPath("slirp4netns"); err != nil {
 			return "", errors.New("--net slirp4netns: slirp4netns is not installed: install the slirp4netns package, or use --net pasta, builtin or none")
 		}
-		return mode, checkTun(mode)
+		return mode, tunError(mode, tunUsable())
 	case ModeBuiltin:
 		if !builtinAvailable {
 			return "", errors.New("--net builtin: this ursb was built with the ursb_nobuiltin tag: rebuild without it, or use --net pasta or slirp4netns")
 		}
-		return mode, checkTun(mode)
+		return mode, nil
 	}
 	return "", fmt.Errorf("unknown --net %q: use auto, none, host, pasta, slirp4netns or builtin", mode)
 }
 
-func checkTun(mode string) error {
-	if err := tunUsable(); err != nil {
-		return fmt.Errorf("--net %s needs /dev/net/tun readable and writable by you (%v): as root, chmod 0666 /dev/net/tun (the usual mode), or use --net none or --net host", mode, err)
+// tunError is the error of --net mode when /dev/net/tun's check gave err.
+func tunError(mode string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	others := "none or host"
+	if builtinAvailable {
+		others = "builtin, " + others
+	}
+	if errors.Is(err, unix.ENOENT) {
+		// A container's /dev lacks it unless it was started with it.
+		return fmt.Errorf("--net %s needs /dev/net/tun, which is missing (in a container, start the container with --device /dev/net/tun), or use --net %s", mode, others)
+	}
+	return fmt.Errorf("--net %s needs /dev/net/tun readable and writable by you (%v): as root, chmod 0666 /dev/net/tun (the usual mode), or use --net %s", mode, err, others)
 }
+
+// TunUsable tells whether /dev/net/tun can be opened, and if not why.
+func TunUsable() error { return tunUsable() }
 
 // driver is one running network.
 type driver interface {

@@ -50,9 +50,13 @@ func TestResolve(t *testing.T) {
 		{nil, nil, "slirp4netns", "", "install the slirp4netns package"},
 		{[]string{"pasta"}, nil, "pasta", "pasta", ""},
 		{[]string{"pasta"}, unix.EACCES, "pasta", "", "chmod 0666 /dev/net/tun"},
-		{[]string{"slirp4netns"}, unix.EACCES, "auto", "", "chmod 0666 /dev/net/tun"},
+		{[]string{"pasta"}, unix.ENOENT, "pasta", "", "--device /dev/net/tun"},
+		// Only builtin does without a tap (a veth pair), so auto takes
+		// it over an installed helper when /dev/net/tun is unusable.
+		{[]string{"slirp4netns"}, unix.EACCES, "auto", "builtin", ""},
+		{[]string{"pasta", "slirp4netns"}, unix.ENOENT, "auto", "builtin", ""},
 		{nil, nil, "builtin", "builtin", ""},
-		{nil, unix.EACCES, "builtin", "", "chmod 0666 /dev/net/tun"},
+		{nil, unix.EACCES, "builtin", "builtin", ""},
 		{nil, nil, "bridge", "", "unknown --net"},
 	}
 	for _, c := range cases {
@@ -238,7 +242,7 @@ func TestHosts(t *testing.T) {
 
 func TestChildConfigJSON(t *testing.T) {
 	c := layout(Options{Mode: ModeBuiltin, MTU: 65520, AllowHostLoopback: true})
-	c.CreateTap = true
+	c.CreateTap, c.Veth = true, true
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)

@@ -46,8 +46,10 @@ const (
 	tailLen = buffer.MaxChunkSize
 )
 
-// tapEndpoint is a gVisor link endpoint over the sandbox's tap. It owns the
-// tap's file, which must be in Go's poller (opened O_NONBLOCK).
+// tapEndpoint is a gVisor link endpoint over the sandbox's tap, or over the
+// packet socket on the stack's side of its veth pair (see createVeth),
+// which frames the same way. It owns the file, which must be in Go's
+// poller (opened O_NONBLOCK).
 type tapEndpoint struct {
 	f   *os.File
 	rc  syscall.RawConn
@@ -114,7 +116,9 @@ func (e *tapEndpoint) read(d stack.NetworkDispatcher) {
 		if err != nil {
 			return // the deadline of Attach(nil), or the file closed
 		}
-		if rerr == unix.EINTR {
+		if rerr == unix.EINTR || rerr == unix.EINVAL {
+			// EINVAL: a frame whose offloads the virtio header cannot
+			// describe, which the kernel has dropped.
 			continue
 		}
 		if rerr != nil {

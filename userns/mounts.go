@@ -58,9 +58,7 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 			return err
 		})
 	}
-	add("mounting /proc", func() error {
-		return r.mountFS("/proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-	})
+	add("mounting /proc", r.mountProc)
 	if sysctls := sandboxSysctls(s); len(sysctls) > 0 {
 		add("setting kernel parameters", func() error { return setSysctls(sysctls) })
 	}
@@ -141,7 +139,7 @@ func setupSteps(s *spec.Spec, stage string, ch channel) []step {
 		}
 		return openSandboxRoot()
 	})
-	add("setting the hostname", func() error { return unix.Sethostname([]byte(s.Hostname)) })
+	add("setting the hostname", func() error { return setHostname(s.Hostname) })
 	add("entering the working directory "+s.Cwd, func() error {
 		// Like podman, a missing working directory is created.
 		err := os.MkdirAll(s.Cwd, 0o755)

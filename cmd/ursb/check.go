@@ -23,16 +23,24 @@ type item struct {
 
 func (c *checkCmd) Run() error {
 	host := idmap.LookupHost()
+	usernsErr := userns.ProbeUserNS()
 	items := []item{
-		{name: "unprivileged user namespaces", err: userns.ProbeUserNS(), essential: true},
+		{name: "unprivileged user namespaces", err: usernsErr, essential: true},
 		{name: "newuidmap/newgidmap", err: wrap(host.HelperErr, "install them: "+idmap.FixHelpers)},
 		{name: "subordinate id range for " + host.Username, err: wrap(host.RangeErr, "add one: "+idmap.FixRange(host.Username))},
 		{name: "kernel overlayfs inside a user namespace", err: fuseoverlay.ProbeKernel()},
 		{name: "fuse-overlayfs", err: fuseoverlay.ProbeFuse()},
 	}
+	if usernsErr == nil {
+		items = append(items, containerItems()...)
+	}
 	for _, d := range []string{slirp.ModePasta, slirp.ModeSlirp4netns, slirp.ModeBuiltin} {
 		_, err := slirp.Resolve(d)
-		items = append(items, item{name: "network driver " + d, err: err})
+		name := "network driver " + d
+		if d == slirp.ModeBuiltin && err == nil && slirp.TunUsable() != nil {
+			name += " (on a veth pair: /dev/net/tun is unusable)"
+		}
+		items = append(items, item{name: name, err: err})
 	}
 	if ok, detail := cgroupv2.Check(); ok {
 		fmt.Printf("ok       delegated cgroup v2: %s\n", detail)
@@ -74,4 +82,19 @@ func wrap(err error, fix string) error {
 		return nil
 	}
 	return fmt.Errorf("%v; %s", err, fix)
+}
+
+// containerItems are what a container ursb runs in may refuse a sandbox,
+// each with the option of the container that lifts it. Sandboxes run
+// without them; the lines say what they get instead.
+func containerItems() []item {
+	l, err := userns.ProbeContainerLimits()
+	if err != nil {
+		return []item{{name: "probing the proc and sysfs mounts a sandbox makes", err: err}}
+	}
+	return []item{
+		{name: "a /proc of each sandbox's own", err: wrap(l.Proc, "a new proc mount is refused: this /proc has masked paths, as a container's has, so sandboxes show it instead, with its processes; start the container with --security-opt unmask=/proc/* or unmask=ALL (podman) or --security-opt systempaths=unconfined (docker)")},
+		{name: "a /sys of each sandbox's own", err: wrap(l.Sys, "a new sysfs mount is refused: this /sys has masked paths, as a container's has, so sandboxes show it read-only instead; start the container with --security-opt unmask=ALL (podman) or --security-opt systempaths=unconfined (docker)")},
+		{name: "a host name of each sandbox's own", err: wrap(l.Hostname, "sethostname is denied, as a container's seccomp profile does without CAP_SYS_ADMIN, so sandboxes keep this host name; start the container with --security-opt seccomp=unconfined")},
+	}
 }

@@ -77,6 +77,8 @@ func main() {
 		userns.Init()
 	case userns.ProbeArg0:
 		os.Exit(0)
+	case userns.ProbeMountsArg0:
+		os.Exit(userns.ProbeMountsChild())
 	case fuseoverlay.ProbeArg0:
 		os.Exit(fuseoverlay.ProbeChild())
 	case userns.StorageArg0:
