@@ -138,19 +138,24 @@ type hostSockets struct {
 	// of /home (or fuse-overlayfs' of /).
 	home string
 	// bound is in the directory that scripts/test.sh makes the kernel
-	// plan show through a read-only bind of the host's (URSB_E2E_BOUND),
-	// and moved is beside it, moved after it was bound as ssh moves a
-	// ControlMaster socket: the kernel's socket table keeps the name it
-	// was bound to. Both are empty without that directory.
+	// plan show through a read-only bind of the host's (URSB_E2E_BOUND,
+	// inside a directory the test user may enter but not list, with a
+	// mount below it), and moved is beside it, moved after it was bound
+	// as ssh moves a ControlMaster socket: the kernel's socket table
+	// keeps the name it was bound to. Both are empty without that
+	// directory.
 	bound, moved string
-	// beside is in the bound directory's parent, which the plan mirrors
-	// in its skeleton, where only directories and files are made.
-	beside string
+	// deep is in a directory five levels below / beside a mount
+	// (URSB_E2E_DEEP), which the plan shows through an overlay of its
+	// own, and beside is in its parent, which the plan mirrors in its
+	// skeleton, where only directories and files are made. Both are
+	// empty without that directory.
+	deep, beside string
 }
 
 func (h hostSockets) all() []string {
 	var paths []string
-	for _, p := range []string{h.home, h.bound, h.moved, h.beside} {
+	for _, p := range []string{h.home, h.bound, h.moved, h.deep, h.beside} {
 		if p != "" {
 			paths = append(paths, p)
 		}
@@ -166,11 +171,7 @@ func listenHostSockets(t *testing.T) hostSockets {
 	h.home = filepath.Join(homeDir(t, nil), "agent.sock")
 	listenUnix(t, h.home)
 	if bound := os.Getenv("URSB_E2E_BOUND"); bound != "" {
-		dir, err := os.MkdirTemp(bound, "sock-")
-		if err != nil {
-			t.Fatalf("URSB_E2E_BOUND=%s must be writable by the test user: %v", bound, err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
+		dir := tempDirIn(t, bound, "URSB_E2E_BOUND")
 		h.bound = filepath.Join(dir, "agent.sock")
 		listenUnix(t, h.bound)
 		h.moved = filepath.Join(dir, "cm-master")
@@ -181,11 +182,28 @@ func listenHostSockets(t *testing.T) hostSockets {
 		if err := os.Remove(h.moved + ".XXXXXXXX"); err != nil {
 			t.Fatal(err)
 		}
-		h.beside = filepath.Join(filepath.Dir(bound), filepath.Base(dir)+".sock")
+	}
+	if deep := os.Getenv("URSB_E2E_DEEP"); deep != "" {
+		dir := tempDirIn(t, deep, "URSB_E2E_DEEP")
+		h.deep = filepath.Join(dir, "agent.sock")
+		listenUnix(t, h.deep)
+		h.beside = filepath.Join(filepath.Dir(deep), filepath.Base(dir)+".sock")
 		listenUnix(t, h.beside)
 	}
 	probeFromHost(t, h.all()...)
 	return h
+}
+
+// tempDirIn makes a directory for one test in dir, which the variable env
+// names.
+func tempDirIn(t *testing.T, dir, env string) string {
+	t.Helper()
+	d, err := os.MkdirTemp(dir, "sock-")
+	if err != nil {
+		t.Fatalf("%s=%s must be writable by the test user: %v", env, dir, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 // connectScript runs the probe (see probeFlags) on the paths given, then
@@ -194,20 +212,35 @@ func connectScript() []string {
 	return []string{"sh", "-c", probePath + ` "$@"; echo '` + mountinfoMark + `'; cat /proc/self/mountinfo`, "sh"}
 }
 
-// mountType is the filesystem type of the topmost mount at mountpoint in a
-// mount table, or "" when nothing is mounted there.
-func mountType(table, mountpoint string) string {
-	fstype := ""
+// mountHolding is the filesystem type of the mount that holds path in a
+// mount table: the topmost one at the longest mount point above or at it.
+func mountHolding(table, path string) string {
+	fstype, at := "", ""
 	for _, line := range strings.Split(table, "\n") {
 		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != mountpoint {
+		if len(f) < 5 {
+			continue
+		}
+		mp := f[4]
+		if path != mp && !strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/") || len(mp) < len(at) {
 			continue
 		}
 		if i := slices.Index(f, "-"); i > 0 && i+1 < len(f) {
-			fstype = f[i+1]
+			fstype, at = f[i+1], mp
 		}
 	}
 	return fstype
+}
+
+// boundAsBind fails t unless the mount table shows the directory of the
+// bound sockets through a bind of the host's tree, not an overlay: what
+// the sockets there stand for.
+func boundAsBind(t *testing.T, table string, h hostSockets) {
+	t.Helper()
+	dir := filepath.Dir(h.bound)
+	if fstype := mountHolding(table, dir); fstype == "" || strings.Contains(fstype, "overlay") {
+		t.Fatalf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing for it", dir, fstype)
+	}
 }
 
 func TestHostSocketsRefused(t *testing.T) {
@@ -227,13 +260,17 @@ func TestHostSocketsRefused(t *testing.T) {
 					t.Errorf("%s: %q inside the sandbox, want refused", p, got[p])
 				}
 			}
-			if bound == "" || mode == "fuse" {
+			if mode == "fuse" {
 				return
 			}
-			// The case the bound sockets stand for: the plan shows
-			// their directory through a bind, not an overlay.
-			if fstype := mountType(table, bound); fstype == "" || strings.Contains(fstype, "overlay") {
-				t.Errorf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing for it", bound, fstype)
+			// The cases the sockets stand for: the plan shows the
+			// bound ones' directory through a bind, the deep ones'
+			// through an overlay of its own.
+			if h.bound != "" {
+				boundAsBind(t, table, h)
+			}
+			if dir := filepath.Dir(h.deep); h.deep != "" && !strings.Contains(mountHolding(table, dir), "overlay") {
+				t.Errorf("%s is shown as %q inside, not through an overlay", dir, mountHolding(table, dir))
 			}
 		})
 	}
@@ -249,9 +286,13 @@ func TestHostSocketVolume(t *testing.T) {
 	args := append(probeFlags(t), "-v", filepath.Dir(h.home)+":/home-vol")
 	want := []string{"/home-vol/agent.sock"}
 	if h.bound != "" {
-		dir := filepath.Dir(h.bound)
-		args = append(args, "-v", dir+":/bound-vol", "-v", dir+":"+dir)
-		want = append(want, "/bound-vol/agent.sock", "/bound-vol/cm-master", h.bound, h.moved)
+		args = append(args, "-v", filepath.Dir(h.bound)+":/bound-vol")
+		want = append(want, "/bound-vol/agent.sock", "/bound-vol/cm-master")
+	}
+	if h.deep != "" {
+		dir := filepath.Dir(h.deep)
+		args = append(args, "-v", dir+":"+dir)
+		want = append(want, h.deep)
 	}
 	args = append(append(args, "--net", "none", "--"), append(connectScript(), want...)...)
 	for _, mode := range append([]string{"auto"}, overlays...) {
@@ -299,9 +340,7 @@ mkdir -p /tmp/plain && mount --bind "$DIR" /tmp/plain 2>/dev/null && echo "bound
 			if !strings.Contains(out, "mount and umount work") {
 				t.Fatalf("the sandbox cannot mount and unmount with %s: the test proves nothing (stderr %q)", flag, res.Stderr)
 			}
-			if fstype := mountType(table, bound); fstype == "" || strings.Contains(fstype, "overlay") {
-				t.Fatalf("%s is shown as %q inside, not through a bind of the host's directory: the test proves nothing", bound, fstype)
-			}
+			boundAsBind(t, table, h)
 			for _, bad := range []string{"lifted", "bound " + dir} {
 				if strings.Contains(out, bad) {
 					t.Errorf("with %s: %q", flag, out)
@@ -311,6 +350,34 @@ mkdir -p /tmp/plain && mount --bind "$DIR" /tmp/plain 2>/dev/null && echo "bound
 			for _, p := range []string{h.bound, h.moved, "/tmp/plain/agent.sock"} {
 				if !strings.HasPrefix(got[p], "refused") {
 					t.Errorf("%s: %q inside the sandbox with %s, want refused", p, got[p], flag)
+				}
+			}
+		})
+	}
+}
+
+// TestHostSocketLateRefused: a socket that starts listening after the
+// sandbox did (an agent started later, an IDE opened) is no more reachable
+// than one that listened before, wherever the plan shows an overlay.
+func TestHostSocketLateRefused(t *testing.T) {
+	for _, mode := range append([]string{"auto"}, overlays...) {
+		t.Run(mode, func(t *testing.T) {
+			requireOverlay(t, mode)
+			l := newLab(t)
+			flags := append(append(overlayFlags(mode), probeFlags(t)...), "--net", "none")
+			l.detach("late", flags, "sleep", "1000")
+			h := listenHostSockets(t)
+			late := []string{h.home}
+			if h.deep != "" {
+				late = append(late, h.deep, h.beside)
+			} else {
+				t.Log("URSB_E2E_DEEP is not set: only the home directory was tested (scripts/test.sh, run as root, lays out a deep tree and names it)")
+			}
+			res := l.must(append([]string{"exec", "-e", unixProbeEnv + "=1", "late", probePath}, late...)...)
+			got := probeResults(t, res.Stdout)
+			for _, p := range late {
+				if !strings.HasPrefix(got[p], "refused") {
+					t.Errorf("%s, listening since after the start: %q inside the sandbox, want refused", p, got[p])
 				}
 			}
 		})

@@ -21,9 +21,13 @@ import (
 // the host's mounts below them are never shown.
 var OwnPaths = []string{"/proc", "/sys", "/dev", "/tmp", "/run"}
 
-// maxLayers bounds the kernel plan for hosts with many nested mounts;
-// deeper subtrees are shown read-only instead.
-const maxLayers = 64
+// maxLayers bounds the kernel plan for hosts with many nested mounts; the
+// subtrees past it are shown read-only instead. Each layer is one more
+// overlay mount at every start; a bound tree shows the host's socket files
+// (see HostSockets), so the bound is set well past what hosts have: a
+// desktop with snaps, a build host with a dozen NFS and sshfs mounts hold a
+// few dozen directories with mounts below them.
+const maxLayers = 256
 
 // Dirs are the host directories a plan puts its trees in.
 type Dirs struct {
@@ -64,7 +68,7 @@ func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, error) {
 	}
 	p := &hostPlan{dirs: d, mountpoints: mountpointsBelowRoot(mounts)}
 	p.root = spec.Root{Overlay: mode, Layers: []spec.Layer{{Target: "/", Lower: d.Skeleton, Upper: filepath.Join(d.Upper, "root"), Work: filepath.Join(d.Work, "root")}}, Hidden: hidden}
-	if err := p.walk("/", 0); err != nil {
+	if err := p.walk("/"); err != nil {
 		return spec.Root{}, err
 	}
 	// Layers that the kernel will not overlay are shown by bind too, and
@@ -112,7 +116,7 @@ func (p *hostPlan) mountsBelow(dir string) bool {
 }
 
 // walk mirrors dir into the skeleton and plans each of its entries.
-func (p *hostPlan) walk(dir string, depth int) error {
+func (p *hostPlan) walk(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", dir, err)
@@ -147,8 +151,12 @@ func (p *hostPlan) walk(dir string, depth int) error {
 					}
 				}
 				p.root.Layers = append(p.root.Layers, l)
-			case depth < 4 && len(p.root.Layers) < maxLayers:
-				if err = p.walk(path, depth+1); errors.Is(err, os.ErrPermission) {
+			case len(p.root.Layers) < maxLayers:
+				// However deep the mount, a directory holding one is
+				// mirrored, not bound: a bind shows the host's socket
+				// files, and a socket bound there after the start
+				// would answer.
+				if err = p.walk(path); errors.Is(err, os.ErrPermission) {
 					// A directory the caller may not read (root's
 					// podman storage in a 0700 /var/lib/containers)
 					// is shown as it is: unreadable.

@@ -28,9 +28,12 @@ FULLDISK=/mnt/ursb-e2e-full-$$
 # A directory only root may read, with a mount below it, as root's podman
 # leaves /var/lib/containers.
 PRIVATE=/var/lib/ursb-e2e-private-$$
-# A tree with a mount deeper below it than the host-root plan makes
-# overlays: it shows $DEEP/a/b/c through a read-only bind of the host's.
+# A tree with a mount five levels below /: the host-root plan mirrors
+# directories down to it and shows $DEEP/a/b/c/x through an overlay.
 DEEP=/mnt/ursb-e2e-deep-$$
+# A directory the test user may enter but not list, with a mount below it:
+# the host-root plan shows it, and $SEARCH/a, through a read-only bind.
+SEARCH=/var/lib/ursb-e2e-search-$$
 skipped=()
 failed=0
 
@@ -47,6 +50,7 @@ cleanup() {
 		if mountpoint -q "$FULLDISK"; then umount "$FULLDISK" && rmdir "$FULLDISK"; fi
 		if mountpoint -q "$PRIVATE/storage/overlay"; then umount "$PRIVATE/storage/overlay" && rm -rf "$PRIVATE"; fi
 		if [ -d "$DEEP" ]; then umount "$DEEP/a/b/c/m" 2>/dev/null || true; rm -rf --one-file-system "$DEEP"; fi
+		if [ -d "$SEARCH" ]; then umount "$SEARCH/m" 2>/dev/null || true; rm -rf --one-file-system "$SEARCH"; fi
 	fi
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 	rm -rf "$work"
@@ -190,9 +194,12 @@ if [ "$(id -u)" = 0 ]; then
 	cp /bin/busybox "$rootowned/bin/busybox"
 	for cmd in sh id touch true; do ln -s busybox "$rootowned/bin/$cmd"; done
 	home=$(getent passwd "$TEST_USER" | cut -d: -f6)
-	mkdir -p "$DEEP/a/b/c/m"
+	mkdir -p "$DEEP/a/b/c/m" "$DEEP/a/b/c/x"
 	mount -t tmpfs -o size=16k ursb-e2e "$DEEP/a/b/c/m"
-	chown "$TEST_USER:" "$DEEP/a/b" "$DEEP/a/b/c"
+	chown "$TEST_USER:" "$DEEP/a/b" "$DEEP/a/b/c" "$DEEP/a/b/c/x"
+	install -d -m 0711 "$SEARCH" && mkdir -p "$SEARCH/m" "$SEARCH/a"
+	mount -t tmpfs -o size=16k ursb-e2e "$SEARCH/m"
+	chown "$TEST_USER:" "$SEARCH/a"
 	# The suite's shell moves itself into the delegated leaf before it
 	# becomes the test user. nsenter joins only the network namespace:
 	# ip netns exec would also mount a fresh /sys, hiding the cgroup tree.
@@ -207,7 +214,7 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$DEEP/a/b/c" \
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$SEARCH/a" URSB_E2E_DEEP="$DEEP/a/b/c/x" \
 		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else
