@@ -32,7 +32,11 @@ var packageDatabases = []string{"/var/lib/dpkg/status", "/var/lib/rpm", "/var/li
 // directories and other filesystems, and directories it cannot read are
 // mirrored without their contents.
 func DirMirror(cache string, skip []string) (string, error) {
-	dir := filepath.Join(cache, hostFingerprint())
+	mountpoints, err := hostMountpoints()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, hostFingerprint(mountpoints))
 	if _, err := os.Lstat(dir); err == nil {
 		return dir, nil
 	}
@@ -47,7 +51,9 @@ func DirMirror(cache string, skip []string) (string, error) {
 	if err := unix.Stat("/", &root); err != nil {
 		return "", err
 	}
-	m := mirror{to: tmp, dev: root.Dev, skip: append(append([]string{}, OwnPaths...), skip...)}
+	// Mount points are other filesystems, and a stat of one may never
+	// answer (see answerWait): they are skipped unseen.
+	m := mirror{to: tmp, dev: root.Dev, skip: append(append(append([]string{}, OwnPaths...), skip...), mountpoints...)}
 	err = m.walk("/")
 	if err == nil {
 		err = os.Chmod(tmp, 0o755)
@@ -108,11 +114,16 @@ func (m *mirror) walk(dir string) error {
 }
 
 // hostFingerprint names a state of the host's directories: the package
-// databases' and the top directories' modification times.
-func hostFingerprint() string {
+// databases' and the top directories' modification times. Those that are
+// mount points are left out: they are not mirrored, and a stat of one may
+// never answer.
+func hostFingerprint(mountpoints []string) string {
 	h := fnv.New64a()
 	fmt.Fprintln(h, mirrorVersion)
 	for _, p := range append(packageDatabases, "/", "/usr", "/etc", "/opt", "/var", "/usr/local", "/srv") {
+		if isMountpoint(mountpoints, p) {
+			continue
+		}
 		var st unix.Stat_t
 		if unix.Stat(p, &st) == nil {
 			fmt.Fprintln(h, p, st.Mtim.Sec, st.Mtim.Nsec, st.Ino)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/spec"
@@ -57,46 +56,38 @@ func PlanRootfs(mode, rootfs string, d Dirs) spec.Root {
 // those directories. Files beside them are shown read-only, and sockets
 // beside them not at all. The host's listening sockets are listed for the
 // sandbox to cover where it binds the host's tree (see HostSockets).
-func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, error) {
+//
+// A host mount point that refuses the caller even stat(2) (another user's
+// FUSE mount) is shown through a bind, refusing the sandbox alike; one
+// that does not answer (a hard NFS mount whose server is gone) is shown
+// empty, and the notices returned say so.
+func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, []string, error) {
 	if mode == spec.OverlayFuse {
 		r := spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", "/", d)}, Hidden: hidden, SquashToRoot: true}
-		return r, nil
+		return r, nil, nil
 	}
-	mounts, err := mountinfo.GetMounts(nil)
+	mountpoints, err := hostMountpoints()
 	if err != nil {
-		return spec.Root{}, fmt.Errorf("reading the mount table: %w", err)
+		return spec.Root{}, nil, err
 	}
-	p := &hostPlan{dirs: d, mountpoints: mountpointsBelowRoot(mounts)}
+	p := &hostPlan{dirs: d, mountpoints: mountpoints}
 	p.root = spec.Root{Overlay: mode, Layers: []spec.Layer{{Target: "/", Lower: d.Skeleton, Upper: filepath.Join(d.Upper, "root"), Work: filepath.Join(d.Work, "root")}}, Hidden: hidden}
 	if err := p.walk("/"); err != nil {
-		return spec.Root{}, err
+		return spec.Root{}, nil, err
 	}
 	// Layers that the kernel will not overlay are shown by bind too, and
 	// that is only known when they are mounted: every socket is listed.
 	if p.root.Sockets, err = HostSockets(hidden); err != nil {
-		return spec.Root{}, fmt.Errorf("%w (try --overlay fuse)", err)
+		return spec.Root{}, nil, fmt.Errorf("%w (try --overlay fuse)", err)
 	}
-	return p.root, nil
+	return p.root, p.notices, nil
 }
 
 type hostPlan struct {
 	dirs        Dirs
 	mountpoints []string
 	root        spec.Root
-}
-
-// mountpointsBelowRoot lists the host's mount points other than / itself
-// and those under the sandbox's own directories.
-func mountpointsBelowRoot(mounts []*mountinfo.Info) []string {
-	var out []string
-	for _, m := range mounts {
-		if m.Mountpoint == "/" || under(m.Mountpoint, OwnPaths...) {
-			continue
-		}
-		out = append(out, m.Mountpoint)
-	}
-	sort.Strings(out)
-	return out
+	notices     []string
 }
 
 func under(path string, dirs ...string) bool {
@@ -124,8 +115,25 @@ func (p *hostPlan) walk(dir string) error {
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
 		skel := filepath.Join(p.dirs.Skeleton, path)
-		info, err := os.Lstat(path)
-		if err != nil {
+		stat := os.Lstat
+		if isMountpoint(p.mountpoints, path) {
+			stat = lstatMount
+		}
+		info, err := stat(path)
+		switch {
+		case errors.Is(err, errNoAnswer):
+			p.notices = append(p.notices, fmt.Sprintf("%s did not answer within %v (a server gone, a FUSE daemon stuck): the sandbox shows it empty", path, answerWait))
+			if err = os.Mkdir(skel, 0o755); err != nil {
+				return fmt.Errorf("preparing the view of %s: %w", path, err)
+			}
+			continue
+		case errors.Is(err, os.ErrPermission):
+			if err = os.Mkdir(skel, 0o755); err != nil {
+				return fmt.Errorf("preparing the view of %s: %w", path, err)
+			}
+			p.root.ReadOnly = append(p.root.ReadOnly, path)
+			continue
+		case err != nil:
 			continue
 		}
 		switch {

@@ -34,6 +34,9 @@ DEEP=/mnt/ursb-e2e-deep-$$
 # A directory the test user may enter but not list, with a mount below it:
 # the host-root plan shows it, and $SEARCH/a, through a read-only bind.
 SEARCH=/var/lib/ursb-e2e-search-$$
+# A FUSE mount of another user's (no allow_other): it refuses the test
+# user even stat(2).
+OTHERFUSE=/mnt/ursb-e2e-otherfuse-$$
 skipped=()
 failed=0
 
@@ -51,6 +54,7 @@ cleanup() {
 		if mountpoint -q "$PRIVATE/storage/overlay"; then umount "$PRIVATE/storage/overlay" && rm -rf "$PRIVATE"; fi
 		if [ -d "$DEEP" ]; then umount "$DEEP/a/b/c/m" 2>/dev/null || true; rm -rf --one-file-system "$DEEP"; fi
 		if [ -d "$SEARCH" ]; then umount "$SEARCH/m" 2>/dev/null || true; rm -rf --one-file-system "$SEARCH"; fi
+		if [ -d "$OTHERFUSE" ]; then umount "$OTHERFUSE/m" 2>/dev/null || true; rm -rf --one-file-system "$OTHERFUSE"; fi
 	fi
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 	rm -rf "$work"
@@ -200,6 +204,9 @@ if [ "$(id -u)" = 0 ]; then
 	install -d -m 0711 "$SEARCH" && mkdir -p "$SEARCH/m" "$SEARCH/a"
 	mount -t tmpfs -o size=16k ursb-e2e "$SEARCH/m"
 	chown "$TEST_USER:" "$SEARCH/a"
+	mkdir -p "$OTHERFUSE/m" "$OTHERFUSE/upper" "$OTHERFUSE/work"
+	chown nobody: "$OTHERFUSE/m" "$OTHERFUSE/upper" "$OTHERFUSE/work"
+	(cd / && runuser -u nobody -- fuse-overlayfs -o lowerdir=/etc/default,upperdir="$OTHERFUSE/upper",workdir="$OTHERFUSE/work" "$OTHERFUSE/m")
 	# The suite's shell moves itself into the delegated leaf before it
 	# becomes the test user. nsenter joins only the network namespace:
 	# ip netns exec would also mount a fresh /sys, hiding the cgroup tree.
@@ -214,7 +221,7 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$SEARCH/a" URSB_E2E_DEEP="$DEEP/a/b/c/x" \
+		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$SEARCH/a" URSB_E2E_DEEP="$DEEP/a/b/c/x" URSB_E2E_OTHER_FUSE="$OTHERFUSE/m" \
 		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else

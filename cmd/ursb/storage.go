@@ -137,8 +137,12 @@ func planRoot(s *spec.Spec, mode string, st *state.Storage, stage *state.Stage) 
 				fmt.Fprintln(os.Stderr, "ursb: notice:", derr)
 			}
 		}
-		if root, err = fuseoverlay.PlanHost(mode, dirs, hidden); err != nil {
+		var notices []string
+		if root, notices, err = fuseoverlay.PlanHost(mode, dirs, hidden); err != nil {
 			return root, err
+		}
+		for _, n := range notices {
+			fmt.Fprintln(os.Stderr, "ursb: notice:", n)
 		}
 	}
 	return root, fuseoverlay.MakeDirs(root)
