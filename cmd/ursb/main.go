@@ -46,6 +46,7 @@ type cli struct {
 	Version    versionCmd       `cmd:"" help:"Print ursb's version, commit, Go version and build tags."`
 	Help       helpCmd          `cmd:"" help:"Show the help of ursb or of a command."`
 	Completion completionCmd    `cmd:"" help:"Print the shell code that completes ursb's commands: ursb completion bash >> ~/.bashrc"`
+	Man        manCmd           `cmd:"" help:"Print ursb's manual page: ursb man > ursb.1; man -l ursb.1"`
 	V          kong.VersionFlag `name:"version" help:"Print ursb's version and exit."`
 }
 
