@@ -25,3 +25,27 @@ func TestFreeRange(t *testing.T) {
 		}
 	}
 }
+
+func TestFreeInNamespace(t *testing.T) {
+	const podman = "0 1000 1\n1 100000 65536\n"
+	for _, c := range []struct {
+		name           string
+		subuid, uidMap string
+		uid            uint64
+		first, size    uint64
+		ok             bool
+	}{
+		{name: "rootless podman's container, as root", uidMap: podman, first: 1, size: 65536, ok: true},
+		{name: "a range taken already", uidMap: podman, subuid: "u:1:1000\n", first: 1001, size: 64536, ok: true},
+		{name: "the caller's own id in the middle", uidMap: podman, uid: 30000, first: 30001, size: 35536, ok: true},
+		{name: "only the caller mapped", uidMap: "0 1000 1\n", ok: false},
+	} {
+		first, size, ok := freeInNamespace([]byte(c.subuid), nil, []byte(c.uidMap), []byte(c.uidMap), c.uid, c.uid)
+		if first != c.first || size != c.size || ok != c.ok {
+			t.Errorf("%s: got %d+%d %v, want %d+%d %v", c.name, first, size, ok, c.first, c.size, c.ok)
+		}
+	}
+	if !fullMap([]byte("         0          0 4294967295\n")) || fullMap([]byte(podman)) {
+		t.Error("fullMap tells the initial namespace's map wrong")
+	}
+}
