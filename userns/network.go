@@ -72,6 +72,9 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		Publish:           s.Network.Publish,
 		StateDir:          dir,
 		Hostname:          s.Hostname,
+		Allow:             s.Network.Allow,
+		AllowDNS:          s.Network.AllowDNS,
+		DeniedLog:         s.Network.DeniedLog,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the network: %w", err)
