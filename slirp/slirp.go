@@ -314,6 +314,11 @@ func (n *Network) Close() error {
 	return n.closeErr
 }
 
+// Layout is the configuration a network started with o gives the
+// sandbox, known before it starts: a sandbox joining it writes its files
+// from this.
+func Layout(o Options) ChildConfig { return layout(o) }
+
 // layout is the ChildConfig every driver starts from.
 func layout(o Options) ChildConfig {
 	c := ChildConfig{

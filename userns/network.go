@@ -84,7 +84,23 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		// The host's network, and the host's files to go with it.
 		return nil
 	}
-	c := n.Planned()
+	return sb.writeNetFiles(n.Planned())
+}
+
+// joinNetwork writes the files of a sandbox joining one under egress
+// rules: the host's resolv.conf names servers those rules refuse, and
+// only the network's own DNS answers allowed names.
+func (sb *Sandbox) joinNetwork() error {
+	if len(sb.spec.Network.Allow) == 0 {
+		return nil
+	}
+	return sb.writeNetFiles(slirp.Layout(slirp.Options{Mode: slirp.ModeBuiltin}))
+}
+
+// writeNetFiles writes the sandbox's /etc/hosts and /etc/resolv.conf for
+// a network laid out as c.
+func (sb *Sandbox) writeNetFiles(c slirp.ChildConfig) error {
+	s, dir := sb.spec, runDir(sb.opts.Stage)
 	for _, f := range netFiles {
 		var data []byte
 		switch f.name {

@@ -186,6 +186,8 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 			return fail("--net %s shares that sandbox's network and its --allow-net rules: set the rules on %s", r.Net, name)
 		}
 		s.Network.Mode = r.Net
+		// Its rules, kept to show and for the files a joiner needs.
+		s.Network.Allow, s.Network.AllowDNS, s.Network.DeniedLog = peer.Spec.Network.Allow, peer.Spec.Network.AllowDNS, peer.Spec.Network.DeniedLog
 	} else if s.Network, err = r.network(); err != nil {
 		return nil, idmap.Plan{}, err
 	}
