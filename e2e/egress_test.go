@@ -62,7 +62,7 @@ func listenOn(t *testing.T, network, ip string, port int) net.Listener {
 	return ln
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
+func selfSigned(t testing.TB) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
