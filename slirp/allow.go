@@ -95,7 +95,10 @@ func (a *allowList) tcpVerdict(dst tcpip.Address, port uint16) (name, why string
 		return "", egress.WhyAddress, false
 	}
 	if !a.set.NamePort(name, port) {
-		return name, egress.WhyPort, false
+		if a.set.Name(name) {
+			return name, egress.WhyPort, false
+		}
+		return name, egress.WhyName, false
 	}
 	return name, "", true
 }

@@ -309,17 +309,6 @@ func (s *Set) Addr(a netip.Addr, port uint16) bool {
 	return false
 }
 
-// Names is the number of name rules: without any, the DNS answers nothing.
-func (s *Set) Names() int {
-	n := 0
-	for _, r := range s.rules {
-		if r.Name != "" {
-			n++
-		}
-	}
-	return n
-}
-
 // AddrAnyPort tells whether an address rule names a, on any port: only then
 // may a DNS answer hand the sandbox a private or loopback address.
 func (s *Set) AddrAnyPort(a netip.Addr) bool {
