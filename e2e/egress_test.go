@@ -280,6 +280,9 @@ func TestEgressAllowList(t *testing.T) {
 	if !w.asked("allowed.test") {
 		t.Error("the DNS server was never asked about allowed.test: the probe of DNS is broken")
 	}
+	if !strings.Contains(res.Stderr, "ursb: egress ") || !strings.Contains(res.Stderr, "tcp "+egressDeniedIP+" "+hp+" - denied:address") {
+		t.Errorf("in the foreground, the refusals should show on stderr too:\n%s", res.Stderr)
+	}
 	data, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)

@@ -62,11 +62,17 @@ func newAllowList(o Options) (*allowList, error) {
 	} else if servers, err = egress.HostServers(); err != nil {
 		return nil, err
 	}
-	if o.DeniedLog != "" {
+	switch {
+	case o.DeniedLog != "":
 		if a.log, err = egress.OpenLog(o.DeniedLog); err != nil {
 			return nil, err
 		}
-	} else {
+		if o.DeniedEcho != nil {
+			a.log.Echo(o.DeniedEcho)
+		}
+	case o.DeniedEcho != nil:
+		a.log = egress.StreamLog(o.DeniedEcho)
+	default:
 		a.log = egress.StreamLog(os.Stderr)
 	}
 	a.res = &egress.Resolver{Set: set, Names: &a.names, Servers: servers, Denied: a.log.Deny}

@@ -72,6 +72,9 @@ type Options struct {
 	AllowDNS string
 	// DeniedLog is the file refused attempts go to; empty is stderr.
 	DeniedLog string
+	// DeniedEcho, when set, also shows the first refused attempts, or
+	// shows them instead of stderr without DeniedLog.
+	DeniedEcho io.Writer
 }
 
 // ChildConfig is what the sandbox's init needs to finish its network: plain

@@ -3,6 +3,7 @@ package userns
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,12 @@ type sandboxNet struct {
 func (sb *Sandbox) startNetwork(pid int) error {
 	s := sb.spec
 	dir := runDir(sb.opts.Stage)
+	var echo io.Writer
+	if !sb.opts.LongLived && sb.opts.Stderr != nil {
+		// A build failing in the foreground for a missing rule says
+		// which host it tried, where its own errors go.
+		echo = sb.opts.Stderr
+	}
 	n, err := slirp.Start(pid, slirp.Options{
 		Mode:              s.Network.Mode,
 		AllowHostLoopback: s.Network.AllowHostLoopback,
@@ -75,6 +82,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		Allow:             s.Network.Allow,
 		AllowDNS:          s.Network.AllowDNS,
 		DeniedLog:         s.Network.DeniedLog,
+		DeniedEcho:        echo,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the network: %w", err)

@@ -64,8 +64,8 @@ func (d Denial) line(n uint64) string {
 	return fmt.Sprintf("%s %s %s %d %s denied:%s #%d\n", d.Time.UTC().Format(time.RFC3339Nano), d.Proto, addr, d.Port, name, d.Why, n)
 }
 
-// Log is where denials go: a bounded file, or a stream such as ursb's
-// stderr for a sandbox in the foreground, cut off after a screenful.
+// Log is where denials go: a bounded file, a stream such as ursb's stderr
+// for a sandbox in the foreground (cut off after a screenful), or both.
 type Log struct {
 	mu    sync.Mutex
 	path  string
@@ -96,6 +96,11 @@ func OpenLog(path string) (*Log, error) {
 // StreamLog writes denials to w, prefixed for a reader of ursb's messages.
 func StreamLog(w io.Writer) *Log { return &Log{w: w} }
 
+// Echo also shows the first denials on w, such as the terminal of a
+// sandbox in the foreground, so that a build failing for a missing rule
+// says which host it tried.
+func (l *Log) Echo(w io.Writer) { l.w = w }
+
 // Deny records d.
 func (l *Log) Deny(d Denial) {
 	if l == nil {
@@ -112,9 +117,13 @@ func (l *Log) Deny(d Denial) {
 		switch {
 		case l.count <= maxStream:
 			fmt.Fprint(l.w, "ursb: egress ", line)
+		case l.count == maxStream+1 && l.path != "":
+			fmt.Fprintf(l.w, "ursb: egress: more denials not shown; all are in %s\n", l.path)
 		case l.count == maxStream+1:
-			fmt.Fprintln(l.w, "ursb: egress: more denials not shown; give --allow-net-log FILE to see all")
+			fmt.Fprintln(l.w, "ursb: egress: more denials not shown; give --allow-net-log FILE to keep them all")
 		}
+	}
+	if l.path == "" {
 		return
 	}
 	if l.size+int64(len(line)) > MaxLog {

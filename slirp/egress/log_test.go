@@ -58,3 +58,23 @@ func TestStreamLogStops(t *testing.T) {
 		t.Errorf("want %d lines, got %d", maxStream+1, n)
 	}
 }
+
+func TestLogEchoesToo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "net.log")
+	l, err := OpenLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	l.Echo(&b)
+	for range maxStream + 2 {
+		l.Deny(Denial{Proto: "tcp", Addr: "203.0.113.7", Port: 80, Why: WhyAddress})
+	}
+	l.Close()
+	if n, _ := Count(path); n != maxStream+2 {
+		t.Errorf("the file counts %d, want %d", n, maxStream+2)
+	}
+	if !strings.Contains(b.String(), "all are in "+path) || strings.Count(b.String(), "\n") != maxStream+1 {
+		t.Errorf("echo: want %d lines then where the rest are, got:\n%s", maxStream, b.String())
+	}
+}
