@@ -325,9 +325,9 @@ func TestEgressRuleErrors(t *testing.T) {
 	}
 }
 
-// TestEgressNamedExecJoin: a detached sandbox keeps its rules; ursb exec
-// and a sandbox joining its network are under them; logs --net shows the
-// refusals and inspect counts them.
+// TestEgressNamedExecJoin: a detached sandbox keeps its rules, also once
+// restarted; ursb exec and a sandbox joining its network are under them;
+// logs --net shows the refusals and inspect counts them.
 func TestEgressNamedExecJoin(t *testing.T) {
 	python := requireTool(t, "python3")
 	w := newEgressWorld(t, map[string]string{"allowed.test": egressAllowedIP, "denied.test": egressDeniedIP})
@@ -355,6 +355,11 @@ func TestEgressNamedExecJoin(t *testing.T) {
 	if logs.Code != 0 || strings.Count(logs.Stdout, "tcp "+egressDeniedIP+" "+hp+" - denied:address") != 2 {
 		t.Errorf("logs --net: want the two refusals, got %s", logs)
 	}
+	// Restarted, it is under the same rules.
+	if res := ursb(t, "", "restart", "-t", "0", name); res.Code != 0 {
+		t.Fatalf("restart: %s", res)
+	}
+	check("exec after restart", ursb(t, "", append([]string{"exec", name, python, "-c", egressProbe}, probes...)...))
 	ins := ursb(t, "", "inspect", name)
 	var out struct {
 		NetDenied *uint64 `json:"netDenied"`
@@ -362,7 +367,7 @@ func TestEgressNamedExecJoin(t *testing.T) {
 			Allow []string `json:"allow"`
 		} `json:"network"`
 	}
-	if err := json.Unmarshal([]byte(ins.Stdout), &out); err != nil || out.NetDenied == nil || *out.NetDenied != 2 || len(out.Network.Allow) != 1 {
-		t.Errorf("inspect: want 2 refusals counted and the rule kept, got %v %s", err, ins)
+	if err := json.Unmarshal([]byte(ins.Stdout), &out); err != nil || out.NetDenied == nil || *out.NetDenied != 3 || len(out.Network.Allow) != 1 {
+		t.Errorf("inspect: want 3 refusals counted and the rule kept, got %v %s", err, ins)
 	}
 }
