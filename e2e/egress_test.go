@@ -94,11 +94,14 @@ func newEgressWorld(t *testing.T, records map[string]string) *egressWorld {
 		w.queries = append(w.queries, name)
 		w.mu.Unlock()
 		ip, ok := records[name]
-		switch {
+		hdr := dns.RR_Header{Name: q.Question[0].Name, Rrtype: q.Question[0].Qtype, Class: dns.ClassINET, Ttl: 60}
+		switch six := strings.Contains(ip, ":"); {
 		case !ok:
 			m.Rcode = dns.RcodeNameError
-		case q.Question[0].Qtype == dns.TypeA && net.ParseIP(ip).To4() != nil:
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(ip)})
+		case q.Question[0].Qtype == dns.TypeA && !six:
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(ip)})
+		case q.Question[0].Qtype == dns.TypeAAAA && six:
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP(ip)})
 		}
 		_ = rw.WriteMsg(m)
 	})
@@ -292,6 +295,34 @@ func TestEgressAllowList(t *testing.T) {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("denied log lacks %q:\n%s", line, data)
 		}
+	}
+}
+
+// egressIPv6IP is the IPv6 address scripts/test.sh adds for TestEgressIPv6.
+const egressIPv6IP = "2001:db8::10"
+
+// TestEgressIPv6: the sandbox speaks IPv4, yet reaches an allowed name
+// that has only an IPv6 address: ursb's DNS hands out a stand-in address
+// and ursb dials the name over IPv6. A denied IPv6-only name stays
+// unanswered.
+func TestEgressIPv6(t *testing.T) {
+	python := requireTool(t, "python3")
+	w := newEgressWorld(t, map[string]string{"allowed.test": egressAllowedIP, "six.test": egressIPv6IP, "sixdenied.test": egressIPv6IP})
+	hp := strconv.Itoa(w.httpPort)
+	ln := listenOn(t, "tcp6", egressIPv6IP, w.httpPort)
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { fmt.Fprintf(rw, "server-%s", egressIPv6IP) }))
+	}()
+	res := runNet(t, "run", "--allow-net", "six.test:"+hp, "--allow-net", "allowed.test:"+hp,
+		"--allow-net-dns", w.dnsAddr, "--", python, "-c", egressProbe,
+		"four,http,allowed.test,"+hp, "six,http,six.test,"+hp, "sixdenied,resolve,sixdenied.test,0")
+	got := probeLines(res.Stdout)
+	if res.Code != 0 || !strings.HasPrefix(got["four"], "GOT server-"+egressAllowedIP) || !strings.HasPrefix(got["six"], "GOT server-"+egressIPv6IP) ||
+		!strings.HasPrefix(got["sixdenied"], "FAIL") {
+		t.Errorf("want the IPv4 and the IPv6-only allowed names reached and the denied one unanswered, got %s", res)
+	}
+	if w.asked("sixdenied.test") {
+		t.Error("a question about a denied name reached the DNS server")
 	}
 }
 

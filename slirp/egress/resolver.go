@@ -168,8 +168,12 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		return
 	}
 	up.Id = q.Id
-	if kept, dropped := r.filter(name, up); kept == 0 && dropped > 0 {
+	kept, dropped := r.filter(name, up)
+	if kept == 0 && dropped > 0 {
 		r.deny(Denial{Proto: "dns", Port: 53, Name: name, Why: WhyRebinding})
+	}
+	if kept == 0 && dropped == 0 && q.Question[0].Qtype == dns.TypeA && up.Rcode == dns.RcodeSuccess {
+		r.standIn(ctx, name, q.Question[0].Name, up)
 	}
 	if network == "udp" {
 		size := dns.MinMsgSize
@@ -179,6 +183,29 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		up.Truncate(size)
 	}
 	_ = w.WriteMsg(up)
+}
+
+// standIn answers an A question about a name with IPv6 addresses only
+// with its stand-in IPv4 address (Names.Synthetic).
+func (r *Resolver) standIn(ctx context.Context, name, qname string, m *dns.Msg) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), dns.TypeAAAA)
+	six, err := r.exchange(ctx, q, "udp")
+	if err != nil {
+		return
+	}
+	for _, rr := range six.Answer {
+		if aaaa, ok := rr.(*dns.AAAA); ok {
+			if a, ok := netip.AddrFromSlice(aaaa.AAAA.To16()); ok && r.usable(a) {
+				stand := r.Names.Synthetic(name)
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: min(aaaa.Hdr.Ttl, 60)},
+					A:   stand.AsSlice(),
+				})
+				return
+			}
+		}
+	}
 }
 
 // LookupNetIP resolves an allowed name before a dial, keeping only the

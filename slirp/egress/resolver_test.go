@@ -32,11 +32,17 @@ func startUpstream(t *testing.T, records map[string]string) (*upstream, string) 
 		u.mu.Unlock()
 		m := new(dns.Msg)
 		m.SetReply(q)
-		if a, ok := records[name]; ok && q.Question[0].Qtype == dns.TypeA {
+		if a, ok := records[name]; ok {
 			for _, ip := range strings.Split(a, ",") {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: net.ParseIP(ip)})
+				hdr := dns.RR_Header{Name: q.Question[0].Name, Rrtype: q.Question[0].Qtype, Class: dns.ClassINET, Ttl: 30}
+				switch six := strings.Contains(ip, ":"); {
+				case q.Question[0].Qtype == dns.TypeA && !six:
+					m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(ip)})
+				case q.Question[0].Qtype == dns.TypeAAAA && six:
+					m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP(ip)})
+				}
 			}
-		} else if !ok {
+		} else {
 			m.Rcode = dns.RcodeNameError
 		}
 		_ = w.WriteMsg(m)
@@ -124,5 +130,29 @@ func TestResolverAnswersOnlyAllowedNames(t *testing.T) {
 	}
 	if _, err := r.LookupNetIP(context.Background(), "rebind.example"); err != ErrDenied {
 		t.Errorf("LookupNetIP(rebinding) = %v", err)
+	}
+}
+
+func TestResolverStandsInForIPv6Only(t *testing.T) {
+	_, addr := startUpstream(t, map[string]string{"six.example": "2001:db8::10", "loop6.example": "::1"})
+	set, _ := NewSet([]string{"six.example:443", "loop6.example"})
+	r := &Resolver{Set: set, Names: &Names{}, Servers: []string{addr}}
+	m := ask(r, "six.example", dns.TypeA)
+	if len(m.Answer) != 1 {
+		t.Fatalf("want one stand-in A record, got %v", m.Answer)
+	}
+	stand, _ := netip.AddrFromSlice(m.Answer[0].(*dns.A).A.To4())
+	if !syntheticPool.Contains(stand) || r.Names.Lookup(stand) != "six.example" {
+		t.Errorf("stand-in %s: want an address of %s remembered as six.example", stand, syntheticPool)
+	}
+	if again := ask(r, "six.example", dns.TypeA); !again.Answer[0].(*dns.A).A.Equal(stand.AsSlice()) {
+		t.Error("a name's stand-in changed between questions")
+	}
+	addrs, err := r.LookupNetIP(context.Background(), "six.example")
+	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("2001:db8::10") {
+		t.Errorf("LookupNetIP = %v, %v; want the IPv6 address to dial", addrs, err)
+	}
+	if m := ask(r, "loop6.example", dns.TypeA); len(m.Answer) != 0 {
+		t.Errorf("a name on ::1 gets no stand-in, got %v", m.Answer)
 	}
 }
