@@ -52,7 +52,7 @@ type egressWorld struct {
 func listenOn(t *testing.T, network, ip string, port int) net.Listener {
 	t.Helper()
 	ln, err := net.Listen(network, net.JoinHostPort(ip, strconv.Itoa(port)))
-	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+	if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
 		t.Skipf("%s is not an address of this network namespace: scripts/test.sh adds it when run as root", ip)
 	}
 	if err != nil {
