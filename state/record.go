@@ -227,8 +227,11 @@ func NetLogPath(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(filepath.Dir(path), "net.log"), nil
+	return filepath.Join(filepath.Dir(path), netLogFile), nil
 }
+
+// netLogFile is the name of a named sandbox's log of refusals.
+const netLogFile = "net.log"
 
 // Held tells whether the run with runtime directory dir is still going.
 func Held(dir string) bool { return held(filepath.Join(dir, "lock")) }
