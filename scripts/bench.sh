@@ -112,8 +112,10 @@ if [ "$(id -u)" = 0 ]; then
 	chmod 0755 "$work"
 	# Built as root, owned by root, mode 0755: an installed copy.
 	(cd "$repo" && CGO_ENABLED=0 go build -o "$work/ursb" ./cmd/ursb)
+	# The egress benchmark's servers and in-sandbox client.
+	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e)
 	cp "$0" "$work/bench.sh"
-	chmod 0755 "$work/ursb" "$work/bench.sh"
+	chmod 0755 "$work/ursb" "$work/bench.sh" "$work/e2e.test"
 
 	home=$(getent passwd "$user" | cut -d: -f6)
 	args=(--as-user --ursb "$work/ursb")
@@ -403,6 +405,24 @@ EOF
 else
 	echo "skipped: network throughput (iperf3 not installed)"
 	skipped+=("network throughput (no iperf3)")
+fi
+
+# ----------------------------------------------------- egress rules ---
+# HTTPS through --allow-net (the SNI read, the name resolved again and
+# dialled) against the builtin stack without rules, in turns: the e2e test
+# binary's BenchmarkEgress serves TLS and DNS on an address of this machine
+# other than loopback and runs itself in the sandbox as the client.
+e2e_test=$(dirname "$ursb")/e2e.test
+if [ ! -x "$e2e_test" ] && [ -n "${repo:-}" ]; then
+	(cd "$repo" && PATH=$PATH:/usr/local/go/bin CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e) && e2e_test=$work/e2e.test
+fi
+if [ -x "$e2e_test" ]; then
+	if [ "$quick" = 1 ]; then egress_rounds=3; else egress_rounds=7; fi
+	say "egress rules: HTTPS (2000 MiB, 200 handshakes) with --allow-net against builtin without, $egress_rounds pairs"
+	URSB_BIN=$main "$e2e_test" -test.run '^$' -test.bench '^BenchmarkEgress$' -test.benchtime "${egress_rounds}x" 2>&1 |
+		grep -E '^(goal|runs|BenchmarkEgress|--- SKIP|    )' || skipped+=("egress rules (the benchmark failed)")
+else
+	skipped+=("egress rules (no e2e test binary: install Go)")
 fi
 
 # ------------------------------------------------ detached sandboxes ---

@@ -180,6 +180,12 @@ if [ "$(id -u)" = 0 ]; then
 	# suite checks that the sandbox never reaches them.
 	ip -n "$NETNS" addr add 10.0.2.2/32 dev sink0
 	ip -n "$NETNS" addr add 10.0.2.3/32 dev sink0
+	# The servers of the --allow-net tests, in documentation ranges, as if
+	# beyond the host: allowed, wildcard, by-address, DNS, and denied.
+	for a in 198.51.100.10 198.51.100.12 198.51.100.20 198.51.100.53 203.0.113.10; do
+		ip -n "$NETNS" addr add "$a/32" dev sink0
+	done
+	ip -n "$NETNS" addr add 2001:db8::10/128 dev sink0 nodad || true
 	mkdir -p "$SUBMOUNT"
 	# nosuid and nodev, as /dev/shm and /run have on most hosts: the suite
 	# checks that a copy-on-write volume keeps them.

@@ -54,6 +54,9 @@ type builtinNet struct {
 	nat  map[tcpip.Address]tcpip.Address
 	natM sync.Mutex
 
+	// allow enforces Options.Allow; nil without rules.
+	allow *allowList
+
 	// sending counts the relays still copying what the sandbox sent.
 	sending atomic.Int64
 
@@ -89,19 +92,31 @@ func (b *builtinNet) setup() error {
 	if b.o.AllowHostLoopback {
 		b.nat[addr4(GatewayIP)] = addr4("127.0.0.1")
 	}
+	var err error
+	if b.allow, err = newAllowList(b.o); err != nil {
+		return fmt.Errorf("builtin network: %v", err)
+	}
 	// The forwarders dial from ursb, on the host's network, whatever the
 	// sandbox addresses: the filter in front decides what it may reach.
 	tcpFwd := b.tcpForwarder()
 	udpFwd := forwarder.UDP(b.s, b.nat, &b.natM, false)
 	b.s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if !b.reachable(id.LocalAddress) {
+			b.allow.reserved("tcp", id, pkt)
 			return false // the stack answers with a reset
+		}
+		if b.allow != nil && !b.natted(id.LocalAddress) && !b.allow.allowTCP(id, pkt) {
+			return false
 		}
 		return tcpFwd.HandlePacket(id, pkt)
 	})
 	b.s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if !b.reachable(id.LocalAddress) {
+			b.allow.reserved("udp", id, pkt)
 			return false // the stack answers with port unreachable
+		}
+		if b.allow != nil && !b.natted(id.LocalAddress) && !b.allow.allowUDP(id) {
+			return false
 		}
 		return udpFwd.HandlePacket(id, pkt)
 	})
@@ -123,12 +138,18 @@ func (b *builtinNet) setup() error {
 	return err
 }
 
+// natted tells whether dst is the gateway's NAT to the host's loopback,
+// which --allow-host-loopback opens whatever the rules.
+func (b *builtinNet) natted(dst tcpip.Address) bool {
+	b.natM.Lock()
+	defer b.natM.Unlock()
+	_, nat := b.nat[dst]
+	return nat
+}
+
 // reachable decides whether the sandbox may reach dst through ursb.
 func (b *builtinNet) reachable(dst tcpip.Address) bool {
-	b.natM.Lock()
-	_, nat := b.nat[dst]
-	b.natM.Unlock()
-	if nat {
+	if b.natted(dst) {
 		return true
 	}
 	ip := net.IP(dst.AsSlice())
@@ -201,8 +222,8 @@ func (b *builtinNet) attachTap(f *os.File) error {
 	return b.startDNS()
 }
 
-// startDNS serves DNS at DNSIP with gvisor-tap-vsock's forwarder, which asks
-// the host's resolver.
+// startDNS serves DNS at DNSIP: with rules, the allow-list's resolver;
+// otherwise gvisor-tap-vsock's forwarder, which asks the host's resolver.
 func (b *builtinNet) startDNS() error {
 	fa := tcpip.FullAddress{NIC: nicID, Addr: addr4(DNSIP), Port: 53}
 	uc, err := gonet.DialUDP(b.s, &fa, nil, ipv4.ProtocolNumber)
@@ -214,13 +235,17 @@ func (b *builtinNet) startDNS() error {
 		uc.Close()
 		return fmt.Errorf("builtin network: DNS: %v", err)
 	}
+	b.dnsConns = []io.Closer{uc, tl}
+	if b.allow != nil {
+		b.allow.serveDNS(uc, tl)
+		return nil
+	}
 	srv, err := dns.New(uc, tl, nil)
 	if err != nil {
 		uc.Close()
 		tl.Close()
 		return err
 	}
-	b.dnsConns = []io.Closer{uc, tl}
 	go func() { _ = srv.Serve() }()
 	go func() { _ = srv.ServeTCP() }()
 	return nil
@@ -236,6 +261,9 @@ func (b *builtinNet) close() error {
 	}
 	for _, c := range b.dnsConns {
 		c.Close()
+	}
+	if b.allow != nil {
+		b.allow.log.Close()
 	}
 	// The sandbox's sockets have drained into the stack (DrainTCP); what
 	// the relays still hold must reach the host before the stack goes.

@@ -23,6 +23,11 @@
 // see; abstract sockets of the host's network namespace are out of reach of
 // the sandbox's own network namespace by construction.
 //
+// With Options.Allow, the builtin driver lets the sandbox reach only what
+// those rules allow (allow.go): package egress decides, and since every
+// connection of the sandbox ends in this process, no root and no helper is
+// needed. pasta and slirp4netns cannot enforce rules and are refused.
+//
 // The builtin driver is left out of binaries built with the ursb_nobuiltin
 // tag: linking gVisor's stack costs every ursb start a few milliseconds of
 // package initialisation, in the parent and in the re-executed init alike.

@@ -21,6 +21,17 @@ import (
 func (b *builtinNet) tcpForwarder() *tcp.Forwarder {
 	return tcp.NewForwarder(b.s, 0, 10, func(r *tcp.ForwarderRequest) {
 		id := r.ID()
+		if b.allow != nil && !b.natted(id.LocalAddress) {
+			switch name, _, ok := b.allow.tcpVerdict(id.LocalAddress, id.LocalPort); {
+			case !ok:
+				// The name's time ran out since the handler's verdict.
+				r.Complete(true)
+				return
+			case name != "":
+				b.forwardByName(r, name)
+				return
+			}
+		}
 		dst := id.LocalAddress
 		b.natM.Lock()
 		if to, ok := b.nat[dst]; ok {

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/slirp/egress"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -63,6 +64,17 @@ type Options struct {
 	StateDir string
 	// Hostname is the sandbox's host name.
 	Hostname string
+	// Allow are egress rules (package egress): with any, the builtin
+	// driver lets the sandbox reach only what they allow.
+	Allow []string
+	// AllowDNS is the server the builtin driver's DNS asks about allowed
+	// names, ADDRESS[:PORT]; empty is the host's resolver.
+	AllowDNS string
+	// DeniedLog is the file refused attempts go to; empty is stderr.
+	DeniedLog string
+	// DeniedEcho, when set, also shows the first refused attempts, or
+	// shows them instead of stderr without DeniedLog.
+	DeniedEcho io.Writer
 }
 
 // ChildConfig is what the sandbox's init needs to finish its network: plain
@@ -195,7 +207,36 @@ func CheckOptions(o Options) error {
 	if o.MTU != 0 && (o.MTU < 1280 || o.MTU > 65520) {
 		return fmt.Errorf("MTU %d is out of range (1280 to 65520)", o.MTU)
 	}
+	if err := checkEgress(o); err != nil {
+		return err
+	}
 	return checkPublish(o.Mode, o.AllowHostLoopback, o.Publish)
+}
+
+// checkEgress refuses egress rules that o's driver cannot enforce.
+func checkEgress(o Options) error {
+	if len(o.Allow) == 0 {
+		if o.AllowDNS != "" || o.DeniedLog != "" {
+			return errors.New("--allow-net-dns and --allow-net-log need --allow-net or --allow-net-file rules")
+		}
+		return nil
+	}
+	switch o.Mode {
+	case ModeBuiltin:
+	case ModePasta, ModeSlirp4netns:
+		return fmt.Errorf("--net %s cannot enforce --allow-net: %s forwards the sandbox's connections in a process of its own, with no per-destination rules; use --net builtin (or auto)", o.Mode, o.Mode)
+	default:
+		return fmt.Errorf("--allow-net needs the builtin network, not --net %s", o.Mode)
+	}
+	if _, err := egress.NewSet(o.Allow); err != nil {
+		return fmt.Errorf("--allow-net: %v", err)
+	}
+	if o.AllowDNS != "" {
+		if _, err := egress.ServerAddress(o.AllowDNS); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Start starts the network for the sandbox whose init is childPID (a host
@@ -275,6 +316,11 @@ func (n *Network) Close() error {
 	})
 	return n.closeErr
 }
+
+// Layout is the configuration a network started with o gives the
+// sandbox, known before it starts: a sandbox joining it writes its files
+// from this.
+func Layout(o Options) ChildConfig { return layout(o) }
 
 // layout is the ChildConfig every driver starts from.
 func layout(o Options) ChildConfig {

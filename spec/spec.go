@@ -214,6 +214,16 @@ type Network struct {
 	DNS []string `json:"dns,omitempty"`
 	// Hosts are extra /etc/hosts entries.
 	Hosts []HostEntry `json:"hosts,omitempty"`
+	// Allow are egress rules in slirp/egress's syntax: when there is
+	// any, the sandbox reaches what they allow and nothing else. Only the
+	// builtin driver enforces them.
+	Allow []string `json:"allow,omitempty"`
+	// AllowDNS is the server (ADDRESS or ADDRESS:PORT) that the builtin
+	// driver's DNS asks about allowed names; empty is the host's resolver.
+	AllowDNS string `json:"allowDNS,omitempty"`
+	// DeniedLog is the host file that refused attempts are written to;
+	// empty writes them to ursb's stderr.
+	DeniedLog string `json:"deniedLog,omitempty"`
 }
 
 // HostGateway, as the address of a host entry, stands for the address at

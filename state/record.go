@@ -220,5 +220,18 @@ func LogPath(name string, create bool) (string, error) {
 	return filepath.Join(dir, "log"), nil
 }
 
+// NetLogPath is where a named sandbox's refused network attempts are
+// logged, beside its output.
+func NetLogPath(name string) (string, error) {
+	path, err := LogPath(name, false)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(path), netLogFile), nil
+}
+
+// netLogFile is the name of a named sandbox's log of refusals.
+const netLogFile = "net.log"
+
 // Held tells whether the run with runtime directory dir is still going.
 func Held(dir string) bool { return held(filepath.Join(dir, "lock")) }

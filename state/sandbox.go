@@ -369,6 +369,10 @@ func Rename(old, new string) error {
 	r.Name = new
 	if r.Spec != nil {
 		r.Spec.Name = new
+		if r.Spec.Network.DeniedLog == filepath.Join(dir, old, netLogFile) {
+			// The log of refusals moved with the directory.
+			r.Spec.Network.DeniedLog = filepath.Join(st.Dir, netLogFile)
+		}
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {

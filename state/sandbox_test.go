@@ -1,8 +1,13 @@
 package state
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ursb/ursb/spec"
 )
 
 func TestCheckName(t *testing.T) {
@@ -29,5 +34,31 @@ func TestNewIDIsFreshHex(t *testing.T) {
 			t.Fatalf("NewID() returned %q twice", id)
 		}
 		seen[id] = true
+	}
+}
+
+func TestRenameMovesTheNetLog(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	st, err := Named("old", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := NetLogPath("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &Record{ID: "0123", Name: "old", Spec: &spec.Spec{Name: "old", Network: spec.Network{Allow: []string{"example.org"}, DeniedLog: log}}}
+	data, _ := json.Marshal(rec)
+	if err := os.WriteFile(filepath.Join(st.Dir, recordFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st.Unlock()
+	if err := Rename("old", "new"); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := NetLogPath("new")
+	r, err := readRecord(filepath.Join(filepath.Dir(st.Dir), "new", recordFile))
+	if err != nil || r.Spec.Network.DeniedLog != want {
+		t.Errorf("after rename the log is %q (%v), want %q", r.Spec.Network.DeniedLog, err, want)
 	}
 }

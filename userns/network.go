@@ -3,6 +3,7 @@ package userns
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,12 @@ type sandboxNet struct {
 func (sb *Sandbox) startNetwork(pid int) error {
 	s := sb.spec
 	dir := runDir(sb.opts.Stage)
+	var echo io.Writer
+	if !sb.opts.LongLived && sb.opts.Stderr != nil {
+		// A build failing in the foreground for a missing rule says
+		// which host it tried, where its own errors go.
+		echo = sb.opts.Stderr
+	}
 	n, err := slirp.Start(pid, slirp.Options{
 		Mode:              s.Network.Mode,
 		AllowHostLoopback: s.Network.AllowHostLoopback,
@@ -72,6 +79,10 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		Publish:           s.Network.Publish,
 		StateDir:          dir,
 		Hostname:          s.Hostname,
+		Allow:             s.Network.Allow,
+		AllowDNS:          s.Network.AllowDNS,
+		DeniedLog:         s.Network.DeniedLog,
+		DeniedEcho:        echo,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the network: %w", err)
@@ -81,7 +92,23 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		// The host's network, and the host's files to go with it.
 		return nil
 	}
-	c := n.Planned()
+	return sb.writeNetFiles(n.Planned())
+}
+
+// joinNetwork writes the files of a sandbox joining one under egress
+// rules: the host's resolv.conf names servers those rules refuse, and
+// only the network's own DNS answers allowed names.
+func (sb *Sandbox) joinNetwork() error {
+	if len(sb.spec.Network.Allow) == 0 {
+		return nil
+	}
+	return sb.writeNetFiles(slirp.Layout(slirp.Options{Mode: slirp.ModeBuiltin}))
+}
+
+// writeNetFiles writes the sandbox's /etc/hosts and /etc/resolv.conf for
+// a network laid out as c.
+func (sb *Sandbox) writeNetFiles(c slirp.ChildConfig) error {
+	s, dir := sb.spec, runDir(sb.opts.Stage)
 	for _, f := range netFiles {
 		var data []byte
 		switch f.name {

@@ -270,6 +270,8 @@ func (sb *Sandbox) setUp() error {
 		if err := sb.startNetwork(pid); err != nil {
 			return err
 		}
+	} else if err := sb.joinNetwork(); err != nil {
+		return err
 	}
 	// The daemon mounts the root while the child sets up the rest; the
 	// child waits for it before it goes on to mount /proc and the rest.

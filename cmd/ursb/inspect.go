@@ -6,6 +6,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/ursb/ursb/slirp/egress"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 )
@@ -31,7 +32,9 @@ type inspected struct {
 	UIDMap     []spec.IDMapping `json:"uidMap"`
 	GIDMap     []spec.IDMapping `json:"gidMap"`
 	Network    spec.Network     `json:"network"`
-	Spec       *spec.Spec       `json:"spec"`
+	// NetDenied counts the attempts the --allow-net rules refused.
+	NetDenied *uint64    `json:"netDenied,omitempty"`
+	Spec      *spec.Spec `json:"spec"`
 }
 
 func (c *inspectCmd) Run() error {
@@ -53,6 +56,10 @@ func (c *inspectCmd) Run() error {
 	}
 	if e.Spec != nil {
 		out.Overlay, out.UIDMap, out.GIDMap, out.Network = e.Spec.Root.Overlay, e.Spec.UIDMap, e.Spec.GIDMap, e.Spec.Network
+		if e.Spec.Network.DeniedLog != "" {
+			n, _ := egress.Count(e.Spec.Network.DeniedLog)
+			out.NetDenied = &n
+		}
 	}
 	if tmpl != nil {
 		if err := printTemplate(os.Stdout, tmpl, out); err != nil {

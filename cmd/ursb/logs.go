@@ -12,21 +12,29 @@ import (
 type logsCmd struct {
 	Follow bool   `short:"f" help:"Keep printing new output until the sandbox exits."`
 	Tail   int    `default:"-1" help:"Print only the last N lines (-1: all)." placeholder:"N"`
+	Net    bool   `help:"Print the network attempts that the sandbox's --allow-net rules refused instead."`
 	Name   string `arg:"" help:"The sandbox (name or id)."`
 }
 
-// Run prints what a detached sandbox's command wrote.
+// Run prints what a detached sandbox's command wrote, or with --net what
+// its network refused.
 func (c *logsCmd) Run() error {
 	e, err := state.Find(c.Name)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	if e.Name == "" {
+	var path string
+	switch {
+	case c.Net && (e.Spec == nil || e.Spec.Network.DeniedLog == ""):
+		return &exitError{code: 125, msg: "sandbox " + c.Name + " has no log of refused network attempts: only sandboxes run with --allow-net rules and a name or --allow-net-log keep one"}
+	case c.Net:
+		path = e.Spec.Network.DeniedLog
+	case e.Name == "":
 		return &exitError{code: 125, msg: "sandbox " + c.Name + " has no log: only detached sandboxes keep one"}
-	}
-	path, err := state.LogPath(e.Name, false)
-	if err != nil {
-		return &exitError{code: 125, msg: err.Error()}
+	default:
+		if path, err = state.LogPath(e.Name, false); err != nil {
+			return &exitError{code: 125, msg: err.Error()}
+		}
 	}
 	var older []byte
 	if old, err := os.Open(path + ".1"); err == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/slirp"
+	"github.com/ursb/ursb/slirp/egress"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
@@ -45,6 +46,10 @@ type runCmd struct {
 	MTU               int      `name:"mtu" help:"MTU of a user-mode network's interface (default 65520)." placeholder:"N"`
 	DNS               []string `name:"dns" help:"Name server for the sandbox's resolv.conf, instead of the network's forwarder." placeholder:"IP"`
 	AddHost           []string `name:"add-host" sep:"none" help:"Add NAME:IP to /etc/hosts; IP host-gateway is the host's loopback (with --allow-host-loopback)." placeholder:"NAME:IP"`
+	AllowNet          []string `name:"allow-net" sep:"none" help:"Let the sandbox reach only what such rules allow (builtin network): NAME, *.DOMAIN, ADDRESS or CIDR, with an optional :PORT[,PORT...]." placeholder:"RULE"`
+	AllowNetFile      []string `name:"allow-net-file" sep:"none" help:"Read --allow-net rules from a file, one a line; # starts a comment." placeholder:"FILE"`
+	AllowNetDNS       string   `name:"allow-net-dns" help:"Server that the network's DNS asks about allowed names (default: the host's resolver)." placeholder:"IP[:PORT]"`
+	AllowNetLog       string   `name:"allow-net-log" help:"Append refused attempts to FILE (default: the sandbox's net log when named, else stderr)." placeholder:"FILE"`
 
 	Memory       string  `help:"Memory limit, like 64m or 1g (memory.max)." placeholder:"SIZE"`
 	MemorySwap   string  `name:"memory-swap" help:"Memory plus swap limit, like podman; -1 for unlimited swap." placeholder:"SIZE"`
@@ -73,7 +78,13 @@ func (r *runCmd) Run() error {
 	host := idmap.LookupHost()
 	s, plan, err := r.spec(host)
 	if err != nil {
-		return &exitError{code: 125, msg: err.Error()}
+		// A rule file's bad lines come one a line; all but the last
+		// are printed here, the last as the error.
+		lines := strings.Split(err.Error(), "\n")
+		for _, l := range lines[:len(lines)-1] {
+			fmt.Fprintln(os.Stderr, "ursb:", l)
+		}
+		return &exitError{code: 125, msg: lines[len(lines)-1]}
 	}
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
@@ -171,9 +182,20 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
 			return fail("--net %s shares that sandbox's network: publish ports, allow host loopback and set DNS and hosts on it instead", r.Net)
 		}
+		if len(r.AllowNet) > 0 || len(r.AllowNetFile) > 0 || r.AllowNetDNS != "" || r.AllowNetLog != "" {
+			return fail("--net %s shares that sandbox's network and its --allow-net rules: set the rules on %s", r.Net, name)
+		}
 		s.Network.Mode = r.Net
+		// Its rules, kept to show and for the files a joiner needs.
+		s.Network.Allow, s.Network.AllowDNS, s.Network.DeniedLog = peer.Spec.Network.Allow, peer.Spec.Network.AllowDNS, peer.Spec.Network.DeniedLog
 	} else if s.Network, err = r.network(); err != nil {
 		return nil, idmap.Plan{}, err
+	}
+	if len(s.Network.Allow) > 0 && s.Network.DeniedLog == "" && s.Name != "" {
+		// Kept with the sandbox, for ursb logs --net.
+		if s.Network.DeniedLog, err = state.NetLogPath(s.Name); err != nil {
+			return nil, idmap.Plan{}, err
+		}
 	}
 	plan, err := idmap.Resolve(r.Userns, host)
 	if err != nil {
@@ -345,11 +367,27 @@ func (r *runCmd) security() (spec.Security, error) {
 // network resolves --net to a driver this host can run and checks -p and
 // --allow-host-loopback against it.
 func (r *runCmd) network() (spec.Network, error) {
+	allow, err := r.egressRules()
+	if err != nil {
+		return spec.Network{}, err
+	}
+	if len(allow) > 0 && r.Net == "auto" {
+		// Only the builtin stack sees each connection's destination.
+		r.Net = slirp.ModeBuiltin
+	}
 	mode, err := slirp.Resolve(r.Net)
 	if err != nil {
 		return spec.Network{}, err
 	}
-	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU}
+	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU, Allow: allow, AllowDNS: r.AllowNetDNS}
+	if r.AllowNetLog != "" {
+		if n.DeniedLog, err = filepath.Abs(r.AllowNetLog); err != nil {
+			return n, err
+		}
+	}
+	if len(allow) > 0 && len(r.DNS) > 0 {
+		return n, errors.New("--dns with --allow-net: the sandbox must ask the network's DNS, which answers only allowed names; use --allow-net-dns to choose the server it asks")
+	}
 	if r.MTU != 0 && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
 		return n, fmt.Errorf("--mtu needs a user-mode network, not --net %s", mode)
 	}
@@ -392,7 +430,23 @@ func (r *runCmd) network() (spec.Network, error) {
 		}
 		n.Hosts = append(n.Hosts, h)
 	}
-	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
+	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish,
+		Allow: n.Allow, AllowDNS: n.AllowDNS, DeniedLog: n.DeniedLog})
+}
+
+// egressRules gathers --allow-net and --allow-net-file rules, normalised.
+func (r *runCmd) egressRules() ([]string, error) {
+	rules := slices.Clone(r.AllowNet)
+	var errs []error
+	for _, f := range r.AllowNetFile {
+		more, err := egress.ReadFile(f)
+		errs = append(errs, err)
+		rules = append(rules, more...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return egress.Canonical(rules)
 }
 
 // environment is podman's clean default plus what the user asked for; a
