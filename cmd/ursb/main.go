@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -85,8 +86,8 @@ func main() {
 		userns.StorageChild(storageTool)
 	case userns.NestedInitArg0:
 		userns.NestedInit()
-	case monitorArg0:
-		monitorMain()
+	case sandbox.MonitorArg0:
+		sandbox.MonitorMain()
 	}
 	completeIfAsked()
 	os.Exit(run(os.Args[1:]))
@@ -124,6 +125,7 @@ func run(args []string) int {
 	}
 	err = ctx.Run()
 	var ee *exitError
+	var se *sandbox.ExitError
 	switch {
 	case err == nil:
 		return 0
@@ -132,6 +134,11 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "ursb:", oneLine(ee.msg))
 		}
 		return ee.code
+	case errors.As(err, &se):
+		if se.Msg != "" {
+			fmt.Fprintln(os.Stderr, "ursb:", oneLine(se.Msg))
+		}
+		return se.Code
 	default:
 		fmt.Fprintln(os.Stderr, "ursb:", oneLine(err.Error()))
 		return 125

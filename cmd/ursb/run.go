@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
@@ -78,11 +79,16 @@ func (r *runCmd) Run() error {
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
-	job := job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
+	job := sandbox.Job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
 	if r.Detach {
-		return detach(job)
+		id, err := sandbox.Detach(job)
+		if err != nil {
+			return err
+		}
+		fmt.Println(id)
+		return nil
 	}
-	code, err := runSandbox(job, plan, host, stdio{os.Stdin, os.Stdout, os.Stderr}, nil)
+	code, err := sandbox.Run(job, plan, host, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, nil)
 	if err != nil {
 		return err
 	}
@@ -165,7 +171,7 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	}
 	var peer *state.Entry
 	if name, ok := strings.CutPrefix(r.Net, spec.NetSandboxPrefix); ok {
-		if peer, err = runningPeer(name); err != nil {
+		if peer, err = sandbox.RunningPeer(name); err != nil {
 			return nil, idmap.Plan{}, err
 		}
 		if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
@@ -258,7 +264,7 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	s.Timeout = r.Timeout
 	s.StopTimeout = r.StopTimeout
 	if r.StopSignal != "" {
-		sig, err := parseSignal(r.StopSignal)
+		sig, err := sandbox.ParseSignal(r.StopSignal)
 		if err != nil {
 			return fail("--stop-signal: %v", err)
 		}
@@ -487,19 +493,4 @@ func (r *runCmd) limits() (spec.Limits, error) {
 		return l, fmt.Errorf("--pids-limit and --cpus must not be negative")
 	}
 	return l, nil
-}
-
-// runningPeer finds the running sandbox whose network another one joins.
-func runningPeer(name string) (*state.Entry, error) {
-	e, err := state.Find(name)
-	if err != nil {
-		return nil, err
-	}
-	if !e.Running || e.Spec == nil || e.InitPID == 0 {
-		return nil, fmt.Errorf("sandbox %s is not running; --net sandbox:%s needs it running", name, name)
-	}
-	if e.Spec.Network.Mode == "host" {
-		return nil, fmt.Errorf("sandbox %s uses the host's network; use --net host instead", name)
-	}
-	return e, nil
 }
