@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
@@ -117,7 +116,7 @@ func Run(j Job, plan idmap.Plan, host idmap.Host, io Stdio, started func(*state.
 		return fail(fmt.Errorf("saving the sandbox's record: %v", err))
 	}
 	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.In, Stdout: io.Out, Stderr: io.Err, LongLived: j.Detached}
-	if peer, ok := strings.CutPrefix(s.Network.Mode, spec.NetSandboxPrefix); ok {
+	if peer, ok := s.Network.Mode.Peer(); ok {
 		e, err := RunningPeer(peer)
 		if err != nil {
 			return fail(err)
@@ -241,7 +240,7 @@ func RunningPeer(name string) (*state.Entry, error) {
 	if !e.Running || e.Spec == nil || e.InitPID == 0 {
 		return nil, fmt.Errorf("sandbox %s is not running; --net sandbox:%s needs it running", name, name)
 	}
-	if e.Spec.Network.Mode == "host" {
+	if e.Spec.Network.Mode.Host() {
 		return nil, fmt.Errorf("sandbox %s uses the host's network; use --net host instead", name)
 	}
 	return e, nil

@@ -198,16 +198,13 @@ type IDMapping struct {
 	Size    uint32 `json:"size"`
 }
 
-// NetSandboxPrefix starts a Network.Mode that shares the network (and user)
-// namespace of the running sandbox named after it.
-const NetSandboxPrefix = "sandbox:"
-
 // Network describes the sandbox's network namespace.
 type Network struct {
-	// Mode is auto, none, host, pasta, slirp4netns, builtin or sandbox:NAME.
-	Mode              string `json:"mode"`
-	Publish           []Port `json:"publish,omitempty"`
-	AllowHostLoopback bool   `json:"allowHostLoopback,omitempty"`
+	// Mode is none, host, a user-mode driver (pasta, slirp4netns,
+	// builtin) or sandbox:NAME; never auto, which is resolved first.
+	Mode              NetMode `json:"mode"`
+	Publish           []Port  `json:"publish,omitempty"`
+	AllowHostLoopback bool    `json:"allowHostLoopback,omitempty"`
 	// MTU of the sandbox's interface; zero means the driver's default.
 	MTU int `json:"mtu,omitempty"`
 	// DNS replaces the driver's DNS forwarder in resolv.conf.

@@ -85,10 +85,10 @@ func runCommand(s *spec.Spec, ch channel, sigs chan os.Signal) {
 	reqs := make(chan request, 16)
 	go readRequests(ch, reqs)
 	code := serve(s, ch, cmd, sigs, reqs)
-	if userMode(s) {
+	if s.Network.Mode.UserMode() {
 		// What the command sent just before it exited may still sit in
 		// its sockets; the network stops as soon as init exits.
-		_ = slirp.DrainTCP(s.Network.Mode)
+		_ = slirp.DrainTCP(string(s.Network.Mode))
 	}
 	os.Exit(code)
 }

@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -62,7 +61,7 @@ const lowPortsSysctl = "net/ipv4/ip_unprivileged_port_start"
 // sandbox's ids are all its own, so opening the low ports to every one of
 // them gives nothing away.
 func sandboxSysctls(s *spec.Spec) map[string]string {
-	if !nested(s) || s.Network.Mode == slirp.ModeHost || joined(s) {
+	if !nested(s) || s.Network.Mode.Shared() {
 		return s.Sysctls
 	}
 	if _, set := s.Sysctls[lowPortsSysctl]; set {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -38,16 +37,6 @@ var netFiles = []struct{ inside, name string }{
 // helpers' sockets are out of its reach there.
 func runDir(stage string) string { return filepath.Dir(stage) }
 
-// userMode reports whether the sandbox has a user-mode network, which init
-// must wait for.
-func userMode(s *spec.Spec) bool {
-	return s.Network.Mode != slirp.ModeNone && s.Network.Mode != slirp.ModeHost && !joined(s)
-}
-
-// joined reports whether the sandbox shares another's network, which is up
-// already and served by that sandbox's helper.
-func joined(s *spec.Spec) bool { return strings.HasPrefix(s.Network.Mode, spec.NetSandboxPrefix) }
-
 // sandboxNet is the parent's side of the sandbox's network.
 type sandboxNet struct {
 	n *slirp.Network
@@ -66,7 +55,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 	s := sb.spec
 	dir := runDir(sb.opts.Stage)
 	n, err := slirp.Start(pid, slirp.Options{
-		Mode:              s.Network.Mode,
+		Mode:              string(s.Network.Mode),
 		AllowHostLoopback: s.Network.AllowHostLoopback,
 		MTU:               s.Network.MTU,
 		Publish:           s.Network.Publish,
@@ -77,7 +66,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		return fmt.Errorf("starting the network: %w", err)
 	}
 	sb.net = &sandboxNet{n: n}
-	if s.Network.Mode == slirp.ModeHost {
+	if s.Network.Mode.Host() {
 		// The host's network, and the host's files to go with it.
 		return nil
 	}
@@ -103,7 +92,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 // awaitNetwork tells init how to finish its network once the driver is
 // ready; when it cannot get ready the sandbox ends.
 func (sb *Sandbox) awaitNetwork(pid int) {
-	if !userMode(sb.spec) {
+	if !sb.spec.Network.Mode.UserMode() {
 		return
 	}
 	c, err := sb.net.n.Ready()
@@ -172,7 +161,7 @@ const (
 // resolved inside it, and one that is missing is created in the
 // copy-on-write layer or in the sandbox's own /run.
 func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
-	if s.Network.Mode == slirp.ModeHost {
+	if s.Network.Mode.Host() {
 		return nil
 	}
 	return []step{{"mounting /etc/hosts and /etc/resolv.conf", func() error {
@@ -309,9 +298,9 @@ func (r *rootfs) fileThroughLinks(path string) (*os.File, error) {
 // user-mode network once the parent says it is ready.
 func networkUp(s *spec.Spec, ch channel) []step {
 	switch {
-	case s.Network.Mode == slirp.ModeHost:
+	case s.Network.Mode.Host():
 		return nil
-	case !userMode(s):
+	case !s.Network.Mode.UserMode():
 		return []step{{"bringing up the loopback interface", slirp.LoopbackUp}}
 	}
 	return []step{{"starting the network", func() error {

@@ -133,7 +133,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
 
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
-	if s.Network.Mode != "host" {
+	if !s.Network.Mode.Host() {
 		flags |= unix.CLONE_NEWNET
 	}
 	path, args := "/proc/self/fd/4", []string{InitArg0}
@@ -265,7 +265,7 @@ func (sb *Sandbox) setUp() error {
 		return err
 	}
 	pid := sb.initPID
-	if !joined(sb.spec) {
+	if !sb.spec.Network.Mode.Joined() {
 		// The network helper gets ready while the child mounts.
 		if err := sb.startNetwork(pid); err != nil {
 			return err

@@ -170,14 +170,14 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		s.Rootfs = root
 	}
 	var peer *state.Entry
-	if name, ok := strings.CutPrefix(r.Net, spec.NetSandboxPrefix); ok {
+	if name, ok := spec.NetMode(r.Net).Peer(); ok {
 		if peer, err = sandbox.RunningPeer(name); err != nil {
 			return nil, idmap.Plan{}, err
 		}
 		if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
 			return fail("--net %s shares that sandbox's network: publish ports, allow host loopback and set DNS and hosts on it instead", r.Net)
 		}
-		s.Network.Mode = r.Net
+		s.Network.Mode = spec.NetSandbox(name)
 	} else if s.Network, err = r.network(); err != nil {
 		return nil, idmap.Plan{}, err
 	}
@@ -290,7 +290,7 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if s.Security, err = r.security(); err != nil {
 		return nil, idmap.Plan{}, err
 	}
-	if s.Network.Mode == slirp.ModePasta && !s.Network.AllowHostLoopback && userns.CommandRulesNetwork(s) {
+	if string(s.Network.Mode) == slirp.ModePasta && !s.Network.AllowHostLoopback && userns.CommandRulesNetwork(s) {
 		// pasta sends what reaches 10.0.2.2 on to the host's network; the
 		// other drivers refuse it themselves, whatever the command does
 		// to the rules in front of them.
@@ -298,7 +298,7 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		if r.Net != "auto" || berr != nil {
 			return fail("--net pasta with --cap-add NET_ADMIN or NET_RAW: the command could undo the rules that keep 10.0.2.2 from reaching your network, which pasta would then pass on; use --net builtin or slirp4netns, or add --allow-host-loopback")
 		}
-		s.Network.Mode = builtin
+		s.Network.Mode = spec.NetMode(builtin)
 	}
 	if s.TTY {
 		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
@@ -355,8 +355,9 @@ func (r *runCmd) network() (spec.Network, error) {
 	if err != nil {
 		return spec.Network{}, err
 	}
-	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU}
-	if r.MTU != 0 && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+	resolved := spec.NetMode(mode)
+	n := spec.Network{Mode: resolved, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU}
+	if r.MTU != 0 && !resolved.UserMode() {
 		return n, fmt.Errorf("--mtu needs a user-mode network, not --net %s", mode)
 	}
 	for _, v := range r.Publish {
@@ -372,13 +373,13 @@ func (r *runCmd) network() (spec.Network, error) {
 	if r.Net == "auto" && mode == slirp.ModePasta && slirp.CheckOptions(slirp.Options{Mode: mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish}) != nil {
 		// What pasta cannot publish, the builtin stack can.
 		if builtin, err := slirp.Resolve(slirp.ModeBuiltin); err == nil {
-			n.Mode = builtin
+			n.Mode = spec.NetMode(builtin)
 		}
 	}
-	if r.AllowHostLoopback && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+	if r.AllowHostLoopback && !resolved.UserMode() {
 		return n, fmt.Errorf("--allow-host-loopback needs a user-mode network, not --net %s: use --net auto, pasta, slirp4netns or builtin", mode)
 	}
-	if (len(r.DNS) > 0 || len(r.AddHost) > 0) && mode == slirp.ModeHost {
+	if (len(r.DNS) > 0 || len(r.AddHost) > 0) && resolved.Host() {
 		return n, errors.New("--net host keeps the host's resolv.conf and hosts: drop --dns and --add-host, or use another network")
 	}
 	for _, v := range r.DNS {
@@ -398,7 +399,7 @@ func (r *runCmd) network() (spec.Network, error) {
 		}
 		n.Hosts = append(n.Hosts, h)
 	}
-	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
+	return n, slirp.CheckOptions(slirp.Options{Mode: string(n.Mode), MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish})
 }
 
 // environment is podman's clean default plus what the user asked for; a
