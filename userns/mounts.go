@@ -34,7 +34,7 @@ type rootfs struct {
 // devices are bind-mounted from the host: a user namespace cannot mknod.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-func setupSteps(s *spec.Spec, stage string, ch channel) []step {
+func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 	r := &rootfs{stage: stage}
 	sources := make([]*os.File, len(s.Mounts))
 	var steps []step

@@ -97,7 +97,7 @@ func (sb *Sandbox) awaitNetwork(pid int) {
 	}
 	c, err := sb.net.n.Ready()
 	if err == nil {
-		err = sb.ch.send(message{Kind: msgNet, Net: &c})
+		err = sb.ch.send(syncMsg{Kind: msgNet, Net: &c})
 	}
 	if err != nil {
 		sb.netFailed(pid, err)
@@ -114,7 +114,7 @@ func (sb *Sandbox) attachTap(pid int, fds []int) {
 	}
 	err := sb.net.n.AttachTap(os.NewFile(uintptr(fds[0]), "tap"))
 	if err == nil {
-		err = sb.ch.send(message{Kind: msgNetUp})
+		err = sb.ch.send(syncMsg{Kind: msgNetUp})
 	}
 	if err != nil {
 		sb.netFailed(pid, err)
@@ -296,7 +296,7 @@ func (r *rootfs) fileThroughLinks(path string) (*os.File, error) {
 
 // networkUp is init's last network step before pivot_root: lo alone, or the
 // user-mode network once the parent says it is ready.
-func networkUp(s *spec.Spec, ch channel) []step {
+func networkUp(s *spec.Spec, ch syncChannel) []step {
 	switch {
 	case s.Network.Mode.Host():
 		return nil
@@ -316,7 +316,7 @@ func networkUp(s *spec.Spec, ch channel) []step {
 		if err != nil || tap == nil {
 			return err
 		}
-		err = ch.send(message{Kind: msgTap}, int(tap.Fd()))
+		err = ch.send(syncMsg{Kind: msgTap}, int(tap.Fd()))
 		tap.Close()
 		if err != nil {
 			return err

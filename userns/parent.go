@@ -89,7 +89,7 @@ func Run(s *spec.Spec, o Options) (Exit, error) {
 // Sandbox is a started sandbox, seen from ursb's side.
 type Sandbox struct {
 	cmd  *exec.Cmd
-	ch   channel
+	ch   syncChannel
 	spec *spec.Spec
 	opts Options
 	sigs chan os.Signal
@@ -178,7 +178,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = o.CgroupFD
 	}
-	sb := &Sandbox{cmd: cmd, ch: channel{ours}, spec: s, opts: o,
+	sb := &Sandbox{cmd: cmd, ch: syncChannel{ours}, spec: s, opts: o,
 		sigs: make(chan os.Signal, 16), notified: make(chan struct{}), waited: make(chan struct{}), started: make(chan struct{}), msgs: make(chan struct{}),
 		execs: map[int]*execWaiter{}}
 	if err := cmd.Start(); err != nil {
@@ -283,7 +283,7 @@ func (sb *Sandbox) setUp() error {
 		fuseDone = d.Done()
 	}
 	<-sb.notified
-	if err := sb.ch.send(message{Kind: msgStart, Spec: sb.spec}); err != nil {
+	if err := sb.ch.send(syncMsg{Kind: msgStart, Spec: sb.spec}); err != nil {
 		return fmt.Errorf("sending the spec to the sandbox: %w", err)
 	}
 	go sb.readMessages()
