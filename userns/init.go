@@ -71,6 +71,10 @@ func failStart(ch syncChannel, code int, err error) {
 // until the command ends, and exits with its code.
 func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 	sendTTY := func(master *os.File) error { return ch.send(syncMsg{Kind: msgTTY}, int(master.Fd())) }
+	if s.StartGate {
+		_ = ch.send(syncMsg{Kind: msgCreated})
+		awaitStart(sigs)
+	}
 	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
 	if err != nil {
 		var f *Failure
@@ -91,6 +95,39 @@ func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 		_ = slirp.DrainTCP(string(s.Network.Mode))
 	}
 	os.Exit(code)
+}
+
+// gateFD is where init finds the start gate (Options.StartGate).
+const gateFD = 5
+
+// awaitStart blocks until the OCI start command opens the start gate. A
+// signal that arrives first ends init as it would have ended the command,
+// so kill works on a created sandbox too; the gate is closed before the
+// command starts, which must not reach the host's state directory.
+func awaitStart(sigs chan os.Signal) {
+	opened := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", gateFD), os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.Write([]byte{0})
+			f.Close()
+		}
+		opened <- err
+	}()
+	for {
+		select {
+		case err := <-opened:
+			unix.Close(gateFD)
+			if err != nil {
+				os.Exit(125)
+			}
+			return
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD && sig != unix.SIGWINCH {
+				os.Exit(128 + int(sig.(unix.Signal)))
+			}
+		}
+	}
 }
 
 // request is a message from the parent with its descriptors.

@@ -196,6 +196,15 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
 		}
+	} else if root.Overlay == spec.RootBind {
+		top, err := cloneTree(unix.AT_FDCWD, root.Layers[0].Lower, attr)
+		if err == nil {
+			err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, r.stage, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			top.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("binding the root %s: %w", lowerName(s), err)
+		}
 	} else {
 		top, err := fuseoverlay.MountKernel(root, root.Layers[0], layerAttr(root.Layers[0]))
 		if err == nil {

@@ -22,6 +22,7 @@ const (
 	msgTTY     syncKind = "tty"     // child → parent: pty master attached as SCM_RIGHTS
 	msgError   syncKind = "error"   // child → parent: setup failed; Code is the exit code
 	msgStarted syncKind = "started" // child → parent: the command runs
+	msgCreated syncKind = "created" // child → parent: set up; init waits at the start gate
 	msgJoined  syncKind = "joined"  // join stage → parent: init runs as host pid Code
 	msgNet     syncKind = "net"     // parent → child: the network is ready; Net says how to finish it
 	msgTap     syncKind = "tap"     // child → parent: the builtin network's tap attached as SCM_RIGHTS

@@ -161,7 +161,9 @@ const (
 // resolved inside it, and one that is missing is created in the
 // copy-on-write layer or in the sandbox's own /run.
 func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
-	if s.Network.Mode.Host() {
+	// An OCI bundle's root is written in place, and its engine mounts
+	// the files it wants there itself.
+	if s.Network.Mode.Host() || s.Root.Overlay == spec.RootBind {
 		return nil
 	}
 	return []step{{"mounting /etc/hosts and /etc/resolv.conf", func() error {

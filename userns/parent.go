@@ -47,6 +47,14 @@ type Options struct {
 	// LongLived marks a sandbox expected to run for long (a detached
 	// one): its init favours memory over start time.
 	LongLived bool
+	// StartGate, with the spec's StartGate, is a FIFO opened O_PATH: init,
+	// once set up, opens it for writing, which blocks until the OCI start
+	// command opens it for reading. Start returns while init waits there.
+	StartGate *os.File
+	// Orphan lets the sandbox outlive the ursb that starts it (OCI
+	// create): init gets no parent death signal and is reparented to the
+	// caller's subreaper when ursb exits.
+	Orphan bool
 }
 
 // initEnv is the whole environment of the sandbox's init. A long-lived
@@ -173,6 +181,12 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	if o.JoinPID > 0 {
 		// No new user namespace here, so no capabilities to keep.
 		cmd.SysProcAttr.AmbientCaps = nil
+	}
+	if o.StartGate != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, o.StartGate) // fd 5: gateFD
+	}
+	if o.Orphan {
+		cmd.SysProcAttr.Pdeathsig = 0
 	}
 	if o.CgroupFD >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
@@ -428,7 +442,7 @@ func (sb *Sandbox) readMessages() {
 			if len(fds) == 1 && first {
 				continue
 			}
-		case msgStarted:
+		case msgStarted, msgCreated:
 			select {
 			case <-sb.started:
 			default:
