@@ -43,6 +43,7 @@ type cli struct {
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 	Unshare unshareCmd `cmd:"" help:"Run a command as root of a user namespace with your id mapping, and nothing else of a sandbox (podman unshare)."`
+	Oci     ociCmd     `cmd:"" name:"oci" help:"The OCI runtime command line (runc's), for podman, buildah and containerd; also ursb started as *runc."`
 
 	Version    versionCmd       `cmd:"" help:"Print ursb's version, commit, Go version and build tags."`
 	Help       helpCmd          `cmd:"" help:"Show the help of ursb or of a command."`
@@ -90,7 +91,19 @@ func main() {
 		sandbox.MonitorMain()
 	}
 	completeIfAsked()
-	os.Exit(run(os.Args[1:]))
+	args := os.Args[1:]
+	if runcName(os.Args[0]) {
+		args = append([]string{"oci"}, args...)
+	}
+	if len(args) > 0 && args[0] == "oci" {
+		rest, version := ociArgs(args[1:])
+		if version {
+			fmt.Print(ociVersion())
+			os.Exit(0)
+		}
+		args = append([]string{"oci"}, rest...)
+	}
+	os.Exit(run(args))
 }
 
 // runOnly is the command line when its first word is "run". kong reflects
