@@ -5,7 +5,9 @@
 // the control socket that exec, stop, kill and wait talk to, the monitor
 // that owns a detached sandbox and its log, and the clean-up of all of it.
 //
-// Every front door calls it: ursb's own commands and the OCI runtime
-// commands alike turn their input into a spec and hand it here; none of
-// them starts, stops or removes a sandbox by itself.
+// ursb's own commands turn their flags into a spec and hand it here; none
+// of them starts, stops or removes a sandbox by itself. The OCI commands
+// (package oci) start theirs through userns directly for now: a container
+// has no ursb storage, monitor or control socket, since no ursb process
+// may stay with it.
 package sandbox
