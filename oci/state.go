@@ -14,6 +14,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ursb/ursb/state"
 )
 
 // The files of a container's state directory.
@@ -46,15 +48,20 @@ type record struct {
 
 // DefaultRoot is where container states live without --root: the
 // caller's runtime directory, or /run/ursb-oci for root, as runc's
-// /run/runc.
-func DefaultRoot() string {
+// /run/runc. Without XDG_RUNTIME_DIR it is below ursb's own private
+// runtime directory, never a predictable path in /tmp.
+func DefaultRoot() (string, error) {
 	if os.Geteuid() == 0 {
-		return "/run/ursb-oci"
+		return "/run/ursb-oci", nil
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "ursb-oci")
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "ursb-oci"), nil
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("ursb-oci-%d", os.Geteuid()))
+	d, err := state.RuntimeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "oci"), nil
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)

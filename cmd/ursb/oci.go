@@ -18,7 +18,7 @@ import (
 // containerd's shim) call a runtime with. Its global flags come before
 // the command, as with runc.
 type ociCmd struct {
-	Root          string `help:"Directory of the containers' states (default: $XDG_RUNTIME_DIR/ursb-oci, /run/ursb-oci as root)." placeholder:"DIR"`
+	Root          string `help:"Directory of the containers' states (default: $XDG_RUNTIME_DIR/ursb-oci, /run/ursb-oci as root, else below ursb's runtime directory)." placeholder:"DIR"`
 	Log           string `help:"Also write errors to this file." placeholder:"FILE"`
 	LogFormat     string `name:"log-format" default:"text" enum:"text,json" help:"Format of --log: text, or json lines as containerd and conmon read them."`
 	Debug         bool   `help:"Accepted for runc's sake; ursb logs nothing more."`
@@ -37,7 +37,11 @@ type ociCmd struct {
 // AfterApply hands the global flags to the command that runs.
 func (o *ociCmd) AfterApply(ctx *kong.Context) error {
 	if o.Root == "" {
-		o.Root = oci.DefaultRoot()
+		root, err := oci.DefaultRoot()
+		if err != nil {
+			return err
+		}
+		o.Root = root
 	}
 	ctx.Bind(o)
 	return nil
