@@ -18,8 +18,8 @@ import (
 
 // The driver names Resolve returns.
 const (
-	ModeNone        = "none"
-	ModeHost        = "host"
+	ModeNone        = string(spec.NetNone)
+	ModeHost        = string(spec.NetHost)
 	ModePasta       = "pasta"
 	ModeSlirp4netns = "slirp4netns"
 	ModeBuiltin     = "builtin"

@@ -71,6 +71,10 @@ type Spec struct {
 	// groups (unmapped ones show as the overflow gid) instead of none, so
 	// that host files shared with a group stay reachable.
 	KeepGroups bool `json:"keepGroups,omitempty"`
+	// StartGate makes init wait, once everything is set up, until the
+	// OCI start command opens the gate it was handed, as runc's create
+	// does; then it starts the command.
+	StartGate bool `json:"startGate,omitempty"`
 }
 
 // Rlimit is one resource limit, as setrlimit(2) takes it.
@@ -89,11 +93,14 @@ const RlimInfinity = ^uint64(0)
 const (
 	OverlayKernel = "kernel"
 	OverlayFuse   = "fuse"
+	// RootBind is no copy-on-write at all: Layers[0].Lower itself is the
+	// root, written in place, as an OCI runtime uses a bundle's rootfs.
+	RootBind = "bind"
 )
 
 // Root is a sandbox's root filesystem: overlay layers over a lower tree.
 type Root struct {
-	// Overlay is OverlayKernel or OverlayFuse.
+	// Overlay is OverlayKernel, OverlayFuse or RootBind.
 	Overlay string `json:"overlay"`
 	// Layers are the overlay mounts. Layers[0] is mounted on / and the
 	// others on directories inside it, parents before children.
@@ -198,16 +205,13 @@ type IDMapping struct {
 	Size    uint32 `json:"size"`
 }
 
-// NetSandboxPrefix starts a Network.Mode that shares the network (and user)
-// namespace of the running sandbox named after it.
-const NetSandboxPrefix = "sandbox:"
-
 // Network describes the sandbox's network namespace.
 type Network struct {
-	// Mode is auto, none, host, pasta, slirp4netns, builtin or sandbox:NAME.
-	Mode              string `json:"mode"`
-	Publish           []Port `json:"publish,omitempty"`
-	AllowHostLoopback bool   `json:"allowHostLoopback,omitempty"`
+	// Mode is none, host, a user-mode driver (pasta, slirp4netns,
+	// builtin) or sandbox:NAME; never auto, which is resolved first.
+	Mode              NetMode `json:"mode"`
+	Publish           []Port  `json:"publish,omitempty"`
+	AllowHostLoopback bool    `json:"allowHostLoopback,omitempty"`
 	// MTU of the sandbox's interface; zero means the driver's default.
 	MTU int `json:"mtu,omitempty"`
 	// DNS replaces the driver's DNS forwarder in resolv.conf.

@@ -13,17 +13,6 @@ import (
 	"github.com/ursb/ursb/spec"
 )
 
-// Control-socket message kinds, between an ursb command (exec, stop, kill)
-// and the ursb that runs the sandbox.
-const (
-	ctlExec   = "exec"   // client → server: Exec, with stdin, stdout, stderr unless TTY
-	ctlSignal = "signal" // client → server: Signal to the sandbox, or to the exec'd process
-	ctlWait   = "wait"   // client → server: answer with ctlExit once the sandbox has ended
-	ctlTTY    = "tty"    // server → client: the exec'd process's pty master
-	ctlExit   = "exit"   // server → client: Code (and Err) of the exec'd process, or of the sandbox
-	ctlOK     = "ok"     // server → client: the signal was sent
-)
-
 // Controller answers exec, signal and wait requests for a running sandbox
 // on a unix socket in ursb's private runtime directory.
 type Controller struct {
@@ -34,7 +23,7 @@ type Controller struct {
 	mu sync.Mutex
 	// waiters are told code, what ursb exits with, by Finish; once ended
 	// a wait is answered at once.
-	waiters []channel
+	waiters []ctlChannel
 	ended   bool
 	code    int
 }
@@ -67,7 +56,7 @@ func (sb *Sandbox) Serve(path string) (*Controller, error) {
 				}
 				return
 			}
-			go sb.answer(c, channel{os.NewFile(uintptr(conn), "control")})
+			go sb.answer(c, ctlChannel{os.NewFile(uintptr(conn), "control")})
 		}
 	}()
 	return c, nil
@@ -79,7 +68,7 @@ func (c *Controller) Finish(code int) {
 	c.mu.Lock()
 	c.ended, c.code = true, code
 	for _, w := range c.waiters {
-		_ = w.send(message{Kind: ctlExit, Code: code})
+		_ = w.send(ctlMsg{Kind: ctlExit, Code: code})
 		w.f.Close()
 	}
 	c.waiters = nil
@@ -89,11 +78,11 @@ func (c *Controller) Finish(code int) {
 
 // await answers a wait request on conn now if the sandbox has ended, or
 // keeps conn for Finish; it reports whether it kept it.
-func (c *Controller) await(conn channel) bool {
+func (c *Controller) await(conn ctlChannel) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
-		_ = conn.send(message{Kind: ctlExit, Code: c.code})
+		_ = conn.send(ctlMsg{Kind: ctlExit, Code: c.code})
 		return false
 	}
 	c.waiters = append(c.waiters, conn)
@@ -108,7 +97,7 @@ func (c *Controller) Close() {
 	os.Remove(c.path)
 }
 
-func (sb *Sandbox) answer(c *Controller, conn channel) {
+func (sb *Sandbox) answer(c *Controller, conn ctlChannel) {
 	kept := false
 	defer func() {
 		if !kept {
@@ -137,30 +126,30 @@ func (sb *Sandbox) answer(c *Controller, conn channel) {
 		kept = c.await(conn)
 	case ctlSignal:
 		if err := sb.Signal(unix.Signal(m.Signal)); err != nil {
-			_ = conn.send(message{Kind: ctlExit, Code: 125, Err: err.Error()})
+			_ = conn.send(ctlMsg{Kind: ctlExit, Code: 125, Err: err.Error()})
 			return
 		}
-		_ = conn.send(message{Kind: ctlOK})
+		_ = conn.send(ctlMsg{Kind: ctlOK})
 	case ctlExec:
 		if m.Exec == nil {
 			return
 		}
 		p, err := sb.Exec(*m.Exec, files)
 		if err != nil {
-			_ = conn.send(message{Kind: ctlExit, Code: 125, Err: err.Error()})
+			_ = conn.send(ctlMsg{Kind: ctlExit, Code: 125, Err: err.Error()})
 			return
 		}
 		if m.Exec.Detach {
 			if r, ok := p.Started(); ok {
-				_ = conn.send(message{Kind: ctlOK})
+				_ = conn.send(ctlMsg{Kind: ctlOK})
 			} else {
-				_ = conn.send(message{Kind: ctlExit, Code: r.Code, Err: r.Err})
+				_ = conn.send(ctlMsg{Kind: ctlExit, Code: r.Code, Err: r.Err})
 			}
 			return
 		}
 		if m.Exec.TTY {
 			if master := p.TTY(); master != nil {
-				err := conn.send(message{Kind: ctlTTY}, int(master.Fd()))
+				err := conn.send(ctlMsg{Kind: ctlTTY}, int(master.Fd()))
 				master.Close()
 				if err != nil {
 					_ = p.Signal(unix.SIGKILL)
@@ -183,7 +172,7 @@ func (sb *Sandbox) answer(c *Controller, conn channel) {
 			}
 		}()
 		r := p.Wait()
-		_ = conn.send(message{Kind: ctlExit, Code: r.Code, Err: r.Err})
+		_ = conn.send(ctlMsg{Kind: ctlExit, Code: r.Code, Err: r.Err})
 	}
 }
 
@@ -203,17 +192,17 @@ func withShortPath(path string, do func(name string) error) error {
 }
 
 // dial connects to the control socket of a running sandbox.
-func dial(path string) (channel, error) {
+func dial(path string) (ctlChannel, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return channel{}, err
+		return ctlChannel{}, err
 	}
 	err = withShortPath(path, func(name string) error { return unix.Connect(fd, &unix.SockaddrUnix{Name: name}) })
 	if err != nil {
 		unix.Close(fd)
-		return channel{}, fmt.Errorf("the sandbox is not running (%v)", err)
+		return ctlChannel{}, fmt.Errorf("the sandbox is not running (%v)", err)
 	}
-	return channel{os.NewFile(uintptr(fd), "control")}, nil
+	return ctlChannel{os.NewFile(uintptr(fd), "control")}, nil
 }
 
 // SignalSandbox sends sig to the sandbox served on the control socket at
@@ -224,7 +213,7 @@ func SignalSandbox(path string, sig unix.Signal) error {
 		return err
 	}
 	defer conn.f.Close()
-	if err := conn.send(message{Kind: ctlSignal, Signal: int(sig)}); err != nil {
+	if err := conn.send(ctlMsg{Kind: ctlSignal, Signal: int(sig)}); err != nil {
 		return err
 	}
 	m, fds, err := conn.recv()
@@ -246,7 +235,7 @@ func WaitSandbox(path string) (int, error) {
 		return 0, err
 	}
 	defer conn.f.Close()
-	if err := conn.send(message{Kind: ctlWait}); err != nil {
+	if err := conn.send(ctlMsg{Kind: ctlWait}); err != nil {
 		return 0, err
 	}
 	m, fds, err := conn.recv()
@@ -276,12 +265,12 @@ func ExecIn(path string, e spec.Exec, stdin, stdout, stderr *os.File) (ExecResul
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, ForwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := conn.send(message{Kind: ctlExec, Exec: &e}, fds...); err != nil {
+	if err := conn.send(ctlMsg{Kind: ctlExec, Exec: &e}, fds...); err != nil {
 		return ExecResult{}, err
 	}
 	var relay *ttyRelay
 	var mu sync.Mutex
-	replies := make(chan message, 2)
+	replies := make(chan ctlMsg, 2)
 	go func() {
 		defer close(replies)
 		for {
@@ -311,7 +300,7 @@ func ExecIn(path string, e spec.Exec, stdin, stdout, stderr *os.File) (ExecResul
 				}
 				continue
 			}
-			_ = conn.send(message{Kind: ctlSignal, Signal: int(sig.(unix.Signal))})
+			_ = conn.send(ctlMsg{Kind: ctlSignal, Signal: int(sig.(unix.Signal))})
 		case m, ok := <-replies:
 			mu.Lock()
 			r := relay

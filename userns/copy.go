@@ -32,16 +32,16 @@ func openSandboxRoot() error {
 // startCopy starts the copy m asks for, if it is a request for one, with
 // the request's descriptors, and answers the parent on ch once it ends; it
 // reports whether m was such a request, and then owns fds.
-func startCopy(ch channel, m message, fds []int) bool {
+func startCopy(ch syncChannel, m syncMsg, fds []int) bool {
 	if m.Kind != msgExec || m.Exec == nil || m.Exec.Copy == nil {
 		return false
 	}
 	if m.Exec.TTY || len(fds) != 3 {
 		closeAll(fds)
-		_ = ch.send(message{Kind: msgExecDone, ID: m.ID, Code: 125, Err: "malformed copy request"})
+		_ = ch.send(syncMsg{Kind: msgExecDone, ID: m.ID, Code: 125, Err: "malformed copy request"})
 		return true
 	}
-	serveCopy(m.Exec, fds, func(code int) { _ = ch.send(message{Kind: msgExecDone, ID: m.ID, Code: code}) })
+	serveCopy(m.Exec, fds, func(code int) { _ = ch.send(syncMsg{Kind: msgExecDone, ID: m.ID, Code: code}) })
 	return true
 }
 

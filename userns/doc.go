@@ -18,6 +18,10 @@
 // sandbox's, where the kernel locks every mount Init made and PID 1 is out
 // of the command's reach; Init then relays between ursb and it (nested.go).
 //
+// For an OCI create (Options.StartGate, Options.Orphan), init sets up
+// everything, then waits at a FIFO until start opens it, and outlives the
+// ursb that started it.
+//
 // Parent and child talk over a SOCK_SEQPACKET socket pair with the typed
 // messages in msg.go; the child never trusts the parent less than itself, but
 // the parent treats everything the child says as coming from the sandbox.

@@ -60,7 +60,7 @@ func (sb *Sandbox) Exec(e spec.Exec, stdio []*os.File) (*Process, error) {
 			fds = append(fds, int(f.Fd()))
 		}
 	}
-	if err := sb.ch.send(message{Kind: msgExec, ID: id, Exec: &e}, fds...); err != nil {
+	if err := sb.ch.send(syncMsg{Kind: msgExec, ID: id, Exec: &e}, fds...); err != nil {
 		sb.mu.Lock()
 		delete(sb.execs, id)
 		sb.mu.Unlock()
@@ -93,7 +93,7 @@ func (p *Process) Started() (ExecResult, bool) {
 
 // Signal sends sig to the process.
 func (p *Process) Signal(sig unix.Signal) error {
-	return p.sb.ch.send(message{Kind: msgExecSignal, ID: p.id, Signal: int(sig)})
+	return p.sb.ch.send(syncMsg{Kind: msgExecSignal, ID: p.id, Signal: int(sig)})
 }
 
 // Wait returns once the process has ended.

@@ -49,7 +49,7 @@ const exeFD = 4
 // it forwards. Capabilities, the bounding set and no_new_privs are per
 // thread, and the command is forked from the thread that set them, so
 // the calling goroutine is locked to its thread for good.
-func initChannel() (channel, chan os.Signal) {
+func initChannel() (syncChannel, chan os.Signal) {
 	// Ask for SIGCHLD and the forwarded signals before the command exists,
 	// so neither its exit nor an early ^C is lost. It is done while ursb
 	// still writes the id maps: os/signal enables each signal with a
@@ -58,19 +58,23 @@ func initChannel() (channel, chan os.Signal) {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, append([]os.Signal{unix.SIGCHLD}, ForwardedSignals...)...)
 	runtime.LockOSThread()
-	return channel{os.NewFile(3, "sync")}, sigs
+	return syncChannel{os.NewFile(3, "sync")}, sigs
 }
 
 // failStart tells the parent why the sandbox could not start and exits.
-func failStart(ch channel, code int, err error) {
-	_ = ch.send(message{Kind: msgError, Err: err.Error(), Code: code})
+func failStart(ch syncChannel, code int, err error) {
+	_ = ch.send(syncMsg{Kind: msgError, Err: err.Error(), Code: code})
 	os.Exit(code)
 }
 
 // runCommand starts the sandbox's command, serves the parent's requests
 // until the command ends, and exits with its code.
-func runCommand(s *spec.Spec, ch channel, sigs chan os.Signal) {
-	sendTTY := func(master *os.File) error { return ch.send(message{Kind: msgTTY}, int(master.Fd())) }
+func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
+	sendTTY := func(master *os.File) error { return ch.send(syncMsg{Kind: msgTTY}, int(master.Fd())) }
+	if s.StartGate {
+		_ = ch.send(syncMsg{Kind: msgCreated})
+		awaitStart(sigs)
+	}
 	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
 	if err != nil {
 		var f *Failure
@@ -79,30 +83,63 @@ func runCommand(s *spec.Spec, ch channel, sigs chan os.Signal) {
 		}
 		failStart(ch, 125, err)
 	}
-	_ = ch.send(message{Kind: msgStarted})
+	_ = ch.send(syncMsg{Kind: msgStarted})
 	go braceForForkBombs()
 	releaseWhenIdle()
 	reqs := make(chan request, 16)
 	go readRequests(ch, reqs)
 	code := serve(s, ch, cmd, sigs, reqs)
-	if userMode(s) {
+	if s.Network.Mode.UserMode() {
 		// What the command sent just before it exited may still sit in
 		// its sockets; the network stops as soon as init exits.
-		_ = slirp.DrainTCP(s.Network.Mode)
+		_ = slirp.DrainTCP(string(s.Network.Mode))
 	}
 	os.Exit(code)
 }
 
+// gateFD is where init finds the start gate (Options.StartGate).
+const gateFD = 5
+
+// awaitStart blocks until the OCI start command opens the start gate. A
+// signal that arrives first ends init as it would have ended the command,
+// so kill works on a created sandbox too; the gate is closed before the
+// command starts, which must not reach the host's state directory.
+func awaitStart(sigs chan os.Signal) {
+	opened := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", gateFD), os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.Write([]byte{0})
+			f.Close()
+		}
+		opened <- err
+	}()
+	for {
+		select {
+		case err := <-opened:
+			unix.Close(gateFD)
+			if err != nil {
+				os.Exit(125)
+			}
+			return
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD && sig != unix.SIGWINCH {
+				os.Exit(128 + int(sig.(unix.Signal)))
+			}
+		}
+	}
+}
+
 // request is a message from the parent with its descriptors.
 type request struct {
-	m   message
+	m   syncMsg
 	fds []int
 }
 
 // readRequests passes on what the parent asks once the command runs. The
 // work happens on init's own thread, whose capabilities the processes it
 // forks inherit.
-func readRequests(ch channel, reqs chan<- request) {
+func readRequests(ch syncChannel, reqs chan<- request) {
 	for {
 		m, fds, err := ch.recv()
 		if err != nil {
@@ -116,7 +153,7 @@ func readRequests(ch channel, reqs chan<- request) {
 // starts exec'd processes, and returns the command's exit code once the
 // command itself has ended; the kernel then ends what is left of the pid
 // namespace, exec'd processes included.
-func serve(s *spec.Spec, ch channel, cmd int, sigs chan os.Signal, reqs chan request) int {
+func serve(s *spec.Spec, ch syncChannel, cmd int, sigs chan os.Signal, reqs chan request) int {
 	execs := map[int]int{} // pid → exec id
 	for {
 		select {
@@ -135,7 +172,7 @@ func serve(s *spec.Spec, ch channel, cmd int, sigs chan os.Signal, reqs chan req
 				}
 				if id, ok := execs[pid]; ok {
 					delete(execs, pid)
-					_ = ch.send(message{Kind: msgExecDone, ID: id, Code: code})
+					_ = ch.send(syncMsg{Kind: msgExecDone, ID: id, Code: code})
 				}
 				return false
 			})
@@ -170,7 +207,7 @@ func reapChildren(ended func(pid, code int) bool) bool {
 }
 
 // handle acts on one request from the parent.
-func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
+func handle(s *spec.Spec, ch syncChannel, r request, execs map[int]int) {
 	defer func() { closeAll(r.fds) }()
 	switch r.m.Kind {
 	case msgExec:
@@ -179,12 +216,12 @@ func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
 			return
 		}
 		if r.m.Exec == nil || len(r.m.Exec.Argv) == 0 || (!r.m.Exec.TTY && len(r.fds) != 3) {
-			_ = ch.send(message{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed exec request"})
+			_ = ch.send(syncMsg{Kind: msgExecDone, ID: r.m.ID, Code: 125, Err: "malformed exec request"})
 			return
 		}
 		id := r.m.ID
 		sendTTY := func(master *os.File) error {
-			return ch.send(message{Kind: msgExecTTY, ID: id}, int(master.Fd()))
+			return ch.send(syncMsg{Kind: msgExecTTY, ID: id}, int(master.Fd()))
 		}
 		pid, err := spawn(s, execProcess(r.m.Exec), r.fds, sendTTY)
 		if err != nil {
@@ -193,12 +230,12 @@ func handle(s *spec.Spec, ch channel, r request, execs map[int]int) {
 			if errors.As(err, &f) {
 				code = f.Code
 			}
-			_ = ch.send(message{Kind: msgExecDone, ID: id, Code: code, Err: err.Error()})
+			_ = ch.send(syncMsg{Kind: msgExecDone, ID: id, Code: code, Err: err.Error()})
 			return
 		}
 		execs[pid] = id
 		if r.m.Exec.Detach {
-			_ = ch.send(message{Kind: msgExecRuns, ID: id})
+			_ = ch.send(syncMsg{Kind: msgExecRuns, ID: id})
 		}
 	case msgExecSignal:
 		for pid, id := range execs {

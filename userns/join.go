@@ -53,7 +53,7 @@ func JoinChild() {
 	if os.Getppid() == 1 {
 		os.Exit(125) // ursb is already gone
 	}
-	ch := channel{os.NewFile(3, "sync")}
+	ch := syncChannel{os.NewFile(3, "sync")}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/4",
 		Args:       []string{InitArg0},
@@ -72,10 +72,10 @@ func JoinChild() {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, ForwardedSignals...)
 	if err := cmd.Start(); err != nil {
-		_ = ch.send(message{Kind: msgError, Err: "starting the sandbox in the shared namespaces: " + err.Error(), Code: 125})
+		_ = ch.send(syncMsg{Kind: msgError, Err: "starting the sandbox in the shared namespaces: " + err.Error(), Code: 125})
 		os.Exit(125)
 	}
-	_ = ch.send(message{Kind: msgJoined, Code: cmd.Process.Pid})
+	_ = ch.send(syncMsg{Kind: msgJoined, Code: cmd.Process.Pid})
 	ch.f.Close()
 	unix.Close(4)
 	go func() {

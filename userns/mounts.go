@@ -34,7 +34,7 @@ type rootfs struct {
 // devices are bind-mounted from the host: a user namespace cannot mknod.
 var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-func setupSteps(s *spec.Spec, stage string, ch channel) []step {
+func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 	r := &rootfs{stage: stage}
 	sources := make([]*os.File, len(s.Mounts))
 	var steps []step
@@ -195,6 +195,15 @@ func (r *rootfs) mountRoot(s *spec.Spec) error {
 		// and it is the one that goes on to start the command.
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			return fmt.Errorf("leaving fuse-overlayfs's mount namespace: %w", err)
+		}
+	} else if root.Overlay == spec.RootBind {
+		top, err := cloneTree(unix.AT_FDCWD, root.Layers[0].Lower, attr)
+		if err == nil {
+			err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, r.stage, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			top.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("binding the root %s: %w", lowerName(s), err)
 		}
 	} else {
 		top, err := fuseoverlay.MountKernel(root, root.Layers[0], layerAttr(root.Layers[0]))

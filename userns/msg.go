@@ -12,27 +12,32 @@ import (
 	"github.com/ursb/ursb/spec"
 )
 
-// message kinds exchanged over the sync socket.
-const (
-	msgStart   = "start"   // parent → child: the spec; maps are written
-	msgTTY     = "tty"     // child → parent: pty master attached as SCM_RIGHTS
-	msgError   = "error"   // child → parent: setup failed; Code is the exit code
-	msgStarted = "started" // child → parent: the command runs
-	msgJoined  = "joined"  // join stage → parent: init runs as host pid Code
-	msgNet     = "net"     // parent → child: the network is ready; Net says how to finish it
-	msgTap     = "tap"     // child → parent: the builtin network's tap attached as SCM_RIGHTS
-	msgNetUp   = "netup"   // parent → child: the tap is served; the network works
+// syncKind names a message on the sync socket, between ursb and the
+// sandbox's init (and between init and a nested init, which relays).
+type syncKind string
 
-	msgExec       = "exec"        // parent → child: run Exec as process ID, stdio attached unless TTY
-	msgExecSignal = "exec-signal" // parent → child: send Signal to process ID
-	msgExecTTY    = "exec-tty"    // child → parent: pty master of process ID attached
-	msgExecDone   = "exec-done"   // child → parent: process ID ended with Code (Err if it never ran)
-	msgExecRuns   = "exec-runs"   // child → parent: detached process ID has started
+// The sync socket's messages.
+const (
+	msgStart   syncKind = "start"   // parent → child: the spec; maps are written
+	msgTTY     syncKind = "tty"     // child → parent: pty master attached as SCM_RIGHTS
+	msgError   syncKind = "error"   // child → parent: setup failed; Code is the exit code
+	msgStarted syncKind = "started" // child → parent: the command runs
+	msgCreated syncKind = "created" // child → parent: set up; init waits at the start gate
+	msgJoined  syncKind = "joined"  // join stage → parent: init runs as host pid Code
+	msgNet     syncKind = "net"     // parent → child: the network is ready; Net says how to finish it
+	msgTap     syncKind = "tap"     // child → parent: the builtin network's tap attached as SCM_RIGHTS
+	msgNetUp   syncKind = "netup"   // parent → child: the tap is served; the network works
+
+	msgExec       syncKind = "exec"        // parent → child: run Exec as process ID, stdio attached unless TTY
+	msgExecSignal syncKind = "exec-signal" // parent → child: send Signal to process ID
+	msgExecTTY    syncKind = "exec-tty"    // child → parent: pty master of process ID attached
+	msgExecDone   syncKind = "exec-done"   // child → parent: process ID ended with Code (Err if it never ran)
+	msgExecRuns   syncKind = "exec-runs"   // child → parent: detached process ID has started
 )
 
-// message is one datagram on the sync socket.
-type message struct {
-	Kind string             `json:"kind"`
+// syncMsg is one datagram on the sync socket.
+type syncMsg struct {
+	Kind syncKind           `json:"kind"`
 	Spec *spec.Spec         `json:"spec,omitempty"`
 	Net  *slirp.ChildConfig `json:"net,omitempty"`
 	Err  string             `json:"err,omitempty"`
@@ -43,14 +48,45 @@ type message struct {
 	Signal int        `json:"signal,omitempty"`
 }
 
+// ctlKind names a message on a control socket, between an ursb command
+// (exec, stop, kill, wait) and the ursb that runs the sandbox.
+type ctlKind string
+
+// The control socket's messages.
+const (
+	ctlExec   ctlKind = "exec"   // client → server: Exec, with stdin, stdout, stderr unless TTY
+	ctlSignal ctlKind = "signal" // client → server: Signal to the sandbox, or to the exec'd process
+	ctlWait   ctlKind = "wait"   // client → server: answer with ctlExit once the sandbox has ended
+	ctlTTY    ctlKind = "tty"    // server → client: the exec'd process's pty master
+	ctlExit   ctlKind = "exit"   // server → client: Code (and Err) of the exec'd process, or of the sandbox
+	ctlOK     ctlKind = "ok"     // server → client: the signal was sent
+)
+
+// ctlMsg is one datagram on a control socket.
+type ctlMsg struct {
+	Kind   ctlKind    `json:"kind"`
+	Exec   *spec.Exec `json:"exec,omitempty"`
+	Signal int        `json:"signal,omitempty"`
+	Code   int        `json:"code,omitempty"`
+	Err    string     `json:"err,omitempty"`
+}
+
 // maxMessage bounds what the parent reads from the sandbox.
 const maxMessage = 1 << 20
 
-type channel struct{ f *os.File }
+// channel is one end of a SOCK_SEQPACKET socket that carries messages of
+// type M, one per datagram, with descriptors attached.
+type channel[M any] struct{ f *os.File }
+
+// syncChannel is ursb's or init's end of the sync socket.
+type syncChannel = channel[syncMsg]
+
+// ctlChannel is one end of a connection to a control socket.
+type ctlChannel = channel[ctlMsg]
 
 // send writes one message with descriptors attached. Like recv it holds
 // the descriptor for the call: another goroutine may close the channel.
-func (c channel) send(m message, fds ...int) error {
+func (c channel[M]) send(m M, fds ...int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -79,10 +115,11 @@ func (c channel) send(m message, fds ...int) error {
 // Both calls are made while the descriptor is held (RawConn): closed by
 // another goroutine between them, its number could name another socket by
 // the second call.
-func (c channel) recv() (message, []int, error) {
+func (c channel[M]) recv() (M, []int, error) {
+	var none M
 	rc, err := c.f.SyscallConn()
 	if err != nil {
-		return message{}, nil, err
+		return none, nil, err
 	}
 	var buf []byte
 	var n, oobn, flags int
@@ -106,10 +143,10 @@ func (c channel) recv() (message, []int, error) {
 		return true
 	})
 	if rerr != nil {
-		return message{}, nil, rerr
+		return none, nil, rerr
 	}
 	if err != nil {
-		return message{}, nil, err
+		return none, nil, err
 	}
 	var fds []int
 	if oobn > 0 {
@@ -125,16 +162,16 @@ func (c channel) recv() (message, []int, error) {
 	}
 	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 		closeAll(fds)
-		return message{}, nil, fmt.Errorf("oversized message on the sync socket")
+		return none, nil, fmt.Errorf("oversized message on the sync socket")
 	}
 	if n == 0 {
 		closeAll(fds)
-		return message{}, nil, errors.New("sync socket closed")
+		return none, nil, errors.New("sync socket closed")
 	}
-	var m message
+	var m M
 	if err := json.Unmarshal(buf[:n], &m); err != nil {
 		closeAll(fds)
-		return message{}, nil, fmt.Errorf("bad message on the sync socket: %w", err)
+		return none, nil, fmt.Errorf("bad message on the sync socket: %w", err)
 	}
 	return m, fds, nil
 }

@@ -11,13 +11,18 @@ import (
 	"github.com/ursb/ursb/spec"
 )
 
-func channelPair(t *testing.T) (channel, channel) {
+func channelPair(t *testing.T) (syncChannel, syncChannel) {
+	t.Helper()
+	return pairOf[syncMsg](t)
+}
+
+func pairOf[M any](t *testing.T) (channel[M], channel[M]) {
 	t.Helper()
 	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := channel{os.NewFile(uintptr(p[0]), "a")}, channel{os.NewFile(uintptr(p[1]), "b")}
+	a, b := channel[M]{os.NewFile(uintptr(p[0]), "a")}, channel[M]{os.NewFile(uintptr(p[1]), "b")}
 	t.Cleanup(func() { a.f.Close(); b.f.Close() })
 	return a, b
 }
@@ -28,7 +33,7 @@ func TestChannelMessageSizes(t *testing.T) {
 	a, b := channelPair(t)
 	for _, size := range []int{0, 10, 4096, 100 << 10} {
 		env := []string{"X=" + strings.Repeat("x", size)}
-		if err := a.send(message{Kind: msgStart, Spec: &spec.Spec{Env: env}}, 1); err != nil {
+		if err := a.send(syncMsg{Kind: msgStart, Spec: &spec.Spec{Env: env}}, 1); err != nil {
 			t.Fatal(err)
 		}
 		m, fds, err := b.recv()
@@ -43,7 +48,7 @@ func TestChannelMessageSizes(t *testing.T) {
 	}
 }
 
-// A reader blocked on a channel that another goroutine closes must not go
+// A reader blocked on a syncChannel that another goroutine closes must not go
 // on to read from the descriptor's number once it names another socket.
 func TestChannelClosedUnderReader(t *testing.T) {
 	for range 200 {
@@ -57,10 +62,10 @@ func TestChannelClosedUnderReader(t *testing.T) {
 		b.f.Close()
 		c, d := channelPair(t)
 		a.f.Close()
-		if err := c.send(message{Kind: msgStarted}); err != nil {
+		if err := c.send(syncMsg{Kind: msgStarted}); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan string, 1)
+		got := make(chan syncKind, 1)
 		go func() {
 			m, _, _ := d.recv()
 			got <- m.Kind
@@ -87,10 +92,10 @@ func TestChannelClosedUnderReader(t *testing.T) {
 // kernel then reports ECONNRESET before the messages init sent.
 func TestChannelLastWordAfterUnreadMessage(t *testing.T) {
 	parent, child := channelPair(t)
-	if err := parent.send(message{Kind: msgNet}); err != nil {
+	if err := parent.send(syncMsg{Kind: msgNet}); err != nil {
 		t.Fatal(err)
 	}
-	if err := child.send(message{Kind: msgError, Err: "setting up the sandbox: failed", Code: 125}); err != nil {
+	if err := child.send(syncMsg{Kind: msgError, Err: "setting up the sandbox: failed", Code: 125}); err != nil {
 		t.Fatal(err)
 	}
 	child.f.Close()
@@ -100,5 +105,28 @@ func TestChannelLastWordAfterUnreadMessage(t *testing.T) {
 	}
 	if _, _, err := parent.recv(); err == nil {
 		t.Fatal("a closed peer must read as an error")
+	}
+}
+
+// A control request arrives with its exec and descriptors, and says on
+// the wire what it always said: a client of another ursb build still
+// understands it.
+func TestControlMessage(t *testing.T) {
+	a, b := pairOf[ctlMsg](t)
+	if err := a.send(ctlMsg{Kind: ctlExec, Exec: &spec.Exec{Argv: []string{"true"}}}, 0, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	m, fds, err := b.recv()
+	if err != nil || m.Kind != ctlExec || m.Exec == nil || len(m.Exec.Argv) != 1 || len(fds) != 3 {
+		t.Fatalf("got %+v with %d fds, err %v", m, len(fds), err)
+	}
+	closeAll(fds)
+	raw := channel[map[string]any](a)
+	if err := b.send(ctlMsg{Kind: ctlExit, Code: 3, Err: "no"}); err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := raw.recv()
+	if err != nil || w["kind"] != "exit" || w["code"] != 3.0 || w["err"] != "no" {
+		t.Errorf("on the wire: %v, err %v", w, err)
 	}
 }

@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -62,7 +61,7 @@ const lowPortsSysctl = "net/ipv4/ip_unprivileged_port_start"
 // sandbox's ids are all its own, so opening the low ports to every one of
 // them gives nothing away.
 func sandboxSysctls(s *spec.Spec) map[string]string {
-	if !nested(s) || s.Network.Mode == slirp.ModeHost || joined(s) {
+	if !nested(s) || s.Network.Mode.Shared() {
 		return s.Sysctls
 	}
 	if _, set := s.Sysctls[lowPortsSysctl]; set {
@@ -104,7 +103,7 @@ func NestedInit() {
 // mount namespace copied from this one, where every mount is locked. Then
 // it relays between ursb and that init, does ursb cp's copies itself, and
 // exits as that init does. It never returns.
-func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
+func superviseNested(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		failStart(ch, 125, fmt.Errorf("making init non-dumpable: %w", err))
 	}
@@ -112,7 +111,7 @@ func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
 	if err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
 	}
-	if err := inner.send(message{Kind: msgStart, Spec: s}); err != nil {
+	if err := inner.send(syncMsg{Kind: msgStart, Spec: s}); err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
 	}
 	fromInner := make(chan struct{})
@@ -120,7 +119,7 @@ func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
 		relay(inner, ch, nil)
 		close(fromInner)
 	}()
-	go relay(ch, inner, func(m message, fds []int) bool { return startCopy(ch, m, fds) })
+	go relay(ch, inner, func(m syncMsg, fds []int) bool { return startCopy(ch, m, fds) })
 	go braceForForkBombs()
 	releaseWhenIdle()
 	for sig := range sigs {
@@ -140,22 +139,22 @@ func superviseNested(s *spec.Spec, ch channel, sigs chan os.Signal) {
 
 // startNested starts the nested init from the executable at exeFD, with a
 // socket to it.
-func startNested() (int, channel, error) {
+func startNested() (int, syncChannel, error) {
 	uids, err := identityMap("/proc/self/uid_map")
 	if err != nil {
-		return 0, channel{}, err
+		return 0, syncChannel{}, err
 	}
 	gids, err := identityMap("/proc/self/gid_map")
 	if err != nil {
-		return 0, channel{}, err
+		return 0, syncChannel{}, err
 	}
 	setgroups, err := os.ReadFile("/proc/self/setgroups")
 	if err != nil {
-		return 0, channel{}, err
+		return 0, syncChannel{}, err
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, channel{}, err
+		return 0, syncChannel{}, err
 	}
 	defer unix.Close(pair[1])
 	defer unix.Close(exeFD)
@@ -180,9 +179,9 @@ func startNested() (int, channel, error) {
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), []string{NestedInitArg0}, attr)
 	if err != nil {
 		unix.Close(pair[0])
-		return 0, channel{}, err
+		return 0, syncChannel{}, err
 	}
-	return pid, channel{os.NewFile(uintptr(pair[0]), "nested")}, nil
+	return pid, syncChannel{os.NewFile(uintptr(pair[0]), "nested")}, nil
 }
 
 // identityMap maps each range of ids of this user namespace, as its map
@@ -210,10 +209,10 @@ func identityMap(file string) ([]syscall.SysProcIDMap, error) {
 	return m, sc.Err()
 }
 
-// relay passes every message from one init channel to the other with its
+// relay passes every message from one init syncChannel to the other with its
 // descriptors, until from closes. take, when set, may handle a message
 // itself instead (reporting true), and then owns its descriptors.
-func relay(from, to channel, take func(message, []int) bool) {
+func relay(from, to syncChannel, take func(syncMsg, []int) bool) {
 	for {
 		m, fds, err := from.recv()
 		if err != nil {

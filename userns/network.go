@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -39,16 +38,6 @@ var netFiles = []struct{ inside, name string }{
 // helpers' sockets are out of its reach there.
 func runDir(stage string) string { return filepath.Dir(stage) }
 
-// userMode reports whether the sandbox has a user-mode network, which init
-// must wait for.
-func userMode(s *spec.Spec) bool {
-	return s.Network.Mode != slirp.ModeNone && s.Network.Mode != slirp.ModeHost && !joined(s)
-}
-
-// joined reports whether the sandbox shares another's network, which is up
-// already and served by that sandbox's helper.
-func joined(s *spec.Spec) bool { return strings.HasPrefix(s.Network.Mode, spec.NetSandboxPrefix) }
-
 // sandboxNet is the parent's side of the sandbox's network.
 type sandboxNet struct {
 	n *slirp.Network
@@ -73,7 +62,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		echo = sb.opts.Stderr
 	}
 	n, err := slirp.Start(pid, slirp.Options{
-		Mode:              s.Network.Mode,
+		Mode:              string(s.Network.Mode),
 		AllowHostLoopback: s.Network.AllowHostLoopback,
 		MTU:               s.Network.MTU,
 		Publish:           s.Network.Publish,
@@ -88,7 +77,7 @@ func (sb *Sandbox) startNetwork(pid int) error {
 		return fmt.Errorf("starting the network: %w", err)
 	}
 	sb.net = &sandboxNet{n: n}
-	if s.Network.Mode == slirp.ModeHost {
+	if s.Network.Mode.Host() {
 		// The host's network, and the host's files to go with it.
 		return nil
 	}
@@ -130,12 +119,12 @@ func (sb *Sandbox) writeNetFiles(c slirp.ChildConfig) error {
 // awaitNetwork tells init how to finish its network once the driver is
 // ready; when it cannot get ready the sandbox ends.
 func (sb *Sandbox) awaitNetwork(pid int) {
-	if !userMode(sb.spec) {
+	if !sb.spec.Network.Mode.UserMode() {
 		return
 	}
 	c, err := sb.net.n.Ready()
 	if err == nil {
-		err = sb.ch.send(message{Kind: msgNet, Net: &c})
+		err = sb.ch.send(syncMsg{Kind: msgNet, Net: &c})
 	}
 	if err != nil {
 		sb.netFailed(pid, err)
@@ -152,7 +141,7 @@ func (sb *Sandbox) attachTap(pid int, fds []int) {
 	}
 	err := sb.net.n.AttachTap(os.NewFile(uintptr(fds[0]), "tap"))
 	if err == nil {
-		err = sb.ch.send(message{Kind: msgNetUp})
+		err = sb.ch.send(syncMsg{Kind: msgNetUp})
 	}
 	if err != nil {
 		sb.netFailed(pid, err)
@@ -199,7 +188,9 @@ const (
 // resolved inside it, and one that is missing is created in the
 // copy-on-write layer or in the sandbox's own /run.
 func (r *rootfs) networkFiles(s *spec.Spec, stage string) []step {
-	if s.Network.Mode == slirp.ModeHost {
+	// An OCI bundle's root is written in place, and its engine mounts
+	// the files it wants there itself.
+	if s.Network.Mode.Host() || s.Root.Overlay == spec.RootBind {
 		return nil
 	}
 	return []step{{"mounting /etc/hosts and /etc/resolv.conf", func() error {
@@ -334,11 +325,11 @@ func (r *rootfs) fileThroughLinks(path string) (*os.File, error) {
 
 // networkUp is init's last network step before pivot_root: lo alone, or the
 // user-mode network once the parent says it is ready.
-func networkUp(s *spec.Spec, ch channel) []step {
+func networkUp(s *spec.Spec, ch syncChannel) []step {
 	switch {
-	case s.Network.Mode == slirp.ModeHost:
+	case s.Network.Mode.Host():
 		return nil
-	case !userMode(s):
+	case !s.Network.Mode.UserMode():
 		return []step{{"bringing up the loopback interface", slirp.LoopbackUp}}
 	}
 	return []step{{"starting the network", func() error {
@@ -354,7 +345,7 @@ func networkUp(s *spec.Spec, ch channel) []step {
 		if err != nil || tap == nil {
 			return err
 		}
-		err = ch.send(message{Kind: msgTap}, int(tap.Fd()))
+		err = ch.send(syncMsg{Kind: msgTap}, int(tap.Fd()))
 		tap.Close()
 		if err != nil {
 			return err

@@ -47,6 +47,14 @@ type Options struct {
 	// LongLived marks a sandbox expected to run for long (a detached
 	// one): its init favours memory over start time.
 	LongLived bool
+	// StartGate, with the spec's StartGate, is a FIFO opened O_PATH: init,
+	// once set up, opens it for writing, which blocks until the OCI start
+	// command opens it for reading. Start returns while init waits there.
+	StartGate *os.File
+	// Orphan lets the sandbox outlive the ursb that starts it (OCI
+	// create): init gets no parent death signal and is reparented to the
+	// caller's subreaper when ursb exits.
+	Orphan bool
 }
 
 // initEnv is the whole environment of the sandbox's init. A long-lived
@@ -89,7 +97,7 @@ func Run(s *spec.Spec, o Options) (Exit, error) {
 // Sandbox is a started sandbox, seen from ursb's side.
 type Sandbox struct {
 	cmd  *exec.Cmd
-	ch   channel
+	ch   syncChannel
 	spec *spec.Spec
 	opts Options
 	sigs chan os.Signal
@@ -133,7 +141,7 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
 
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
-	if s.Network.Mode != "host" {
+	if !s.Network.Mode.Host() {
 		flags |= unix.CLONE_NEWNET
 	}
 	path, args := "/proc/self/fd/4", []string{InitArg0}
@@ -174,11 +182,17 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		// No new user namespace here, so no capabilities to keep.
 		cmd.SysProcAttr.AmbientCaps = nil
 	}
+	if o.StartGate != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, o.StartGate) // fd 5: gateFD
+	}
+	if o.Orphan {
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
 	if o.CgroupFD >= 0 {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = o.CgroupFD
 	}
-	sb := &Sandbox{cmd: cmd, ch: channel{ours}, spec: s, opts: o,
+	sb := &Sandbox{cmd: cmd, ch: syncChannel{ours}, spec: s, opts: o,
 		sigs: make(chan os.Signal, 16), notified: make(chan struct{}), waited: make(chan struct{}), started: make(chan struct{}), msgs: make(chan struct{}),
 		execs: map[int]*execWaiter{}}
 	if err := cmd.Start(); err != nil {
@@ -265,7 +279,7 @@ func (sb *Sandbox) setUp() error {
 		return err
 	}
 	pid := sb.initPID
-	if !joined(sb.spec) {
+	if !sb.spec.Network.Mode.Joined() {
 		// The network helper gets ready while the child mounts.
 		if err := sb.startNetwork(pid); err != nil {
 			return err
@@ -285,7 +299,7 @@ func (sb *Sandbox) setUp() error {
 		fuseDone = d.Done()
 	}
 	<-sb.notified
-	if err := sb.ch.send(message{Kind: msgStart, Spec: sb.spec}); err != nil {
+	if err := sb.ch.send(syncMsg{Kind: msgStart, Spec: sb.spec}); err != nil {
 		return fmt.Errorf("sending the spec to the sandbox: %w", err)
 	}
 	go sb.readMessages()
@@ -430,7 +444,7 @@ func (sb *Sandbox) readMessages() {
 			if len(fds) == 1 && first {
 				continue
 			}
-		case msgStarted:
+		case msgStarted, msgCreated:
 			select {
 			case <-sb.started:
 			default:

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/spec"
 )
 
@@ -24,7 +23,7 @@ var namespacedSysctls = []string{
 // parameters, keyed by their path under /proc/sys. Keys are written with
 // dots (net.ipv4.ip_forward) or slashes (net/ipv4/conf/eth0.1/forwarding,
 // for names that hold a dot). netMode is the sandbox's --net.
-func Sysctls(flags []string, netMode string) (map[string]string, error) {
+func Sysctls(flags []string, netMode spec.NetMode) (map[string]string, error) {
 	if len(flags) == 0 {
 		return nil, nil
 	}
@@ -45,7 +44,7 @@ func Sysctls(flags []string, netMode string) (map[string]string, error) {
 		dotted := strings.ReplaceAll(path, "/", ".")
 		switch {
 		case strings.HasPrefix(dotted, "net."):
-			if netMode == slirp.ModeHost || strings.HasPrefix(netMode, spec.NetSandboxPrefix) {
+			if netMode.Shared() {
 				return nil, fmt.Errorf("--sysctl %s: the sandbox shares a network namespace (--net %s), whose parameters are not its own to set", f, netMode)
 			}
 		case !namespaced(dotted):

@@ -1,6 +1,10 @@
 package userns
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ursb/ursb/spec"
+)
 
 func TestSysctls(t *testing.T) {
 	got, err := Sysctls([]string{"net.ipv4.ip_forward=1", "net/ipv4/conf/eth0.1/forwarding=0", "kernel.shmmax=65536", "fs.mqueue.queues_max=8", "kernel.msgmax=1=2"}, "pasta")
@@ -16,7 +20,10 @@ func TestSysctls(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
-	for _, c := range []struct{ flag, net string }{
+	for _, c := range []struct {
+		flag string
+		net  spec.NetMode
+	}{
 		{"kernel.panic=1", "none"},
 		{"kernel.hostname=x", "none"},
 		{"vm.swappiness=1", "none"},

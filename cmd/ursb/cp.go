@@ -14,6 +14,7 @@ import (
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/internal/printable"
 	"github.com/ursb/ursb/internal/tarcopy"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
@@ -101,7 +102,7 @@ func sandboxSide(e *state.Entry) (inside, func(), error) {
 	case err != nil:
 		return nil, nil, err
 	}
-	stored, ok := readStoredRoot(st)
+	stored, ok := sandbox.ReadStoredRoot(st)
 	if !ok {
 		st.Unlock()
 		return nil, nil, fmt.Errorf("sandbox %s has no layers yet", e.Name)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
 )
@@ -24,7 +25,7 @@ func (c *diffCmd) Run() error {
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	stored, ok := readStoredRoot(st)
+	stored, ok := sandbox.ReadStoredRoot(st)
 	if !ok {
 		return &exitError{code: 125, msg: fmt.Sprintf("sandbox %s has no layers yet", c.Name)}
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/userns"
 )
@@ -34,7 +35,7 @@ func (c *execCmd) Run() error {
 	if len(argv) == 0 {
 		return fail("no command given; usage: ursb exec [flags] NAME CMD [ARG...]")
 	}
-	e, err := findRunning(c.Name)
+	e, err := sandbox.FindRunning(c.Name)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -42,6 +43,7 @@ type cli struct {
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
 	Unshare unshareCmd `cmd:"" help:"Run a command as root of a user namespace with your id mapping, and nothing else of a sandbox (podman unshare)."`
+	Oci     ociCmd     `cmd:"" name:"oci" help:"The OCI runtime command line (runc's), for podman, buildah and containerd; also ursb started as *runc."`
 
 	Version    versionCmd       `cmd:"" help:"Print ursb's version, commit, Go version and build tags."`
 	Help       helpCmd          `cmd:"" help:"Show the help of ursb or of a command."`
@@ -86,11 +88,23 @@ func main() {
 		userns.StorageChild(storageTool)
 	case userns.NestedInitArg0:
 		userns.NestedInit()
-	case monitorArg0:
-		monitorMain()
+	case sandbox.MonitorArg0:
+		sandbox.MonitorMain()
 	}
 	completeIfAsked()
-	os.Exit(run(os.Args[1:]))
+	args := os.Args[1:]
+	if runcName(os.Args[0]) {
+		args = append([]string{"oci"}, args...)
+	}
+	if len(args) > 0 && args[0] == "oci" {
+		rest, version := ociArgs(args[1:])
+		if version {
+			fmt.Print(ociVersion())
+			os.Exit(0)
+		}
+		args = append([]string{"oci"}, rest...)
+	}
+	os.Exit(run(args))
 }
 
 // runOnly is the command line when its first word is "run". kong reflects
@@ -125,6 +139,7 @@ func run(args []string) int {
 	}
 	err = ctx.Run()
 	var ee *exitError
+	var se *sandbox.ExitError
 	switch {
 	case err == nil:
 		return 0
@@ -133,6 +148,11 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "ursb:", oneLine(ee.msg))
 		}
 		return ee.code
+	case errors.As(err, &se):
+		if se.Msg != "" {
+			fmt.Fprintln(os.Stderr, "ursb:", oneLine(se.Msg))
+		}
+		return se.Code
 	default:
 		fmt.Fprintln(os.Stderr, "ursb:", oneLine(err.Error()))
 		return 125

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ursb/ursb/cgroupv2"
+	"github.com/ursb/ursb/sandbox"
 )
 
 type pauseCmd struct {
@@ -40,7 +41,7 @@ func (c *unpauseCmd) Run() error {
 
 // runningLeaf opens the cgroup leaf of a running sandbox.
 func runningLeaf(name string) (*cgroupv2.Leaf, error) {
-	e, err := findRunning(name)
+	e, err := sandbox.FindRunning(name)
 	if err != nil {
 		return nil, err
 	}

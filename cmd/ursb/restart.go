@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
-	"time"
-
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/state"
 )
 
@@ -15,38 +13,8 @@ type restartCmd struct {
 // Run stops each named sandbox that runs, as ursb stop does, and starts it
 // again, detached, as ursb start does.
 func (c *restartCmd) Run() error {
-	state.Sweep(removeStorage)
-	return actOn(c.Names, func(name string) error {
-		e, err := state.Find(name)
-		if err != nil {
-			return err
-		}
-		if e.Running {
-			grace := 10
-			if e.Spec != nil && e.Spec.StopTimeout != nil {
-				grace = int(*e.Spec.StopTimeout)
-			}
-			if c.Time != nil {
-				grace = *c.Time
-			}
-			if err := stop(e, time.Duration(grace)*time.Second); err != nil {
-				return err
-			}
-			// The run that just ended may still be letting go of the
-			// storage.
-			for deadline := time.Now().Add(5 * time.Second); e.Name != ""; {
-				st, err := state.Named(e.Name, false)
-				if err == nil {
-					st.Unlock()
-				}
-				if !errors.Is(err, state.ErrRunning) || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		return startOne(name)
-	})
+	sandbox.Sweep()
+	return actOn(c.Names, func(name string) error { return sandbox.Restart(name, c.Time) })
 }
 
 type renameCmd struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/slirp"
 	"github.com/ursb/ursb/slirp/egress"
 	"github.com/ursb/ursb/spec"
@@ -89,11 +90,16 @@ func (r *runCmd) Run() error {
 	if plan.Notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
-	job := job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
+	job := sandbox.Job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
 	if r.Detach {
-		return detach(job)
+		id, err := sandbox.Detach(job)
+		if err != nil {
+			return err
+		}
+		fmt.Println(id)
+		return nil
 	}
-	code, err := runSandbox(job, plan, host, stdio{os.Stdin, os.Stdout, os.Stderr}, nil)
+	code, err := sandbox.Run(job, plan, host, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, nil)
 	if err != nil {
 		return err
 	}
@@ -158,48 +164,100 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	if s.Hostname == "" {
 		s.Hostname = id[:12]
 	}
-	if r.Rootfs != "" {
-		root, err := filepath.Abs(r.Rootfs)
-		if err == nil {
-			root, err = filepath.EvalSymlinks(root)
-		}
-		if err != nil {
-			return fail("--rootfs %s: does not exist; give a directory holding a root filesystem", r.Rootfs)
-		}
-		if st, err := os.Stat(root); err != nil || !st.IsDir() {
-			return fail("--rootfs %s: not a directory; give a directory holding a root filesystem", r.Rootfs)
-		}
-		if root == "/" {
-			return fail("--rootfs /: leave --rootfs out to run on the host's / (copy-on-write)")
-		}
-		s.Rootfs = root
-	}
-	var peer *state.Entry
-	if name, ok := strings.CutPrefix(r.Net, spec.NetSandboxPrefix); ok {
-		if peer, err = runningPeer(name); err != nil {
-			return nil, idmap.Plan{}, err
-		}
-		if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
-			return fail("--net %s shares that sandbox's network: publish ports, allow host loopback and set DNS and hosts on it instead", r.Net)
-		}
-		if len(r.AllowNet) > 0 || len(r.AllowNetFile) > 0 || r.AllowNetDNS != "" || r.AllowNetLog != "" {
-			return fail("--net %s shares that sandbox's network and its --allow-net rules: set the rules on %s", r.Net, name)
-		}
-		s.Network.Mode = r.Net
-		// Its rules, kept to show and for the files a joiner needs.
-		s.Network.Allow, s.Network.AllowDNS, s.Network.DeniedLog = peer.Spec.Network.Allow, peer.Spec.Network.AllowDNS, peer.Spec.Network.DeniedLog
-	} else if s.Network, err = r.network(); err != nil {
+	if s.Rootfs, err = r.rootfs(); err != nil {
 		return nil, idmap.Plan{}, err
 	}
-	if len(s.Network.Allow) > 0 && s.Network.DeniedLog == "" && s.Name != "" {
-		// Kept with the sandbox, for ursb logs --net.
-		if s.Network.DeniedLog, err = state.NetLogPath(s.Name); err != nil {
-			return nil, idmap.Plan{}, err
-		}
-	}
-	plan, err := idmap.Resolve(r.Userns, host)
+	peer, err := r.networkOf(s)
 	if err != nil {
 		return nil, idmap.Plan{}, err
+	}
+	plan, err := r.identity(s, host, peer)
+	if err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if err := r.mounts(s, cwd); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if err := r.process(s, cwd); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.Limits, err = r.limits(); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.Env, err = r.environment(s); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.Security, err = r.security(); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if err := r.fenceNetwork(s); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.TTY {
+		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
+	}
+	return s, plan, nil
+}
+
+// rootfs checks --rootfs: a directory other than /, symbolic links
+// resolved; empty for the host's /.
+func (r *runCmd) rootfs() (string, error) {
+	if r.Rootfs == "" {
+		return "", nil
+	}
+	root, err := filepath.Abs(r.Rootfs)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(root)
+	}
+	if err != nil {
+		return "", fmt.Errorf("--rootfs %s: does not exist; give a directory holding a root filesystem", r.Rootfs)
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("--rootfs %s: not a directory; give a directory holding a root filesystem", r.Rootfs)
+	}
+	if root == "/" {
+		return "", errors.New("--rootfs /: leave --rootfs out to run on the host's / (copy-on-write)")
+	}
+	return root, nil
+}
+
+// networkOf sets s's network from --net and the flags that go with it;
+// joining another sandbox's, it returns that sandbox.
+func (r *runCmd) networkOf(s *spec.Spec) (*state.Entry, error) {
+	name, ok := spec.NetMode(r.Net).Peer()
+	if !ok {
+		var err error
+		if s.Network, err = r.network(); err != nil {
+			return nil, err
+		}
+		if len(s.Network.Allow) > 0 && s.Network.DeniedLog == "" && s.Name != "" {
+			// Kept with the sandbox, for ursb logs --net.
+			s.Network.DeniedLog, err = state.NetLogPath(s.Name)
+		}
+		return nil, err
+	}
+	peer, err := sandbox.RunningPeer(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Publish) > 0 || r.AllowHostLoopback || len(r.DNS) > 0 || len(r.AddHost) > 0 {
+		return nil, fmt.Errorf("--net %s shares that sandbox's network: publish ports, allow host loopback and set DNS and hosts on it instead", r.Net)
+	}
+	if len(r.AllowNet) > 0 || len(r.AllowNetFile) > 0 || r.AllowNetDNS != "" || r.AllowNetLog != "" {
+		return nil, fmt.Errorf("--net %s shares that sandbox's network and its --allow-net rules: set the rules on %s", r.Net, name)
+	}
+	s.Network.Mode = spec.NetSandbox(name)
+	// Its rules, kept to show and for the files a joiner needs.
+	s.Network.Allow, s.Network.AllowDNS, s.Network.DeniedLog = peer.Spec.Network.Allow, peer.Spec.Network.AllowDNS, peer.Spec.Network.DeniedLog
+	return peer, nil
+}
+
+// identity sets s's id maps (the peer's, when it joins one), user and
+// supplementary groups, each checked to be mapped.
+func (r *runCmd) identity(s *spec.Spec, host idmap.Host, peer *state.Entry) (idmap.Plan, error) {
+	plan, err := idmap.Resolve(r.Userns, host)
+	if err != nil {
+		return idmap.Plan{}, err
 	}
 	s.UIDMap, s.GIDMap = plan.UID, plan.GID
 	if peer != nil {
@@ -209,58 +267,72 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	s.User = plan.DefaultUser
 	if r.User != "" {
 		if s.User, err = spec.ParseUser(r.User); err != nil {
-			return nil, idmap.Plan{}, err
+			return idmap.Plan{}, err
 		}
 	}
 	if !idmap.Contains(s.UIDMap, s.User.UID) || !idmap.Contains(s.GIDMap, s.User.GID) {
-		return fail("user %d:%d is not mapped in the sandbox (--userns %s maps %s); use --userns full", s.User.UID, s.User.GID, plan.Mode, describeMap(s.UIDMap))
+		return idmap.Plan{}, fmt.Errorf("user %d:%d is not mapped in the sandbox (--userns %s maps %s); use --userns full", s.User.UID, s.User.GID, plan.Mode, describeMap(s.UIDMap))
 	}
+	if s.Groups, s.KeepGroups, err = spec.ParseGroupAdd(r.GroupAdd); err != nil {
+		return idmap.Plan{}, err
+	}
+	if len(s.Groups) > 0 && len(s.GIDMap) == 1 && s.GIDMap[0].Size == 1 {
+		return idmap.Plan{}, errors.New("--group-add needs a full id map: a single-id map denies setgroups; use --userns full")
+	}
+	for _, g := range s.Groups {
+		if !idmap.Contains(s.GIDMap, g) {
+			return idmap.Plan{}, fmt.Errorf("--group-add %d: the group is not mapped in the sandbox (--userns %s); use --userns full", g, plan.Mode)
+		}
+	}
+	return plan, nil
+}
+
+// mounts adds -v, --tmpfs, --mount and --device to s, in that order;
+// relative sources are below cwd.
+func (r *runCmd) mounts(s *spec.Spec, cwd string) error {
 	for _, v := range r.Volume {
 		m, err := spec.ParseVolume(v, cwd)
 		if err != nil {
-			return nil, idmap.Plan{}, err
+			return err
 		}
 		s.Mounts = append(s.Mounts, m)
 	}
 	for _, v := range r.Tmpfs {
 		m, err := spec.ParseTmpfs(v)
 		if err != nil {
-			return nil, idmap.Plan{}, err
+			return err
 		}
 		s.Mounts = append(s.Mounts, m)
 	}
 	for _, v := range r.Mount {
 		m, err := spec.ParseMount(v, cwd)
 		if err != nil {
-			return nil, idmap.Plan{}, err
+			return err
 		}
 		s.Mounts = append(s.Mounts, m)
 	}
 	for _, v := range r.Device {
 		ms, err := spec.ParseDevice(v)
 		if err != nil {
-			return nil, idmap.Plan{}, err
+			return err
 		}
 		s.Mounts = append(s.Mounts, ms...)
 	}
-	if s.Groups, s.KeepGroups, err = spec.ParseGroupAdd(r.GroupAdd); err != nil {
-		return nil, idmap.Plan{}, err
-	}
-	if len(s.Groups) > 0 && len(s.GIDMap) == 1 && s.GIDMap[0].Size == 1 {
-		return fail("--group-add needs a full id map: a single-id map denies setgroups; use --userns full")
-	}
-	for _, g := range s.Groups {
-		if !idmap.Contains(s.GIDMap, g) {
-			return fail("--group-add %d: the group is not mapped in the sandbox (--userns %s); use --userns full", g, plan.Mode)
-		}
-	}
+	return nil
+}
+
+// process sets where and how the command runs: its working directory
+// (the caller's on the host's /, else /), what stays writable with
+// --read-only, its timeout and stop signal, resource limits, kernel
+// parameters and /dev/shm.
+func (r *runCmd) process(s *spec.Spec, cwd string) error {
 	s.Cwd = "/"
 	if s.Rootfs == "" {
 		s.Cwd = cwd
 	}
 	if r.Workdir != "" {
 		if !filepath.IsAbs(r.Workdir) {
-			return fail("--workdir %q is not an absolute path", r.Workdir)
+			return fmt.Errorf("--workdir %q is not an absolute path", r.Workdir)
 		}
 		s.Cwd = filepath.Clean(r.Workdir)
 	}
@@ -280,46 +352,42 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	s.Timeout = r.Timeout
 	s.StopTimeout = r.StopTimeout
 	if r.StopSignal != "" {
-		sig, err := parseSignal(r.StopSignal)
+		sig, err := sandbox.ParseSignal(r.StopSignal)
 		if err != nil {
-			return fail("--stop-signal: %v", err)
+			return fmt.Errorf("--stop-signal: %v", err)
 		}
 		s.StopSignal = int(sig)
 	}
+	var err error
 	if s.Rlimits, err = userns.Rlimits(r.Ulimit); err != nil {
-		return nil, idmap.Plan{}, err
+		return err
 	}
 	if s.Sysctls, err = userns.Sysctls(r.Sysctl, s.Network.Mode); err != nil {
-		return nil, idmap.Plan{}, err
+		return err
 	}
 	if r.ShmSize != "" {
 		if s.ShmSizeBytes, err = spec.ParseSize(r.ShmSize); err != nil {
-			return nil, idmap.Plan{}, fmt.Errorf("--shm-size: %v", err)
+			return fmt.Errorf("--shm-size: %v", err)
 		}
 	}
-	if s.Limits, err = r.limits(); err != nil {
-		return nil, idmap.Plan{}, err
+	return nil
+}
+
+// fenceNetwork moves a sandbox whose command may rewrite its network's
+// rules off pasta, or refuses it when pasta was asked for by name.
+func (r *runCmd) fenceNetwork(s *spec.Spec) error {
+	if string(s.Network.Mode) != slirp.ModePasta || s.Network.AllowHostLoopback || !userns.CommandRulesNetwork(s) {
+		return nil
 	}
-	if s.Env, err = r.environment(s); err != nil {
-		return nil, idmap.Plan{}, err
+	// pasta sends what reaches 10.0.2.2 on to the host's network; the
+	// other drivers refuse it themselves, whatever the command does
+	// to the rules in front of them.
+	builtin, berr := slirp.Resolve(slirp.ModeBuiltin)
+	if r.Net != "auto" || berr != nil {
+		return errors.New("--net pasta with --cap-add NET_ADMIN or NET_RAW: the command could undo the rules that keep 10.0.2.2 from reaching your network, which pasta would then pass on; use --net builtin or slirp4netns, or add --allow-host-loopback")
 	}
-	if s.Security, err = r.security(); err != nil {
-		return nil, idmap.Plan{}, err
-	}
-	if s.Network.Mode == slirp.ModePasta && !s.Network.AllowHostLoopback && userns.CommandRulesNetwork(s) {
-		// pasta sends what reaches 10.0.2.2 on to the host's network; the
-		// other drivers refuse it themselves, whatever the command does
-		// to the rules in front of them.
-		builtin, berr := slirp.Resolve(slirp.ModeBuiltin)
-		if r.Net != "auto" || berr != nil {
-			return fail("--net pasta with --cap-add NET_ADMIN or NET_RAW: the command could undo the rules that keep 10.0.2.2 from reaching your network, which pasta would then pass on; use --net builtin or slirp4netns, or add --allow-host-loopback")
-		}
-		s.Network.Mode = builtin
-	}
-	if s.TTY {
-		s.WinSize = userns.TerminalSize(os.Stdin, os.Stdout)
-	}
-	return s, plan, nil
+	s.Network.Mode = spec.NetMode(builtin)
+	return nil
 }
 
 // security turns --cap-add, --cap-drop, --security-opt and --privileged
@@ -379,7 +447,8 @@ func (r *runCmd) network() (spec.Network, error) {
 	if err != nil {
 		return spec.Network{}, err
 	}
-	n := spec.Network{Mode: mode, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU, Allow: allow, AllowDNS: r.AllowNetDNS}
+	resolved := spec.NetMode(mode)
+	n := spec.Network{Mode: resolved, AllowHostLoopback: r.AllowHostLoopback, MTU: r.MTU, Allow: allow, AllowDNS: r.AllowNetDNS}
 	if r.AllowNetLog != "" {
 		if n.DeniedLog, err = filepath.Abs(r.AllowNetLog); err != nil {
 			return n, err
@@ -388,7 +457,7 @@ func (r *runCmd) network() (spec.Network, error) {
 	if len(allow) > 0 && len(r.DNS) > 0 {
 		return n, errors.New("--dns with --allow-net: the sandbox must ask the network's DNS, which answers only allowed names; use --allow-net-dns to choose the server it asks")
 	}
-	if r.MTU != 0 && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+	if r.MTU != 0 && !resolved.UserMode() {
 		return n, fmt.Errorf("--mtu needs a user-mode network, not --net %s", mode)
 	}
 	for _, v := range r.Publish {
@@ -404,13 +473,13 @@ func (r *runCmd) network() (spec.Network, error) {
 	if r.Net == "auto" && mode == slirp.ModePasta && slirp.CheckOptions(slirp.Options{Mode: mode, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish}) != nil {
 		// What pasta cannot publish, the builtin stack can.
 		if builtin, err := slirp.Resolve(slirp.ModeBuiltin); err == nil {
-			n.Mode = builtin
+			n.Mode = spec.NetMode(builtin)
 		}
 	}
-	if r.AllowHostLoopback && (mode == slirp.ModeNone || mode == slirp.ModeHost) {
+	if r.AllowHostLoopback && !resolved.UserMode() {
 		return n, fmt.Errorf("--allow-host-loopback needs a user-mode network, not --net %s: use --net auto, pasta, slirp4netns or builtin", mode)
 	}
-	if (len(r.DNS) > 0 || len(r.AddHost) > 0) && mode == slirp.ModeHost {
+	if (len(r.DNS) > 0 || len(r.AddHost) > 0) && resolved.Host() {
 		return n, errors.New("--net host keeps the host's resolv.conf and hosts: drop --dns and --add-host, or use another network")
 	}
 	for _, v := range r.DNS {
@@ -430,7 +499,7 @@ func (r *runCmd) network() (spec.Network, error) {
 		}
 		n.Hosts = append(n.Hosts, h)
 	}
-	return n, slirp.CheckOptions(slirp.Options{Mode: n.Mode, MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish,
+	return n, slirp.CheckOptions(slirp.Options{Mode: string(n.Mode), MTU: n.MTU, AllowHostLoopback: n.AllowHostLoopback, Publish: n.Publish,
 		Allow: n.Allow, AllowDNS: n.AllowDNS, DeniedLog: n.DeniedLog})
 }
 
@@ -541,19 +610,4 @@ func (r *runCmd) limits() (spec.Limits, error) {
 		return l, fmt.Errorf("--pids-limit and --cpus must not be negative")
 	}
 	return l, nil
-}
-
-// runningPeer finds the running sandbox whose network another one joins.
-func runningPeer(name string) (*state.Entry, error) {
-	e, err := state.Find(name)
-	if err != nil {
-		return nil, err
-	}
-	if !e.Running || e.Spec == nil || e.InitPID == 0 {
-		return nil, fmt.Errorf("sandbox %s is not running; --net sandbox:%s needs it running", name, name)
-	}
-	if e.Spec.Network.Mode == "host" {
-		return nil, fmt.Errorf("sandbox %s uses the host's network; use --net host instead", name)
-	}
-	return e, nil
 }

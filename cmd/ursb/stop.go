@@ -3,14 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/state"
-	"github.com/ursb/ursb/userns"
 )
 
 type stopCmd struct {
@@ -32,54 +27,8 @@ func (c *stopCmd) Run() error {
 		if err != nil {
 			return err
 		}
-		grace := 10
-		if e.Spec != nil && e.Spec.StopTimeout != nil {
-			grace = int(*e.Spec.StopTimeout)
-		}
-		if c.Time != nil {
-			grace = *c.Time
-		}
-		return stop(e, time.Duration(grace)*time.Second)
+		return sandbox.Stop(e, sandbox.StopTimeout(e, c.Time))
 	})
-}
-
-// stop ends a running sandbox and returns once it has exited.
-func stop(e *state.Entry, grace time.Duration) error {
-	if !e.Running {
-		return nil
-	}
-	if grace > 0 {
-		sig := unix.SIGTERM
-		if e.Spec != nil && e.Spec.StopSignal != 0 {
-			sig = unix.Signal(e.Spec.StopSignal)
-		}
-		if err := userns.SignalSandbox(e.ControlSocket(), sig); err != nil {
-			return nil // it ended meanwhile
-		}
-		if waitExit(e, grace) {
-			return nil
-		}
-	}
-	_ = userns.SignalSandbox(e.ControlSocket(), unix.SIGKILL)
-	if !waitExit(e, 30*time.Second) {
-		return fmt.Errorf("sandbox %s did not exit after SIGKILL", displayName(e))
-	}
-	return nil
-}
-
-// waitExit waits until the run's ursb lets go of it, which it does once
-// the sandbox has exited and its exit is recorded.
-func waitExit(e *state.Entry, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		if !state.Held(e.RunDir) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(delay)
-	}
 }
 
 type killCmd struct {
@@ -90,43 +39,11 @@ type killCmd struct {
 // Run sends a signal to each sandbox's command; SIGKILL ends the whole
 // sandbox.
 func (c *killCmd) Run() error {
-	sig, err := parseSignal(c.Signal)
+	sig, err := sandbox.ParseSignal(c.Signal)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}
-	return actOn(c.Names, func(name string) error {
-		e, err := findRunning(name)
-		if err != nil {
-			return err
-		}
-		return userns.SignalSandbox(e.ControlSocket(), sig)
-	})
-}
-
-func parseSignal(s string) (unix.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return unix.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("unknown signal %q; use a name like TERM or a number", s)
-}
-
-// findRunning finds the sandbox called name, which must be running.
-func findRunning(name string) (*state.Entry, error) {
-	e, err := state.Find(name)
-	if err != nil {
-		return nil, err
-	}
-	if !e.Running || e.Spec == nil {
-		return nil, fmt.Errorf("sandbox %s is not running; start it with 'ursb start %s'", name, name)
-	}
-	return e, nil
+	return actOn(c.Names, func(name string) error { return sandbox.Kill(name, sig) })
 }
 
 // namesOrAll is the sandboxes a command acts on: those named, or with all
@@ -177,11 +94,4 @@ func actOn(names []string, do func(string) error) error {
 		fmt.Println(name)
 		return nil
 	})
-}
-
-func displayName(e *state.Entry) string {
-	if e.Name != "" {
-		return e.Name
-	}
-	return e.ID[:12]
 }

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ursb/ursb/sandbox"
 	"github.com/ursb/ursb/userns"
 )
 
@@ -28,7 +29,7 @@ type topJSON struct {
 // Run lists the processes of a running sandbox with the pids and uids
 // they have inside it, like podman top.
 func (c *topCmd) Run() error {
-	e, err := findRunning(c.Name)
+	e, err := sandbox.FindRunning(c.Name)
 	if err != nil {
 		return &exitError{code: 125, msg: err.Error()}
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"time"
 
-	"github.com/ursb/ursb/state"
-	"github.com/ursb/ursb/userns"
+	"github.com/ursb/ursb/sandbox"
 )
 
 type waitCmd struct {
@@ -25,7 +23,7 @@ func (c *waitCmd) Run() error {
 	for i, name := range c.Names {
 		outcomes[i] = make(chan outcome, 1)
 		go func() {
-			code, err := waitFor(name)
+			code, err := sandbox.Wait(name)
 			outcomes[i] <- outcome{code, err}
 		}()
 	}
@@ -39,29 +37,4 @@ func (c *waitCmd) Run() error {
 		fmt.Println(o.code)
 		return nil
 	})
-}
-
-// waitFor returns the exit code of the sandbox called name, once it has
-// exited.
-func waitFor(name string) (int, error) {
-	e, err := state.Find(name)
-	if err != nil {
-		return 0, err
-	}
-	if e.Running {
-		code, err := userns.WaitSandbox(e.ControlSocket())
-		if err == nil {
-			return code, nil
-		}
-		// It ended between the lookup and the question, or its ursb
-		// died: the record, once let go of, says which.
-		waitExit(e, 30*time.Second)
-		if e, err = state.Find(name); err != nil {
-			return 0, fmt.Errorf("sandbox %s ended and was removed before its exit code was read", name)
-		}
-	}
-	if e.ExitCode == nil {
-		return 0, fmt.Errorf("sandbox %s ended without a recorded exit code: its ursb was killed, or could not write the record (a full disk?); see ursb ps -a and ursb logs", name)
-	}
-	return *e.ExitCode, nil
 }

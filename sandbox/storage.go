@@ -1,4 +1,4 @@
-package main
+package sandbox
 
 import (
 	"encoding/json"
@@ -15,18 +15,20 @@ import (
 	"github.com/ursb/ursb/userns"
 )
 
-// storedRoot is what a named sandbox remembers of its root between runs, so
+// StoredRoot is what a named sandbox remembers of its root between runs, so
 // that its layers are always read over the same lower.
-type storedRoot struct {
-	Rootfs  string `json:"rootfs,omitempty"`
+type StoredRoot struct {
+	// Rootfs is the --rootfs directory; empty for the host's /.
+	Rootfs string `json:"rootfs,omitempty"`
+	// Overlay is the implementation that wrote the layers.
 	Overlay string `json:"overlay"`
 }
 
 const rootFile = "root.json"
 
-// readStoredRoot returns the remembered root of a named sandbox, if any.
-func readStoredRoot(st *state.Storage) (storedRoot, bool) {
-	var r storedRoot
+// ReadStoredRoot returns the remembered root of a named sandbox, if any.
+func ReadStoredRoot(st *state.Storage) (StoredRoot, bool) {
+	var r StoredRoot
 	data, err := st.ReadFile(rootFile)
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return r, false
@@ -37,7 +39,7 @@ func readStoredRoot(st *state.Storage) (storedRoot, bool) {
 // chooseOverlay resolves --overlay for this run. A named sandbox keeps the
 // implementation its layers were written by: kernel and fuse-overlayfs
 // mark deletions differently.
-func chooseOverlay(flag, name string, stored storedRoot, haveStored bool, rootfs string) (mode, notice string, err error) {
+func chooseOverlay(flag, name string, stored StoredRoot, haveStored bool, rootfs string) (mode, notice string, err error) {
 	if haveStored {
 		if stored.Rootfs != rootfs {
 			lower := stored.Rootfs
@@ -75,10 +77,10 @@ func overlayProbeCache() (string, error) {
 // that could not (ursb killed) has its leftovers removed by the next.
 func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 	dir := filepath.Join(st.Dir, "volumes")
-	if err := removeStorage(dir); err != nil {
+	if err := RemoveStorage(dir); err != nil {
 		return nil, err
 	}
-	cleanUp := func() { _ = removeStorage(dir) }
+	cleanUp := func() { _ = RemoveStorage(dir) }
 	kernelChecked := mode == spec.OverlayKernel
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
@@ -159,10 +161,10 @@ func rootIsCaller(uids []spec.IDMapping) bool {
 	return false
 }
 
-// removeStorage deletes a sandbox's storage directory. Files that the
+// RemoveStorage deletes a sandbox's storage directory. Files that the
 // sandbox gave to subordinate ids are deleted from inside a user namespace
 // with the caller's full mapping, where they belong to mapped ids.
-func removeStorage(dir string) error {
+func RemoveStorage(dir string) error {
 	if err := fuseoverlay.RemoveTree(dir); err == nil {
 		return nil
 	}

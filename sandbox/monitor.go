@@ -1,4 +1,4 @@
-package main
+package sandbox
 
 import (
 	"encoding/json"
@@ -16,15 +16,15 @@ import (
 	"github.com/ursb/ursb/state"
 )
 
-// monitorArg0 is the argv[0] of the process that owns a detached sandbox.
-const monitorArg0 = "ursb-monitor"
+// MonitorArg0 is the argv[0] of the process that owns a detached sandbox.
+const MonitorArg0 = "ursb-monitor"
 
 const (
 	termSignal = unix.SIGTERM
 	killSignal = unix.SIGKILL
 )
 
-// started is what the monitor tells `run -d`: the id once the command
+// started is what the monitor tells Detach: the id once the command
 // runs, or why it did not.
 type started struct {
 	ID   string `json:"id,omitempty"`
@@ -32,26 +32,9 @@ type started struct {
 	Msg  string `json:"msg,omitempty"`
 }
 
-// detach hands j to a new monitor process and returns once the sandbox's
-// command runs, printing its id.
-func detach(j job) error {
-	id, err := startMonitor(j)
-	if err != nil {
-		return err
-	}
-	fmt.Println(id)
-	return nil
-}
-
-// detachQuietly is detach without printing the id.
-func detachQuietly(j job) error {
-	_, err := startMonitor(j)
-	return err
-}
-
-// startMonitor starts the monitor of j and returns the sandbox's id once
-// its command runs.
-func startMonitor(j job) (string, error) {
+// Detach hands j to a new monitor process, which owns the sandbox from
+// then on, and returns the sandbox's id once its command runs.
+func Detach(j Job) (string, error) {
 	j.Detached = true
 	jobR, jobW, err := os.Pipe()
 	if err != nil {
@@ -67,7 +50,7 @@ func startMonitor(j job) (string, error) {
 	}
 	defer null.Close()
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Args[0] = monitorArg0
+	cmd.Args[0] = MonitorArg0
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
 	cmd.ExtraFiles = []*os.File{jobR, noteW}
 	// A session of its own: closing the caller's terminal does not
@@ -79,32 +62,32 @@ func startMonitor(j job) (string, error) {
 	if err != nil {
 		jobW.Close()
 		noteR.Close()
-		return "", &exitError{code: 125, msg: fmt.Sprintf("starting the monitor: %v", err)}
+		return "", &ExitError{Code: 125, Msg: fmt.Sprintf("starting the monitor: %v", err)}
 	}
 	_ = cmd.Process.Release()
 	err = json.NewEncoder(jobW).Encode(j)
 	jobW.Close()
 	if err != nil {
 		noteR.Close()
-		return "", &exitError{code: 125, msg: fmt.Sprintf("handing the sandbox to its monitor: %v", err)}
+		return "", &ExitError{Code: 125, Msg: fmt.Sprintf("handing the sandbox to its monitor: %v", err)}
 	}
 	var note started
 	err = json.NewDecoder(noteR).Decode(&note)
 	noteR.Close()
 	switch {
 	case err != nil:
-		return "", &exitError{code: 125, msg: "the monitor ended before the sandbox started; see 'ursb logs " + j.Spec.Name + "'"}
+		return "", &ExitError{Code: 125, Msg: "the monitor ended before the sandbox started; see 'ursb logs " + j.Spec.Name + "'"}
 	case note.ID == "":
-		return "", &exitError{code: note.Code, msg: note.Msg}
+		return "", &ExitError{Code: note.Code, Msg: note.Msg}
 	}
 	return note.ID, nil
 }
 
-// monitorMain runs in the monitor: it runs the sandbox with its output in
+// MonitorMain runs in the monitor: it runs the sandbox with its output in
 // the sandbox's log and records how it ended. It never returns.
-func monitorMain() {
+func MonitorMain() {
 	signal.Ignore(unix.SIGHUP)
-	var j job
+	var j Job
 	jobs := os.NewFile(3, "job")
 	note := os.NewFile(4, "note")
 	err := json.NewDecoder(jobs).Decode(&j)
@@ -149,14 +132,14 @@ func monitorMain() {
 		tell(started{Code: 125, Msg: err.Error()})
 		os.Exit(125)
 	}
-	code, err := runSandbox(j, plan, host, stdio{in, out, out}, func(r *state.Record) { tell(started{ID: r.ID}) })
+	code, err := Run(j, plan, host, Stdio{in, out, out}, func(r *state.Record) { tell(started{ID: r.ID}) })
 	out.Close()
 	<-logged
 	if err != nil {
-		var ee *exitError
+		var ee *ExitError
 		n := started{Code: 125, Msg: err.Error()}
 		if errors.As(err, &ee) {
-			n.Code = ee.code
+			n.Code = ee.Code
 		}
 		tell(n)
 		os.Exit(n.Code)

@@ -1,4 +1,4 @@
-package main
+package sandbox
 
 import (
 	"encoding/json"
@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
@@ -17,9 +16,9 @@ import (
 	"github.com/ursb/ursb/userns"
 )
 
-// job is a sandbox to run: the spec and how its storage is handled. It is
-// what `run -d` hands to the monitor.
-type job struct {
+// Job is a sandbox to run: the spec and how its storage is handled. It is
+// what Detach hands to the monitor.
+type Job struct {
 	Spec     *spec.Spec `json:"spec"`
 	Overlay  string     `json:"overlay"`
 	Remove   bool       `json:"remove,omitempty"`
@@ -29,19 +28,20 @@ type job struct {
 	Created time.Time `json:"created,omitzero"`
 }
 
-type stdio struct{ in, out, err *os.File }
+// Stdio is the standard input, output and error the sandbox's command gets.
+type Stdio struct{ In, Out, Err *os.File }
 
-// runSandbox runs one sandbox to its end: storage, cgroup leaf, runtime
+// Run runs one sandbox to its end: storage, cgroup leaf, runtime
 // directory and record, the start sequence, the control socket for exec,
 // stop and kill, and the clean-up. started, if set, is told once the
 // command runs. It returns the code ursb exits with.
-func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(*state.Record)) (int, error) {
+func Run(j Job, plan idmap.Plan, host idmap.Host, io Stdio, started func(*state.Record)) (int, error) {
 	s := j.Spec
-	fail := func(err error) (int, error) { return 0, &exitError{code: 125, msg: err.Error()} }
+	fail := func(err error) (int, error) { return 0, &ExitError{Code: 125, Msg: err.Error()} }
 	// What sandboxes that died with ursb left is removed on the next run.
 	cgroupv2.Sweep()
-	state.Sweep(removeStorage)
-	var stored storedRoot
+	state.Sweep(RemoveStorage)
+	var stored StoredRoot
 	var haveStored, ran bool
 	var storage *state.Storage
 	var err error
@@ -50,12 +50,12 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 			return fail(err)
 		}
 		defer storage.Unlock()
-		stored, haveStored = readStoredRoot(storage)
+		stored, haveStored = ReadStoredRoot(storage)
 		if !haveStored {
 			// A new name that fails to start leaves nothing behind.
 			defer func() {
 				if !ran {
-					_ = removeStorage(storage.Dir)
+					_ = RemoveStorage(storage.Dir)
 				}
 			}()
 		}
@@ -65,7 +65,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		return fail(err)
 	}
 	if notice != "" {
-		fmt.Fprintln(io.err, "ursb: notice:", notice)
+		fmt.Fprintln(io.Err, "ursb: notice:", notice)
 	}
 	leaf, err := cgroupv2.Prepare(s.ID, s.Limits)
 	switch {
@@ -86,9 +86,9 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		if storage, err = state.Scratch(s.ID); err != nil {
 			return fail(err)
 		}
-		defer removeStorage(storage.Dir)
+		defer RemoveStorage(storage.Dir)
 	} else {
-		data, _ := json.Marshal(storedRoot{Rootfs: s.Rootfs, Overlay: mode})
+		data, _ := json.Marshal(StoredRoot{Rootfs: s.Rootfs, Overlay: mode})
 		if err := storage.WriteFile(rootFile, data); err != nil {
 			return fail(fmt.Errorf("saving sandbox %s: %v", s.Name, err))
 		}
@@ -115,9 +115,9 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if err := state.WriteRecord(stage, rec); err != nil {
 		return fail(fmt.Errorf("saving the sandbox's record: %v", err))
 	}
-	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.in, Stdout: io.out, Stderr: io.err, LongLived: j.Detached}
-	if peer, ok := strings.CutPrefix(s.Network.Mode, spec.NetSandboxPrefix); ok {
-		e, err := runningPeer(peer)
+	o := userns.Options{Plan: plan, Host: host, Stage: stage.Root, CgroupFD: leaf.FD(), Stdin: io.In, Stdout: io.Out, Stderr: io.Err, LongLived: j.Detached}
+	if peer, ok := s.Network.Mode.Peer(); ok {
+		e, err := RunningPeer(peer)
 		if err != nil {
 			return fail(err)
 		}
@@ -142,13 +142,13 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	if err != nil {
 		var f *userns.Failure
 		if errors.As(err, &f) {
-			err = &exitError{code: f.Code, msg: f.Msg}
+			err = &ExitError{Code: f.Code, Msg: f.Msg}
 		} else {
-			err = &exitError{code: 125, msg: err.Error()}
+			err = &ExitError{Code: 125, Msg: err.Error()}
 		}
 		_ = finish(rec, 0, err)
 		if j.Remove && s.Name != "" {
-			defer removeStorage(storage.Dir)
+			defer RemoveStorage(storage.Dir)
 		}
 		return 0, err
 	}
@@ -161,7 +161,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	var limit *time.Timer
 	if s.Timeout > 0 {
 		limit = time.AfterFunc(time.Duration(s.Timeout)*time.Second, func() {
-			fmt.Fprintf(io.err, "ursb: the sandbox ran for its --timeout of %d s and was killed\n", s.Timeout)
+			fmt.Fprintf(io.Err, "ursb: the sandbox ran for its --timeout of %d s and was killed\n", s.Timeout)
 			_ = sb.Signal(killSignal)
 		})
 	}
@@ -177,7 +177,7 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 	// The kernel's OOM kills and pids.max hits, said in words.
 	if ev, everr := leaf.Events(); everr == nil {
 		for _, line := range cgroupv2.Describe(s.Limits, ev) {
-			fmt.Fprintln(io.err, "ursb:", line)
+			fmt.Fprintln(io.Err, "ursb:", line)
 		}
 	}
 	if err != nil {
@@ -186,29 +186,29 @@ func runSandbox(j job, plan idmap.Plan, host idmap.Host, io stdio, started func(
 		if errors.As(err, &f) {
 			code = f.Code
 		}
-		err = &exitError{code: code, msg: err.Error()}
+		err = &ExitError{Code: code, Msg: err.Error()}
 	}
 	if rerr := finish(rec, exit.Code, err); rerr != nil {
-		fmt.Fprintf(io.err, "ursb: warning: cannot record how sandbox %s ended (exit code %d): %v; ps -a will show it as exited (unknown)\n", displayName(&state.Entry{Record: *rec}), *rec.ExitCode, rerr)
+		fmt.Fprintf(io.Err, "ursb: warning: cannot record how sandbox %s ended (exit code %d): %v; ps -a will show it as exited (unknown)\n", DisplayName(&state.Entry{Record: *rec}), *rec.ExitCode, rerr)
 	}
 	if ctl != nil {
 		// ursb wait is answered once ps would show the sandbox exited.
 		ctl.Finish(*rec.ExitCode)
 	}
 	if exit.Code != 0 && err == nil && !j.Detached && s.Rootfs == "" && mode == spec.OverlayKernel {
-		hintHostRootFiles(io.err)
+		hintHostRootFiles(io.Err)
 	}
 	if j.Remove && s.Name != "" {
-		defer removeStorage(storage.Dir)
+		defer RemoveStorage(storage.Dir)
 	}
 	return exit.Code, err
 }
 
 // finish records how the run ended, for ps -a and inspect.
 func finish(rec *state.Record, code int, err error) error {
-	var ee *exitError
+	var ee *ExitError
 	if errors.As(err, &ee) {
-		code = ee.code
+		code = ee.Code
 	}
 	rec.Finished, rec.ExitCode, rec.InitPID = time.Now(), &code, 0
 	return state.WriteRecord(nil, rec)
@@ -229,4 +229,19 @@ func hintHostRootFiles(w io.Writer) {
 	_ = os.WriteFile(marker, nil, 0o600)
 	_ = os.Chtimes(marker, time.Now(), time.Now())
 	fmt.Fprintln(w, "ursb: note: in this mode, files of the host's root (shown as nobody) can be replaced or removed but not changed in place; if the command failed with \"Permission denied\" on one, run it with --overlay fuse")
+}
+
+// RunningPeer finds the running sandbox whose network another one joins.
+func RunningPeer(name string) (*state.Entry, error) {
+	e, err := state.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Running || e.Spec == nil || e.InitPID == 0 {
+		return nil, fmt.Errorf("sandbox %s is not running; --net sandbox:%s needs it running", name, name)
+	}
+	if e.Spec.Network.Mode.Host() {
+		return nil, fmt.Errorf("sandbox %s uses the host's network; use --net host instead", name)
+	}
+	return e, nil
 }

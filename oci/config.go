@@ -1,0 +1,257 @@
+package oci
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/userns"
+)
+
+// defaultPath is the PATH of the example config, as runc's.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Example is the config.json that `ursb oci spec` writes, runc's shape:
+// a shell in ./rootfs with a terminal, the default capabilities and
+// masked paths. Rootless, the caller is mapped to root alone, /sys is a
+// read-only bind and no mount asks for a group the caller cannot map.
+func Example(rootless bool) *specs.Spec {
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: true,
+			Args:     []string{"sh"},
+			Env:      []string{defaultPath, "TERM=xterm"},
+			Cwd:      "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		Root:     &specs.Root{Path: "rootfs", Readonly: true},
+		Hostname: "ursb",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			MaskedPaths:   slices.Clone(userns.DefaultMaskedPaths),
+			ReadonlyPaths: slices.Clone(userns.DefaultReadonlyPaths),
+		},
+	}
+	if !rootless {
+		return s
+	}
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(os.Geteuid()), Size: 1}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(os.Getegid()), Size: 1}}
+	for i, m := range s.Mounts {
+		switch m.Destination {
+		case "/sys":
+			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		case "/dev/pts":
+			s.Mounts[i].Options = slices.DeleteFunc(m.Options, func(o string) bool { return strings.HasPrefix(o, "gid=") })
+		}
+	}
+	return s
+}
+
+// Load reads bundle/config.json.
+func Load(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the bundle's config: %w", err)
+	}
+	var c specs.Spec
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return &c, nil
+}
+
+// sandboxMounts are the destinations ursb's init mounts itself, as every
+// engine's config asks: their entries in config.json are taken as asked.
+var sandboxMounts = []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"}
+
+// ToSpec turns the config of the bundle at bundle into the spec of the
+// container id and the plan of its id maps; host is the caller.
+func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idmap.Plan, error) {
+	fail := func(format string, a ...any) (*spec.Spec, idmap.Plan, error) {
+		return nil, idmap.Plan{}, fmt.Errorf(format, a...)
+	}
+	p := c.Process
+	if p == nil || len(p.Args) == 0 {
+		return fail("config.json has no process.args: nothing to run")
+	}
+	if p.Terminal {
+		return fail("config.json asks for a terminal (process.terminal), which needs --console-socket, not supported yet; set it to false")
+	}
+	if c.Root == nil || c.Root.Path == "" {
+		return fail("config.json has no root.path")
+	}
+	root := c.Root.Path
+	if !filepath.IsAbs(root) {
+		root = filepath.Join(bundle, root)
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return fail("root.path %s is not a directory", root)
+	}
+	s := &spec.Spec{
+		ID: id, Argv: p.Args, Env: p.Env, Cwd: p.Cwd, Hostname: c.Hostname,
+		User:      spec.User{UID: p.User.UID, GID: p.User.GID},
+		Rootfs:    root,
+		ReadOnly:  c.Root.Readonly,
+		Root:      spec.Root{Overlay: spec.RootBind, Layers: []spec.Layer{{Target: "/", Lower: root}}},
+		StartGate: true,
+	}
+	if s.Cwd == "" {
+		s.Cwd = "/"
+	}
+	s.Groups = p.User.AdditionalGids
+	plan, err := idMaps(c, host)
+	if err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	s.UIDMap, s.GIDMap = plan.UID, plan.GID
+	if s.Network.Mode, err = network(c); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if s.Hostname == "" {
+		s.Hostname = id
+	}
+	for _, m := range c.Mounts {
+		if slices.Contains(sandboxMounts, filepath.Clean(m.Destination)) {
+			continue
+		}
+		sm, err := mount(bundle, m)
+		if err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		s.Mounts = append(s.Mounts, sm)
+	}
+	for _, r := range p.Rlimits {
+		s.Rlimits = append(s.Rlimits, spec.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
+	}
+	s.Security = spec.Security{Seccomp: spec.SeccompUnconfined, NoNewPrivileges: p.NoNewPrivileges}
+	if p.Capabilities != nil {
+		s.Security.Capabilities = p.Capabilities.Bounding
+	}
+	for _, c := range []string{"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"} {
+		if slices.Contains(s.Security.Capabilities, c) {
+			// Such a command runs under a nested init of its own,
+			// which the start gate does not reach yet.
+			return fail("config.json keeps %s: not supported by ursb's OCI commands yet; drop it from process.capabilities", c)
+		}
+	}
+	if l := c.Linux; l != nil {
+		s.Security.MaskedPaths, s.Security.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
+		if l.Seccomp != nil {
+			// Until the spec's own profile is compiled, the engine's
+			// wish for a filter gets ursb's default one, never none.
+			s.Security.Seccomp = spec.SeccompDefault
+		}
+		for k, v := range l.Sysctl {
+			if s.Sysctls == nil {
+				s.Sysctls = map[string]string{}
+			}
+			s.Sysctls[strings.ReplaceAll(k, ".", "/")] = v
+		}
+	}
+	return s, plan, nil
+}
+
+// idMaps reads the user namespace's mappings. A lone mapping of the caller
+// is written directly; anything more goes through newuidmap/newgidmap,
+// which check it against the caller's subordinate ranges.
+func idMaps(c *specs.Spec, host idmap.Host) (idmap.Plan, error) {
+	if c.Linux == nil || !slices.ContainsFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace && n.Path == "" }) {
+		return idmap.Plan{}, fmt.Errorf("config.json has no new user namespace: ursb runs containers only in one (write the config with 'ursb oci spec --rootless')")
+	}
+	conv := func(ms []specs.LinuxIDMapping) []spec.IDMapping {
+		var out []spec.IDMapping
+		for _, m := range ms {
+			out = append(out, spec.IDMapping{Inside: m.ContainerID, Outside: m.HostID, Size: m.Size})
+		}
+		return out
+	}
+	p := idmap.Plan{Mode: idmap.Full, UID: conv(c.Linux.UIDMappings), GID: conv(c.Linux.GIDMappings), Helper: true}
+	if len(p.UID) == 0 || len(p.GID) == 0 {
+		return idmap.Plan{}, fmt.Errorf("config.json has a user namespace without uidMappings and gidMappings")
+	}
+	if len(p.UID) == 1 && len(p.GID) == 1 && p.UID[0].Size == 1 && p.GID[0].Size == 1 && p.UID[0].Outside == host.UID && p.GID[0].Outside == host.GID {
+		p.Mode, p.Helper = idmap.Single, false
+	}
+	return p, nil
+}
+
+// network is the container's network: its own namespace with a loopback
+// only (the engine brings its own network), or the host's.
+func network(c *specs.Spec) (spec.NetMode, error) {
+	for _, n := range c.Linux.Namespaces {
+		if n.Type != specs.NetworkNamespace {
+			continue
+		}
+		if n.Path != "" {
+			return "", fmt.Errorf("config.json joins the network namespace %s: joining namespaces by path is not supported yet", n.Path)
+		}
+		return spec.NetNone, nil
+	}
+	return spec.NetHost, nil
+}
+
+// mount converts one of config.json's mounts beyond those init makes.
+func mount(bundle string, m specs.Mount) (spec.Mount, error) {
+	bind := m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+	ro := slices.Contains(m.Options, "ro")
+	switch {
+	case bind:
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src)
+		}
+		return spec.Mount{Kind: spec.MountBind, Source: src, Target: m.Destination, ReadOnly: ro}, nil
+	case m.Type == "tmpfs":
+		return spec.Mount{Kind: spec.MountTmpfs, Target: m.Destination, ReadOnly: ro}, nil
+	}
+	return spec.Mount{}, fmt.Errorf("config.json mounts %s of type %q at %s: not supported yet", m.Source, m.Type, m.Destination)
+}
+
+// Features is what `features` prints: what this runtime honours of a
+// config today, so an engine asks for nothing more.
+func Features() features.Features {
+	no := false
+	return features.Features{
+		OCIVersionMin: "1.0.0",
+		OCIVersionMax: specs.Version,
+		MountOptions:  []string{"bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec"},
+		Linux: &features.Linux{
+			Namespaces: []string{"cgroup", "ipc", "mount", "network", "pid", "user", "uts"},
+			Capabilities: func() []string {
+				caps, _ := userns.Capabilities([]string{"ALL"}, nil)
+				return caps
+			}(),
+			Cgroup:   &features.Cgroup{V1: &no, V2: &no, Systemd: &no, SystemdUser: &no},
+			Apparmor: &features.Apparmor{Enabled: &no},
+			Selinux:  &features.Selinux{Enabled: &no},
+		},
+	}
+}

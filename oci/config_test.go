@@ -1,0 +1,119 @@
+package oci
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+)
+
+func bundleWith(t *testing.T) string {
+	t.Helper()
+	b := t.TempDir()
+	if err := os.Mkdir(filepath.Join(b, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The rootless example, with its terminal off, is a spec ursb runs: the
+// bundle's rootfs in place, the caller alone mapped to root and written
+// directly, a loopback-only network, the mounts init makes itself left
+// to it, and the process as config.json says.
+func TestRootlessExampleToSpec(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.Terminal = false
+	c.Mounts = append(c.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: "data", Options: []string{"rbind", "ro"}})
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, plan, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Rootfs != filepath.Join(b, "rootfs") || s.Root.Overlay != spec.RootBind || !s.ReadOnly || !s.StartGate {
+		t.Errorf("root: %q %+v read-only %v gate %v", s.Rootfs, s.Root, s.ReadOnly, s.StartGate)
+	}
+	if plan.Helper || plan.Mode != idmap.Single || s.UIDMap[0].Outside != host.UID {
+		t.Errorf("maps: %+v", plan)
+	}
+	if s.Network.Mode != spec.NetNone || s.Hostname != "ursb" || s.Cwd != "/" || !slices.Equal(s.Argv, []string{"sh"}) {
+		t.Errorf("network %q hostname %q cwd %q argv %q", s.Network.Mode, s.Hostname, s.Cwd, s.Argv)
+	}
+	if len(s.Mounts) != 1 || s.Mounts[0].Source != filepath.Join(b, "data") || s.Mounts[0].Target != "/data" || !s.Mounts[0].ReadOnly {
+		t.Errorf("mounts %+v, want only /data, read-only", s.Mounts)
+	}
+	if !slices.Equal(s.Security.Capabilities, c.Process.Capabilities.Bounding) || !s.Security.NoNewPrivileges || len(s.Security.MaskedPaths) == 0 {
+		t.Errorf("security %+v", s.Security)
+	}
+	if len(s.Rlimits) != 1 || s.Rlimits[0].Type != "RLIMIT_NOFILE" || s.Rlimits[0].Hard != 1024 {
+		t.Errorf("rlimits %+v", s.Rlimits)
+	}
+}
+
+func TestToSpecRefuses(t *testing.T) {
+	b := bundleWith(t)
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	for _, c := range []struct {
+		name string
+		edit func(*specs.Spec)
+		want string
+	}{
+		{"terminal", func(c *specs.Spec) { c.Process.Terminal = true }, "console-socket"},
+		{"no args", func(c *specs.Spec) { c.Process.Args = nil }, "process.args"},
+		{"no root", func(c *specs.Spec) { c.Root.Path = "missing" }, "not a directory"},
+		{"no userns", func(c *specs.Spec) { c.Linux.Namespaces = c.Linux.Namespaces[:6] }, "user namespace"},
+		{"netns path", func(c *specs.Spec) { c.Linux.Namespaces[1].Path = "/proc/1/ns/net" }, "by path"},
+		{"sys_admin", func(c *specs.Spec) {
+			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
+		}, "CAP_SYS_ADMIN"},
+		{"mount type", func(c *specs.Spec) {
+			c.Mounts = append(c.Mounts, specs.Mount{Destination: "/x", Type: "nfs", Source: "srv:/x"})
+		}, "not supported"},
+	} {
+		cfg := Example(true)
+		cfg.Process.Terminal = false
+		c.edit(cfg)
+		if _, _, err := ToSpec("c1", b, cfg, host); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+	// The probe works: the example itself passes.
+	cfg := Example(true)
+	cfg.Process.Terminal = false
+	if _, _, err := ToSpec("c1", b, cfg, host); err != nil {
+		t.Errorf("the example: %v", err)
+	}
+}
+
+// A container is running only while its init is the process that was
+// recorded: the same pid with another start time is not it.
+func TestStatusFollowsInit(t *testing.T) {
+	dir := t.TempDir()
+	start, _, err := startTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &record{State: State{Pid: os.Getpid()}, PidStart: start}
+	if got := status(r, dir); got != specs.StateRunning {
+		t.Errorf("own process: %s", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, gateFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(r, dir); got != specs.StateCreated {
+		t.Errorf("with the gate: %s", got)
+	}
+	r.PidStart++
+	if got := status(r, dir); got != specs.StateStopped {
+		t.Errorf("another start time: %s", got)
+	}
+	if _, err := containerDir("/r", "../x"); err == nil {
+		t.Error("the id ../x was taken")
+	}
+}

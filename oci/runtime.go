@@ -1,0 +1,181 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/userns"
+)
+
+// Create sets up container id from the bundle at bundle and returns once
+// its init waits at the start gate; the command has not run yet. Its
+// stdio are the caller's. pidFile, if set, gets init's pid.
+func Create(root, id, bundle, pidFile string) (err error) {
+	bundle, err = filepath.Abs(bundle)
+	if err != nil {
+		return err
+	}
+	c, err := Load(bundle)
+	if err != nil {
+		return err
+	}
+	host := idmap.LookupHost()
+	s, plan, err := ToSpec(id, bundle, c, host)
+	if err != nil {
+		return err
+	}
+	dir, err := containerDir(root, id)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("creating the state root %s: %w", root, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container %s exists already; delete it first", id)
+		}
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	gatePath := filepath.Join(dir, gateFile)
+	if err := unix.Mkfifo(gatePath, 0o600); err != nil {
+		return fmt.Errorf("creating the start gate: %w", err)
+	}
+	gate, err := os.OpenFile(gatePath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer gate.Close()
+	// The stage is only a mount point for init's own namespace, which it
+	// has left by the time Start returns.
+	stage := filepath.Join(dir, "stage")
+	if err := os.Mkdir(stage, 0o700); err != nil {
+		return err
+	}
+	defer os.Remove(stage)
+	sb, err := userns.Start(s, userns.Options{
+		Plan: plan, Host: host, Stage: stage, CgroupFD: -1,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		StartGate: gate, Orphan: true, LongLived: true,
+	})
+	if err != nil {
+		return err
+	}
+	pid := sb.InitPID()
+	start, _, err := startTime(pid)
+	if err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("reading the start time of init: %w", err)
+	}
+	r := &record{State: State{
+		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
+		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
+	}, PidStart: start}
+	if err := save(dir, r); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("saving the state of %s: %w", id, err)
+	}
+	if pidFile != "" {
+		if err := writePidFile(pidFile, pid); err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			return err
+		}
+	}
+	return nil
+}
+
+// writePidFile writes pid the way engines read it: renamed into place, so
+// that it is whole whenever it exists.
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("writing the pid file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// Start runs the command of the created container id: it opens the start
+// gate, on which init waits, and returns once init went through.
+func Start(root, id string) error {
+	r, dir, err := load(root, id)
+	if err != nil {
+		return err
+	}
+	if r.Status != specs.StateCreated {
+		return fmt.Errorf("container %s is %s, not created: only a created container can be started", id, r.Status)
+	}
+	gatePath := filepath.Join(dir, gateFile)
+	// Opened without blocking, so a dead init cannot hang start; init's
+	// own open for writing returns as soon as this one exists.
+	gate, err := os.OpenFile(gatePath, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the start gate of %s: %w", id, err)
+	}
+	defer gate.Close()
+	buf := make([]byte, 1)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err := unix.Read(int(gate.Fd()), buf)
+		if n > 0 {
+			break
+		}
+		if err != nil && err != unix.EAGAIN {
+			return fmt.Errorf("reading the start gate of %s: %w", id, err)
+		}
+		if !alive(r.Pid, r.PidStart) {
+			return fmt.Errorf("container %s ended before it was started", id)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("container %s did not start within 10 s", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return os.Remove(gatePath)
+}
+
+// Kill sends sig to container id's init, which passes it on to the
+// command; SIGKILL ends the whole container.
+func Kill(root, id string, sig unix.Signal) error {
+	r, _, err := load(root, id)
+	if err != nil {
+		return err
+	}
+	if r.Status == specs.StateStopped {
+		return fmt.Errorf("container %s is not running", id)
+	}
+	return unix.Kill(r.Pid, sig)
+}
+
+// Delete removes container id's state. A container that has not stopped
+// is refused unless force, which kills it first.
+func Delete(root, id string, force bool) error {
+	r, dir, err := load(root, id)
+	if err != nil {
+		return err
+	}
+	if r.Status != specs.StateStopped {
+		if !force {
+			return fmt.Errorf("container %s is %s: stop it first, or delete --force", id, r.Status)
+		}
+		_ = unix.Kill(r.Pid, unix.SIGKILL)
+		for deadline := time.Now().Add(10 * time.Second); alive(r.Pid, r.PidStart); {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("container %s did not end after SIGKILL", id)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return os.RemoveAll(dir)
+}
