@@ -193,14 +193,11 @@ func loopbackServers(t *testing.T, token string) (tcpPort, udpPort int) {
 	return servers(t, "127.0.0.1", token)
 }
 
-// servers is loopbackServers on the harness's address ip.
+// servers is loopbackServers on the harness's address ip, IPv4 or IPv6;
+// the test is skipped when the harness did not add ip.
 func servers(t *testing.T, ip, token string) (tcpPort, udpPort int) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenOn(t, "tcp", ip, 0)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -211,7 +208,7 @@ func servers(t *testing.T, ip, token string) (tcpPort, udpPort int) {
 			c.Close()
 		}
 	}()
-	pc, err := net.ListenPacket("udp4", ip+":0")
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +239,7 @@ for i in range(0, len(args), 3):
             s.settimeout(1.5)
             reply = s.recv(100)
         else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(1.5)
             s.sendto(b"probe", (host, port))
             reply = s.recv(100)
