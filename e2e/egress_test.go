@@ -161,7 +161,7 @@ for arg in sys.argv[1:]:
         if kind == "resolve":
             got = socket.gethostbyname(host)
         elif kind == "udp":
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(1.5)
             s.sendto(b"probe", (host, port))
             got = s.recv(100).decode().strip()
@@ -298,13 +298,18 @@ func TestEgressAllowList(t *testing.T) {
 	}
 }
 
-// egressIPv6IP is the IPv6 address scripts/test.sh adds for TestEgressIPv6.
-const egressIPv6IP = "2001:db8::10"
+// The IPv6 addresses scripts/test.sh adds for the IPv6 tests: a server
+// the rules allow, and one they deny.
+const (
+	egressIPv6IP       = "2001:db8::10"
+	egressIPv6DeniedIP = "2001:db8::20"
+)
 
-// TestEgressIPv6: the sandbox speaks IPv4, yet reaches an allowed name
-// that has only an IPv6 address: ursb's DNS hands out a stand-in address
-// and ursb dials the name over IPv6. A denied IPv6-only name stays
-// unanswered.
+// TestEgressIPv6: the sandbox reaches over IPv6 an allowed name that has
+// only an IPv6 address, an IPv6 literal an address rule allows, by TCP and
+// UDP; not another port or IPv6 address, nor the host's ::1 at fd00::2
+// (unless --allow-host-loopback) or a metadata address; and each refusal
+// is logged.
 func TestEgressIPv6(t *testing.T) {
 	python := requireTool(t, "python3")
 	w := newEgressWorld(t, map[string]string{"allowed.test": egressAllowedIP, "six.test": egressIPv6IP, "sixdenied.test": egressIPv6IP})
@@ -313,16 +318,63 @@ func TestEgressIPv6(t *testing.T) {
 	go func() {
 		_ = http.Serve(ln, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { fmt.Fprintf(rw, "server-%s", egressIPv6IP) }))
 	}()
-	res := runNet(t, "run", "--allow-net", "six.test:"+hp, "--allow-net", "allowed.test:"+hp,
-		"--allow-net-dns", w.dnsAddr, "--", python, "-c", egressProbe,
-		"four,http,allowed.test,"+hp, "six,http,six.test,"+hp, "sixdenied,resolve,sixdenied.test,0")
+	token := "six-" + randHex(t)
+	st, su := servers(t, egressIPv6IP, token)
+	other, _ := servers(t, egressIPv6IP, "other-port")
+	dt, _ := servers(t, egressIPv6DeniedIP, "denied-"+token)
+	lt, _ := servers(t, "::1", "host-loopback")
+	log := filepath.Join(t.TempDir(), "denied.log")
+	rules := []string{"run", "--allow-net", "six.test:" + hp, "--allow-net", "allowed.test:" + hp,
+		"--allow-net", fmt.Sprintf("[%s]:%d,%d", egressIPv6IP, st, su), "--allow-net-dns", w.dnsAddr}
+	res := runNet(t, append(rules, "--allow-net-log", log, "--", python, "-c", egressProbe,
+		"four,http,allowed.test,"+hp,
+		"six,http,six.test,"+hp,
+		"sixdenied,resolve,sixdenied.test,0",
+		fmt.Sprintf("literal,tcp,%s,%d", egressIPv6IP, st),
+		fmt.Sprintf("literal-udp,udp,%s,%d", egressIPv6IP, su),
+		fmt.Sprintf("literal-port,tcp,%s,%d", egressIPv6IP, other),
+		fmt.Sprintf("denied6,tcp,%s,%d", egressIPv6DeniedIP, dt),
+		fmt.Sprintf("loopback6,tcp,fd00::2,%d", lt),
+		"metadata6,tcp,fd00:ec2::254,80")...)
 	got := probeLines(res.Stdout)
-	if res.Code != 0 || !strings.HasPrefix(got["four"], "GOT server-"+egressAllowedIP) || !strings.HasPrefix(got["six"], "GOT server-"+egressIPv6IP) ||
-		!strings.HasPrefix(got["sixdenied"], "FAIL") {
-		t.Errorf("want the IPv4 and the IPv6-only allowed names reached and the denied one unanswered, got %s", res)
+	want := map[string]string{
+		"four":        "GOT server-" + egressAllowedIP,
+		"six":         "GOT server-" + egressIPv6IP,
+		"literal":     "GOT " + token,
+		"literal-udp": "GOT " + token,
+	}
+	for _, label := range []string{"sixdenied", "literal-port", "denied6", "loopback6", "metadata6"} {
+		want[label] = "FAIL"
+	}
+	for label, wnt := range want {
+		if !strings.HasPrefix(got[label], wnt) {
+			t.Errorf("probe %s: want %q, got %q\n%s", label, wnt, got[label], res)
+		}
 	}
 	if w.asked("sixdenied.test") {
 		t.Error("a question about a denied name reached the DNS server")
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		// six.test was handed this address: the port is what its rule lacks.
+		fmt.Sprintf("tcp %s %d six.test denied:port", egressIPv6IP, other),
+		fmt.Sprintf("tcp %s %d - denied:address", egressIPv6DeniedIP, dt),
+		// fd00::2 is refused by the sandbox's own routing, before ursb.
+		"tcp fd00:ec2::254 80 - denied:reserved",
+	} {
+		if !strings.Contains(string(data), line) {
+			t.Errorf("denied log lacks %q:\n%s", line, data)
+		}
+	}
+
+	// The loopback probe works: with --allow-host-loopback, fd00::2 is
+	// the host's ::1 whatever the rules.
+	res = runNet(t, append(rules, "--allow-host-loopback", "--", python, "-c", egressProbe, fmt.Sprintf("loopback6,tcp,fd00::2,%d", lt))...)
+	if got := probeLines(res.Stdout); !strings.HasPrefix(got["loopback6"], "GOT host-loopback") {
+		t.Errorf("with --allow-host-loopback, want the host's ::1 at fd00::2, got %s", res)
 	}
 }
 

@@ -223,20 +223,11 @@ func TestInContainerMaskedProc(t *testing.T) {
 	}
 }
 
-// TestInContainerNoTun runs --net auto where /dev/net/tun is missing, as in a
-// container started without --device /dev/net/tun: the builtin stack runs
-// on a veth pair, and a TCP connection to the host crosses it both ways.
-func TestInContainerNoTun(t *testing.T) {
-	bin := ursbBin(t)
-	requireUnprivileged(t)
-	unshare := requireTool(t, "unshare")
-	rootfs := busyboxRootfs(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
+// echoOnce serves one connection on ip, answering its first line with
+// "echo:" and that line, and returns its port.
+func echoOnce(t *testing.T, ip string) int {
+	t.Helper()
+	ln := listenOn(t, "tcp", ip, 0)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -247,12 +238,26 @@ func TestInContainerNoTun(t *testing.T) {
 		line, _ := bufio.NewReader(c).ReadString('\n')
 		_, _ = c.Write([]byte("echo:" + line))
 	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestInContainerNoTun runs --net auto where /dev/net/tun is missing, as in a
+// container started without --device /dev/net/tun: the builtin stack runs
+// on a veth pair, and TCP connections to the host, over IPv4 and IPv6,
+// cross it both ways.
+func TestInContainerNoTun(t *testing.T) {
+	bin := ursbBin(t)
+	requireUnprivileged(t)
+	unshare := requireTool(t, "unshare")
+	rootfs := busyboxRootfs(t)
+	port, port6 := echoOnce(t, "127.0.0.1"), echoOnce(t, "::1")
 	env := []string{"XDG_RUNTIME_DIR=" + t.TempDir(), "URSB=" + bin, "ROOTFS=" + rootfs}
 	script := `mount -t tmpfs none /dev/net || exit 99
 [ -e /dev/net/tun ] && exit 98
-"$URSB" run --rootfs "$ROOTFS" --allow-host-loopback -- /bin/sh -c 'ip -o link show | grep -o "ursb0@tap0"; echo ping | nc 10.0.2.2 ` + strconv.Itoa(port) + `'`
+"$URSB" run --rootfs "$ROOTFS" --allow-host-loopback -- /bin/sh -c 'ip -o link show | grep -o "ursb0@tap0"; echo ping | nc 10.0.2.2 ` + strconv.Itoa(port) +
+		`; echo ping6 | nc fd00::2 ` + strconv.Itoa(port6) + `'`
 	res := command(t, time.Minute, env, unshare, "--user", "--map-root-user", "--mount", "sh", "-c", script)
-	if res.Code != 0 || res.Stdout != "ursb0@tap0\necho:ping\n" {
+	if res.Code != 0 || res.Stdout != "ursb0@tap0\necho:ping\necho:ping6\n" {
 		t.Fatalf("--net auto without /dev/net/tun: %v", res)
 	}
 	if _, err := exec.LookPath("pasta"); err == nil {

@@ -193,14 +193,11 @@ func loopbackServers(t *testing.T, token string) (tcpPort, udpPort int) {
 	return servers(t, "127.0.0.1", token)
 }
 
-// servers is loopbackServers on the harness's address ip.
+// servers is loopbackServers on the harness's address ip, IPv4 or IPv6;
+// the test is skipped when the harness did not add ip.
 func servers(t *testing.T, ip, token string) (tcpPort, udpPort int) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenOn(t, "tcp", ip, 0)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -211,7 +208,7 @@ func servers(t *testing.T, ip, token string) (tcpPort, udpPort int) {
 			c.Close()
 		}
 	}()
-	pc, err := net.ListenPacket("udp4", ip+":0")
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +239,7 @@ for i in range(0, len(args), 3):
             s.settimeout(1.5)
             reply = s.recv(100)
         else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(1.5)
             s.sendto(b"probe", (host, port))
             reply = s.recv(100)
@@ -296,7 +293,7 @@ const bulkClientEnv = "URSB_E2E_BULK_CLIENT"
 // bulkClient reads what the server at addr sends until it shuts down its
 // side, sends back as many random bytes, and prints the SHA-256 of both.
 func bulkClient(addr string) error {
-	c, err := net.DialTimeout("tcp4", addr, 20*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 20*time.Second)
 	if err != nil {
 		return err
 	}
@@ -354,53 +351,55 @@ func bulkServer(port string) error {
 // (offloaded ones, with the builtin stack) and must arrive intact.
 func TestNetworkBulkTransfer(t *testing.T) {
 	forEachBulkRun(t, func(t *testing.T, self, rootfs, driver, mtu string) {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out := make([]byte, 8<<20)
-		if _, err := rand.Read(out); err != nil {
-			t.Fatal(err)
-		}
-		type transfer struct {
-			digest string
-			n      int64
-			err    error
-		}
-		back := make(chan transfer, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				back <- transfer{err: err}
-				return
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.Write(out); err != nil {
-				back <- transfer{err: err}
-				return
-			}
-			_ = c.(*net.TCPConn).CloseWrite()
-			h := sha256.New()
-			n, err := io.Copy(h, c)
-			back <- transfer{hex.EncodeToString(h.Sum(nil)), n, err}
-		}()
-		addr := fmt.Sprintf("10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port)
-		res := mustRunNet(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-client:ro", "-e", bulkClientEnv+"="+addr,
-			"--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", "/bulk-client")
-		sum := sha256.Sum256(out)
-		if want := fmt.Sprintf("got %d %x", len(out), sum); !strings.Contains(res.Stdout, want) {
-			t.Errorf("the sandbox received other bytes than were sent: want %q in\n%s", want, res.Stdout)
-		}
-		got := <-back
-		if got.err != nil {
-			t.Fatalf("the harness's side: %v", got.err)
-		}
-		if !strings.Contains(res.Stdout, "sent "+got.digest) {
-			t.Errorf("the harness received other bytes than the sandbox sent (%d bytes, SHA-256 %s):\n%s", got.n, got.digest, res.Stdout)
-		}
+		bulkTransfer(t, self, rootfs, driver, mtu, "127.0.0.1", "10.0.2.2")
 	})
+}
+
+// bulkTransfer is one run of TestNetworkBulkTransfer, with the harness on
+// the host's listen and the sandbox dialling it at gateway.
+func bulkTransfer(t *testing.T, self, rootfs, driver, mtu, listen, gateway string) {
+	ln := listenOn(t, "tcp", listen, 0)
+	out := make([]byte, 8<<20)
+	if _, err := rand.Read(out); err != nil {
+		t.Fatal(err)
+	}
+	type transfer struct {
+		digest string
+		n      int64
+		err    error
+	}
+	back := make(chan transfer, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			back <- transfer{err: err}
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(out); err != nil {
+			back <- transfer{err: err}
+			return
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		back <- transfer{hex.EncodeToString(h.Sum(nil)), n, err}
+	}()
+	addr := net.JoinHostPort(gateway, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	res := mustRunNet(t, "run", "--rootfs", rootfs, "-v", self+":/bulk-client:ro", "-e", bulkClientEnv+"="+addr,
+		"--net", driver, "--mtu", mtu, "--allow-host-loopback", "--", "/bulk-client")
+	sum := sha256.Sum256(out)
+	if want := fmt.Sprintf("got %d %x", len(out), sum); !strings.Contains(res.Stdout, want) {
+		t.Errorf("the sandbox received other bytes than were sent: want %q in\n%s", want, res.Stdout)
+	}
+	got := <-back
+	if got.err != nil {
+		t.Fatalf("the harness's side: %v", got.err)
+	}
+	if !strings.Contains(res.Stdout, "sent "+got.digest) {
+		t.Errorf("the harness received other bytes than the sandbox sent (%d bytes, SHA-256 %s):\n%s", got.n, got.digest, res.Stdout)
+	}
 }
 
 // forEachBulkRun runs f for every driver at MTU 1500 and 65520. self is

@@ -185,7 +185,10 @@ if [ "$(id -u)" = 0 ]; then
 	for a in 198.51.100.10 198.51.100.12 198.51.100.20 198.51.100.53 203.0.113.10; do
 		ip -n "$NETNS" addr add "$a/32" dev sink0
 	done
-	ip -n "$NETNS" addr add 2001:db8::10/128 dev sink0 nodad || true
+	# An allowed and a denied IPv6 server, with no IPv6 route beyond.
+	for a in 2001:db8::10 2001:db8::20; do
+		ip -n "$NETNS" addr add "$a/128" dev sink0 nodad || true
+	done
 	mkdir -p "$SUBMOUNT"
 	# nosuid and nodev, as /dev/shm and /run have on most hosts: the suite
 	# checks that a copy-on-write volume keeps them.

@@ -194,7 +194,7 @@ func (b *builtinNet) forwardByName(r *tcp.ForwarderRequest, name string) {
 		name = asked
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	addrs, err := a.res.LookupNetIP(ctx, name)
+	addrs, err := a.res.LookupNetIP(ctx, name, netipAddr(id.LocalAddress).Is6())
 	cancel()
 	if err != nil {
 		ep.Abort()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -82,8 +84,12 @@ func startBuiltin(_ int, o Options) (driver, error) {
 // the ports, so that a port already taken fails Ready.
 func (b *builtinNet) setup() error {
 	b.s = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+		// IPv6 with its neighbour discovery, without duplicate address
+		// detection (the stack's addresses are usable at once) or
+		// router advertisements: the sandbox's address and route are
+		// set by its init.
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
 	sack := tcpip.TCPSACKEnabled(true)
 	if err := b.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
@@ -91,6 +97,7 @@ func (b *builtinNet) setup() error {
 	}
 	if b.o.AllowHostLoopback {
 		b.nat[addr4(GatewayIP)] = addr4("127.0.0.1")
+		b.nat[addr6(GatewayIP6)] = addr6("::1")
 	}
 	var err error
 	if b.allow, err = newAllowList(b.o); err != nil {
@@ -152,22 +159,49 @@ func (b *builtinNet) reachable(dst tcpip.Address) bool {
 	if b.natted(dst) {
 		return true
 	}
-	ip := net.IP(dst.AsSlice())
-	_, subnet, _ := net.ParseCIDR(Subnet)
-	switch {
-	case subnet.Contains(ip):
-		// Only the gateway's NAT (above) and the DNS server (a bound
-		// endpoint, never seen here) live in the sandbox's subnet; an
-		// address there is forwarded as is otherwise, to whatever the
-		// host's own network has at 10.0.2.x.
+	ip, _ := netip.AddrFromSlice(dst.AsSlice())
+	if ip.Is4In6() {
+		// Never on the wire (RFC 4291, 2.5.5.2), yet the host would
+		// dial it as the IPv4 address it maps, past the fences of IPv4
+		// and the rules' families.
 		return false
-	case ip.IsLoopback(), ip.IsUnspecified(), ip.IsLinkLocalUnicast(), ip.IsMulticast(), ip.Equal(net.IPv4bcast):
+	}
+	if nat64.Contains(ip) {
+		// What the host's NAT64, if any, would reach.
+		a4 := ip.As16()
+		ip = netip.AddrFrom4([4]byte(a4[12:]))
+	}
+	switch {
+	case sandboxNet.Contains(ip), sandboxNet6.Contains(ip):
+		// Only the gateway's NAT (above) and the DNS server (a bound
+		// endpoint, never seen here) live in the sandbox's subnets; an
+		// address there is forwarded as is otherwise, to whatever the
+		// host's own network has at 10.0.2.x or fd00::x.
+		return false
+	case ip.IsLoopback(), ip.IsUnspecified(), ip.IsLinkLocalUnicast(), ip.IsMulticast(), ip == ipv4Broadcast:
 		// Link-local includes 169.254.169.254: a cloud metadata service
 		// hands out the host's credentials.
+		return false
+	case metadata6[ip]:
 		return false
 	}
 	return true
 }
+
+var (
+	sandboxNet    = netip.MustParsePrefix(Subnet)
+	sandboxNet6   = netip.MustParsePrefix(Subnet6)
+	ipv4Broadcast = netip.MustParseAddr("255.255.255.255")
+	// nat64 is the well-known prefix of NAT64 (RFC 6052), which embeds an
+	// IPv4 address in its last 32 bits.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+	// metadata6 are the IPv6 addresses of cloud metadata services, which
+	// are not link-local as 169.254.169.254 is: AWS's and Google's.
+	metadata6 = map[netip.Addr]bool{
+		netip.MustParseAddr("fd00:ec2::254"): true,
+		netip.MustParseAddr("fd20:ce::254"):  true,
+	}
+)
 
 func (b *builtinNet) ready() (ChildConfig, error) {
 	<-b.done
@@ -197,13 +231,15 @@ func (b *builtinNet) attachTap(f *os.File) error {
 		ep.Close()
 		return fmt.Errorf("builtin network: creating the NIC: %s", terr)
 	}
-	for _, a := range []string{GatewayIP, DNSIP} {
-		pa := tcpip.ProtocolAddress{
-			Protocol:          ipv4.ProtocolNumber,
-			AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr4(a), PrefixLen: PrefixLen},
-		}
+	for _, pa := range []tcpip.ProtocolAddress{
+		{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr4(GatewayIP), PrefixLen: PrefixLen}},
+		{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr4(DNSIP), PrefixLen: PrefixLen}},
+		// The stack answers neighbour solicitations for it: the
+		// sandbox's IPv6 next hop.
+		{Protocol: ipv6.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr6(GatewayIP6), PrefixLen: PrefixLen6}},
+	} {
 		if terr := b.s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); terr != nil {
-			return fmt.Errorf("builtin network: adding %s: %s", a, terr)
+			return fmt.Errorf("builtin network: adding %s: %s", pa.AddressWithPrefix.Address, terr)
 		}
 	}
 	// Promiscuous: accept packets for any address, so the forwarders see
@@ -214,11 +250,15 @@ func (b *builtinNet) attachTap(f *os.File) error {
 	if terr := b.s.SetSpoofing(nicID, true); terr != nil {
 		return fmt.Errorf("builtin network: %s", terr)
 	}
-	subnet, serr := tcpip.NewSubnet(addr4("10.0.2.0"), tcpip.MaskFromBytes(net.CIDRMask(PrefixLen, 32)))
-	if serr != nil {
-		return serr
+	var routes []tcpip.Route
+	for _, p := range []netip.Prefix{sandboxNet, sandboxNet6} {
+		subnet, serr := tcpip.NewSubnet(tcpip.AddrFromSlice(p.Addr().AsSlice()), tcpip.MaskFromBytes(net.CIDRMask(p.Bits(), p.Addr().BitLen())))
+		if serr != nil {
+			return serr
+		}
+		routes = append(routes, tcpip.Route{Destination: subnet, NIC: nicID})
 	}
-	b.s.SetRouteTable([]tcpip.Route{{Destination: subnet, NIC: nicID}})
+	b.s.SetRouteTable(routes)
 	return b.startDNS()
 }
 
@@ -278,6 +318,10 @@ func (b *builtinNet) close() error {
 
 func addr4(s string) tcpip.Address {
 	return tcpip.AddrFrom4Slice(net.ParseIP(s).To4())
+}
+
+func addr6(s string) tcpip.Address {
+	return tcpip.AddrFrom16Slice(net.ParseIP(s).To16())
 }
 
 // stackProvider is what rootlesskit's gvisor-tap-vsock port driver needs

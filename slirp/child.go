@@ -2,6 +2,7 @@ package slirp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -148,6 +149,31 @@ func configureInterface(c ChildConfig) error {
 	if err := addDefaultRoute(index, gw); err != nil {
 		return fmt.Errorf("adding the default route via %s: %w", gw, err)
 	}
+	if c.Address6 == "" {
+		return nil
+	}
+	return configureInterface6(c, index)
+}
+
+// configureInterface6 gives c.Device its IPv6 address and default route.
+// A kernel without IPv6 (booted with ipv6.disable=1, or the sandbox's
+// namespace with it turned off) leaves the sandbox on IPv4, as the host
+// it shares the kernel with is.
+func configureInterface6(c ChildConfig, index int) error {
+	ip, gw := net.ParseIP(c.Address6), net.ParseIP(c.Gateway6)
+	if ip == nil || ip.To4() != nil || gw == nil || gw.To4() != nil {
+		return fmt.Errorf("bad IPv6 network configuration %+v", c)
+	}
+	err := rtnetlink(addressRequest(index, ip, PrefixLen6))
+	if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EACCES) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("setting the IPv6 address of %s: %w", c.Device, err)
+	}
+	if err := addDefaultRoute(index, gw); err != nil {
+		return fmt.Errorf("adding the default route via %s: %w", gw, err)
+	}
 	return nil
 }
 
@@ -172,9 +198,9 @@ func setUp(fd int, name string) error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// addDefaultRoute adds 0.0.0.0/0 via gw on interface index with one
-// rtnetlink request: the ioctl way (SIOCADDRT) needs struct rtentry, whose
-// layout differs between architectures.
+// addDefaultRoute adds 0.0.0.0/0 or ::/0 (by gw's family) via gw on
+// interface index with one rtnetlink request: the ioctl way (SIOCADDRT)
+// needs struct rtentry, whose layout differs between architectures.
 func addDefaultRoute(index int, gw net.IP) error {
 	return rtnetlink(routeRequest(index, gw))
 }
@@ -182,8 +208,14 @@ func addDefaultRoute(index int, gw net.IP) error {
 // routeRequest is an RTM_NEWROUTE message for the default route.
 func routeRequest(index int, gw net.IP) []byte {
 	oif := binary.NativeEndian.AppendUint32(nil, uint32(index))
+	family := byte(unix.AF_INET)
+	if gw.To4() == nil {
+		family = unix.AF_INET6
+	} else {
+		gw = gw.To4()
+	}
 	body := []byte{
-		unix.AF_INET,       // rtm_family
+		family,             // rtm_family
 		0,                  // rtm_dst_len: the default route
 		0,                  // rtm_src_len
 		0,                  // rtm_tos
@@ -193,7 +225,24 @@ func routeRequest(index int, gw net.IP) []byte {
 		unix.RTN_UNICAST,
 		0, 0, 0, 0, // rtm_flags
 	}
-	body = append(body, rtAttr(unix.RTA_GATEWAY, gw.To4())...)
+	body = append(body, rtAttr(unix.RTA_GATEWAY, gw)...)
 	body = append(body, rtAttr(unix.RTA_OIF, oif)...)
 	return netlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
+}
+
+// addressRequest is an RTM_NEWADDR message giving interface index the IPv6
+// address ip/prefixLen. IFA_F_NODAD: the address is usable at once, not
+// tentative for the second duplicate address detection takes; nothing
+// else is on the sandbox's link but ursb's stack.
+func addressRequest(index int, ip net.IP, prefixLen int) []byte {
+	body := []byte{
+		unix.AF_INET6,    // ifa_family
+		byte(prefixLen),  // ifa_prefixlen
+		unix.IFA_F_NODAD, // ifa_flags
+		unix.RT_SCOPE_UNIVERSE,
+	}
+	body = binary.NativeEndian.AppendUint32(body, uint32(index)) // ifa_index
+	body = append(body, rtAttr(unix.IFA_LOCAL, ip.To16())...)
+	body = append(body, rtAttr(unix.IFA_ADDRESS, ip.To16())...)
+	return netlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL, body)
 }

@@ -6,8 +6,10 @@
 // and builtin, a gVisor network stack in the ursb process itself that needs
 // no helper program. All three give the same layout inside: the sandbox is
 // 10.0.2.100/24 on tap0, its gateway is 10.0.2.2, its DNS forwarder 10.0.2.3,
-// and the MTU is 65520. The host's loopback is unreachable unless
-// AllowHostLoopback is set; then the host's 127.0.0.1 answers at 10.0.2.2.
+// and the MTU is 65520. The builtin driver alone adds IPv6: fd00::100/64,
+// with its gateway at fd00::2. The host's loopback is unreachable unless
+// AllowHostLoopback is set; then the host's 127.0.0.1 answers at 10.0.2.2
+// (and with the builtin driver its ::1 at fd00::2).
 // Routing rules set inside the sandbox (fence) make that the same for every
 // driver: 10.0.2.2 is the host's loopback or refused, never an address on
 // the host's network, and 10.0.2.3 answers DNS and refuses the rest.

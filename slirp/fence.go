@@ -24,8 +24,9 @@ type Rule struct {
 // rest follow in order, all before the main table's (32766).
 const firstRulePref = 100
 
-// fence is the sandbox's rules for o: GatewayIP is the host's loopback
-// with AllowHostLoopback and nothing otherwise, DNSIP serves DNS and nothing
+// fence is the sandbox's rules for o: GatewayIP (and GatewayIP6, which
+// only the builtin driver gives) is the host's loopback with
+// AllowHostLoopback and nothing otherwise, DNSIP serves DNS and nothing
 // else. The drivers do not agree on the rest: pasta without gateway mapping
 // sends what the sandbox addresses to either onwards to the host's network,
 // where any machine may hold those addresses; libslirp sends DNSIP's other
@@ -51,6 +52,10 @@ func fence(o Options) []Rule {
 			}
 		}
 		rules = append(rules, Rule{Dst: GatewayIP, Refuse: true})
+		if o.Mode == ModeBuiltin {
+			// Published ports are reached over IPv4 only.
+			rules = append(rules, Rule{Dst: GatewayIP6, Refuse: true})
+		}
 	}
 	return append(rules, Rule{Dst: DNSIP, Refuse: true})
 }
@@ -62,6 +67,13 @@ func addRules(rules []Rule) error {
 		msg, err := ruleRequest(uint32(firstRulePref+i), r)
 		if err == nil {
 			err = rtnetlink(msg)
+		}
+		six := net.ParseIP(r.Dst).To4() == nil
+		if six && errors.Is(err, unix.EAFNOSUPPORT) {
+			// A kernel without IPv6 or without its policy routing
+			// (CONFIG_IPV6_MULTIPLE_TABLES): the builtin stack,
+			// the only driver with IPv6, refuses the same itself.
+			continue
 		}
 		if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("adding routing rule %+v: %w (a kernel without policy routing, CONFIG_IP_MULTIPLE_TABLES: use --net none or host)", r, err)
@@ -75,7 +87,10 @@ func addRules(rules []Rule) error {
 
 // ruleRequest is an RTM_NEWRULE message for r at priority pref.
 func ruleRequest(pref uint32, r Rule) ([]byte, error) {
-	dst := net.ParseIP(r.Dst).To4()
+	family, dst := byte(unix.AF_INET), net.ParseIP(r.Dst).To4()
+	if dst == nil {
+		family, dst = unix.AF_INET6, net.ParseIP(r.Dst)
+	}
 	if dst == nil {
 		return nil, fmt.Errorf("bad address %q", r.Dst)
 	}
@@ -86,10 +101,10 @@ func ruleRequest(pref uint32, r Rule) ([]byte, error) {
 	}
 	// struct fib_rule_hdr.
 	body := []byte{
-		unix.AF_INET, // family
-		32,           // dst_len
-		0,            // src_len
-		0,            // tos
+		family,
+		byte(8 * len(dst)), // dst_len: the one address
+		0,                  // src_len
+		0,                  // tos
 		table,
 		0, 0, // reserved
 		action,

@@ -20,6 +20,9 @@ func TestFence(t *testing.T) {
 		want []Rule
 	}{
 		{Options{Mode: ModePasta}, append(dns, refuseGW, refuseDNS)},
+		// Only the builtin driver gives IPv6, and its gateway too is
+		// refused without AllowHostLoopback.
+		{Options{Mode: ModeBuiltin}, append(dns, refuseGW, Rule{Dst: GatewayIP6, Refuse: true}, refuseDNS)},
 		{Options{Mode: ModeBuiltin, AllowHostLoopback: true, Publish: published}, append(dns, refuseDNS)},
 		// Replies from published ports go back to the gateway, once per
 		// port and protocol.
@@ -89,7 +92,19 @@ func TestRuleRequest(t *testing.T) {
 		t.Errorf("attributes % x", attrs)
 	}
 
-	for _, bad := range []Rule{{Dst: "::1"}, {Dst: GatewayIP, Proto: "sctp"}} {
+	msg, err = ruleRequest(103, Rule{Dst: GatewayIP6, Refuse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, attrs = parse(t, msg)
+	if hdr[0] != unix.AF_INET6 || hdr[1] != 128 || hdr[7] != unix.FR_ACT_UNREACHABLE {
+		t.Errorf("an IPv6 rule: bad fib_rule_hdr % x", hdr)
+	}
+	if d := attrs[unix.FRA_DST]; len(d) != 16 || !net.IP(d).Equal(net.ParseIP(GatewayIP6)) {
+		t.Errorf("an IPv6 rule: dst % x", d)
+	}
+
+	for _, bad := range []Rule{{Dst: "gateway"}, {Dst: GatewayIP, Proto: "sctp"}} {
 		if _, err := ruleRequest(100, bad); err == nil {
 			t.Errorf("ruleRequest(%+v) accepted", bad)
 		}

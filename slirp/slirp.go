@@ -38,6 +38,14 @@ const (
 	DNSIP = "10.0.2.3"
 	// PrefixLen is the length of Subnet's prefix.
 	PrefixLen = 24
+	// Subnet6 is the sandbox's IPv6 network, a unique local one, which
+	// only the builtin driver gives: SandboxIP6 on Device, with a default
+	// route via GatewayIP6, where the host's ::1 answers with
+	// AllowHostLoopback. DNS stays at DNSIP.
+	Subnet6    = "fd00::/64"
+	SandboxIP6 = "fd00::100"
+	GatewayIP6 = "fd00::2"
+	PrefixLen6 = 64
 	// Device is the name of the sandbox's interface.
 	Device = "tap0"
 	// DefaultMTU is used when Options.MTU is zero: large frames make
@@ -55,7 +63,8 @@ type Options struct {
 	Mode string
 	// MTU of the sandbox's interface; zero means DefaultMTU.
 	MTU int
-	// AllowHostLoopback makes the host's 127.0.0.1 reachable at GatewayIP.
+	// AllowHostLoopback makes the host's 127.0.0.1 reachable at GatewayIP,
+	// and with the builtin driver its ::1 at GatewayIP6.
 	AllowHostLoopback bool
 	// Publish lists the sandbox ports to publish on the host.
 	Publish []spec.Port
@@ -89,6 +98,11 @@ type ChildConfig struct {
 	PrefixLen int    `json:"prefixLen,omitempty"`
 	// Gateway is the default route's next hop.
 	Gateway string `json:"gateway,omitempty"`
+	// Address6 is the sandbox's IPv6 address on Device, with a prefix of
+	// PrefixLen6, and Gateway6 its default route's next hop; both empty
+	// when the driver gives no IPv6.
+	Address6 string `json:"address6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
 	// DNS lists the name servers for resolv.conf.
 	DNS []string `json:"dns,omitempty"`
 	// MTU of Device.
@@ -333,6 +347,9 @@ func layout(o Options) ChildConfig {
 		DNS:       []string{DNSIP},
 		MTU:       o.MTU,
 		Rules:     fence(o),
+	}
+	if o.Mode == ModeBuiltin {
+		c.Address6, c.Gateway6 = SandboxIP6, GatewayIP6
 	}
 	if o.AllowHostLoopback {
 		c.HostLoopback = GatewayIP

@@ -1,6 +1,7 @@
 package slirp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -291,6 +292,46 @@ func TestRouteRequest(t *testing.T) {
 	}
 	if len(seen[unix.RTA_OIF]) != 4 || ne.Uint32(seen[unix.RTA_OIF]) != 7 {
 		t.Errorf("oif attribute = %v", seen[unix.RTA_OIF])
+	}
+}
+
+func TestRouteRequest6(t *testing.T) {
+	msg := routeRequest(7, net.ParseIP(GatewayIP6))
+	body := msg[unix.SizeofNlMsghdr:]
+	if body[0] != unix.AF_INET6 || body[1] != 0 {
+		t.Errorf("bad rtmsg: % x", body[:12])
+	}
+	gw := rtAttr(unix.RTA_GATEWAY, net.ParseIP(GatewayIP6).To16())
+	if !bytes.Contains(body[unix.SizeofRtMsg:], gw) {
+		t.Errorf("no 16-byte gateway attribute in % x", body)
+	}
+}
+
+func TestAddressRequest(t *testing.T) {
+	msg := addressRequest(7, net.ParseIP(SandboxIP6), PrefixLen6)
+	ne := binary.NativeEndian
+	if int(ne.Uint32(msg)) != len(msg) || ne.Uint16(msg[4:]) != unix.RTM_NEWADDR {
+		t.Fatalf("bad header: % x", msg[:16])
+	}
+	body := msg[unix.SizeofNlMsghdr:]
+	if body[0] != unix.AF_INET6 || body[1] != PrefixLen6 || body[2] != unix.IFA_F_NODAD || ne.Uint32(body[4:]) != 7 {
+		t.Errorf("bad ifaddrmsg: % x", body[:unix.SizeofIfAddrmsg])
+	}
+	for _, typ := range []uint16{unix.IFA_LOCAL, unix.IFA_ADDRESS} {
+		if a := rtAttr(typ, net.ParseIP(SandboxIP6).To16()); !bytes.Contains(body[unix.SizeofIfAddrmsg:], a) {
+			t.Errorf("no attribute %d with the address in % x", typ, body)
+		}
+	}
+}
+
+func TestLayoutIPv6(t *testing.T) {
+	if c := layout(Options{Mode: ModeBuiltin}); c.Address6 != SandboxIP6 || c.Gateway6 != GatewayIP6 {
+		t.Errorf("builtin: want IPv6 %s via %s, got %+v", SandboxIP6, GatewayIP6, c)
+	}
+	for _, m := range []string{ModePasta, ModeSlirp4netns} {
+		if c := layout(Options{Mode: m}); c.Address6 != "" || c.Gateway6 != "" {
+			t.Errorf("%s gives no IPv6, got %+v", m, c)
+		}
 	}
 }
 

@@ -43,7 +43,7 @@ type runCmd struct {
 	Net         string   `name:"net" aliases:"network" default:"auto" help:"Network: auto (pasta, else slirp4netns, else builtin), none, host, pasta, slirp4netns, builtin or sandbox:NAME (share a running sandbox's)."`
 
 	Publish           []string `short:"p" sep:"none" help:"Publish a sandbox port on the host: [IP:]HOSTPORT:PORT[/tcp|udp]; IP defaults to 127.0.0.1." placeholder:"[IP:]HOSTPORT:PORT"`
-	AllowHostLoopback bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2."`
+	AllowHostLoopback bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's 127.0.0.1 at 10.0.2.2 (and with --net builtin its ::1 at fd00::2)."`
 	MTU               int      `name:"mtu" help:"MTU of a user-mode network's interface (default 65520)." placeholder:"N"`
 	DNS               []string `name:"dns" help:"Name server for the sandbox's resolv.conf, instead of the network's forwarder." placeholder:"IP"`
 	AddHost           []string `name:"add-host" sep:"none" help:"Add NAME:IP to /etc/hosts; IP host-gateway is the host's loopback (with --allow-host-loopback)." placeholder:"NAME:IP"`

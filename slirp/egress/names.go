@@ -20,40 +20,6 @@ const nameLife = 30 * time.Minute
 type Names struct {
 	mu sync.Mutex
 	m  map[netip.Addr]nameEntry
-	// synthetic holds the stand-in IPv4 address of each name that has
-	// only IPv6 ones, and next is the pool's next free offset.
-	synthetic map[string]netip.Addr
-	next      uint32
-}
-
-// syntheticPool is where stand-in addresses come from: 198.18.0.0/15 is
-// set aside for benchmarks (RFC 2544), so no real destination is hidden.
-var syntheticPool = netip.MustParsePrefix("198.18.0.0/15")
-
-// Synthetic is the stand-in IPv4 address of name, which has IPv6
-// addresses only: the sandbox speaks IPv4, and a connection to the
-// stand-in is dialled by name, over IPv6, like any connection allowed
-// through a name.
-func (n *Names) Synthetic(name string) netip.Addr {
-	name = Normalize(name)
-	n.mu.Lock()
-	a, ok := n.synthetic[name]
-	if !ok {
-		if n.synthetic == nil || len(n.synthetic) >= maxNames {
-			n.synthetic = map[string]netip.Addr{}
-		}
-		b := syntheticPool.Addr().As4()
-		// Offsets from 1: the pool's first address is its network's.
-		off := n.next%(1<<(32-syntheticPool.Bits())-1) + 1
-		n.next++
-		b[1] += byte(off >> 16)
-		b[2], b[3] = byte(off>>8), byte(off)
-		a = netip.AddrFrom4(b)
-		n.synthetic[name] = a
-	}
-	n.mu.Unlock()
-	n.Remember(name, a)
-	return a
 }
 
 type nameEntry struct {

@@ -78,6 +78,11 @@ func (r *Resolver) deny(d Denial) {
 // rule names that address.
 func (r *Resolver) usable(a netip.Addr) bool {
 	a = a.Unmap()
+	if nat64.Contains(a) {
+		// What the host's NAT64, if any, would reach.
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
 		a.IsMulticast() || a.IsLinkLocalMulticast() || a == cgnatMetadata {
 		return r.Set.AddrAnyPort(a)
@@ -89,6 +94,10 @@ func (r *Resolver) usable(a netip.Addr) bool {
 // space; the others' (169.254.169.254, fd00:ec2::254) are link-local or
 // private already.
 var cgnatMetadata = netip.MustParseAddr("100.100.100.200")
+
+// nat64 is the well-known prefix of NAT64 (RFC 6052), which embeds an IPv4
+// address in its last 32 bits.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // exchange asks the upstream servers q, the first that answers winning.
 func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, network string) (*dns.Msg, error) {
@@ -172,9 +181,6 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	if kept == 0 && dropped > 0 {
 		r.deny(Denial{Proto: "dns", Port: 53, Name: name, Why: WhyRebinding})
 	}
-	if kept == 0 && dropped == 0 && q.Question[0].Qtype == dns.TypeA && up.Rcode == dns.RcodeSuccess {
-		r.standIn(ctx, name, q.Question[0].Name, up)
-	}
 	if network == "udp" {
 		size := dns.MinMsgSize
 		if e := q.IsEdns0(); e != nil {
@@ -185,40 +191,24 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	_ = w.WriteMsg(up)
 }
 
-// standIn answers an A question about a name with IPv6 addresses only
-// with its stand-in IPv4 address (Names.Synthetic).
-func (r *Resolver) standIn(ctx context.Context, name, qname string, m *dns.Msg) {
-	q := new(dns.Msg)
-	q.SetQuestion(dns.Fqdn(name), dns.TypeAAAA)
-	six, err := r.exchange(ctx, q, "udp")
-	if err != nil {
-		return
-	}
-	for _, rr := range six.Answer {
-		if aaaa, ok := rr.(*dns.AAAA); ok {
-			if a, ok := netip.AddrFromSlice(aaaa.AAAA.To16()); ok && r.usable(a) {
-				stand := r.Names.Synthetic(name)
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: min(aaaa.Hdr.Ttl, 60)},
-					A:   stand.AsSlice(),
-				})
-				return
-			}
-		}
-	}
-}
-
 // LookupNetIP resolves an allowed name before a dial, keeping only the
 // addresses the sandbox may reach: the name is asked afresh, so an address
-// it once had and no longer has leads nowhere.
-func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, error) {
+// it once had and no longer has leads nowhere. The addresses of six's
+// family (IPv6 when true) are asked first, those of the other only when
+// there are none: the family the sandbox dialled, which it has a route
+// for, is the one to keep.
+func (r *Resolver) LookupNetIP(ctx context.Context, name string, six bool) ([]netip.Addr, error) {
 	name = Normalize(name)
 	if !r.Set.Name(name) {
 		return nil, ErrDenied
 	}
 	var out []netip.Addr
 	dropped := 0
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	types := []uint16{dns.TypeA, dns.TypeAAAA}
+	if six {
+		types[0], types[1] = types[1], types[0]
+	}
+	for _, t := range types {
 		q := new(dns.Msg)
 		q.SetQuestion(dns.Fqdn(name), t)
 		m, err := r.exchange(ctx, q, "udp")
@@ -242,7 +232,6 @@ func (r *Resolver) LookupNetIP(ctx context.Context, name string) ([]netip.Addr, 
 			}
 		}
 		if len(out) > 0 {
-			// The sandbox speaks IPv4; IPv6 is only a fallback.
 			break
 		}
 	}

@@ -121,38 +121,55 @@ func TestResolverAnswersOnlyAllowedNames(t *testing.T) {
 		t.Errorf("denials: %+v", denied)
 	}
 
-	addrs, err := r.LookupNetIP(context.Background(), "mirror.example")
+	addrs, err := r.LookupNetIP(context.Background(), "mirror.example", false)
 	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.10") {
 		t.Errorf("LookupNetIP(allowed) = %v, %v", addrs, err)
 	}
-	if _, err := r.LookupNetIP(context.Background(), "evil.example"); err != ErrDenied {
+	if _, err := r.LookupNetIP(context.Background(), "evil.example", false); err != ErrDenied {
 		t.Errorf("LookupNetIP(denied) = %v", err)
 	}
-	if _, err := r.LookupNetIP(context.Background(), "rebind.example"); err != ErrDenied {
+	if _, err := r.LookupNetIP(context.Background(), "rebind.example", false); err != ErrDenied {
 		t.Errorf("LookupNetIP(rebinding) = %v", err)
 	}
 }
 
-func TestResolverStandsInForIPv6Only(t *testing.T) {
-	_, addr := startUpstream(t, map[string]string{"six.example": "2001:db8::10", "loop6.example": "::1"})
-	set, _ := NewSet([]string{"six.example:443", "loop6.example"})
+func TestResolverIPv6(t *testing.T) {
+	_, addr := startUpstream(t, map[string]string{
+		"six.example":   "2001:db8::10",
+		"dual.example":  "192.0.2.10,2001:db8::20",
+		"loop6.example": "::1",
+		"ula.example":   "fd00:ec2::254",
+		"nat64.example": "64:ff9b::7f00:1",
+	})
+	set, _ := NewSet([]string{"six.example:443", "dual.example", "loop6.example", "ula.example", "nat64.example"})
 	r := &Resolver{Set: set, Names: &Names{}, Servers: []string{addr}}
-	m := ask(r, "six.example", dns.TypeA)
-	if len(m.Answer) != 1 {
-		t.Fatalf("want one stand-in A record, got %v", m.Answer)
+	m := ask(r, "six.example", dns.TypeAAAA)
+	if len(m.Answer) != 1 || !m.Answer[0].(*dns.AAAA).AAAA.Equal(net.ParseIP("2001:db8::10")) {
+		t.Fatalf("want the AAAA record as it is, got %v", m.Answer)
 	}
-	stand, _ := netip.AddrFromSlice(m.Answer[0].(*dns.A).A.To4())
-	if !syntheticPool.Contains(stand) || r.Names.Lookup(stand) != "six.example" {
-		t.Errorf("stand-in %s: want an address of %s remembered as six.example", stand, syntheticPool)
+	if r.Names.Lookup(netip.MustParseAddr("2001:db8::10")) != "six.example" {
+		t.Error("an IPv6 address handed out is not remembered as its name's")
 	}
-	if again := ask(r, "six.example", dns.TypeA); !again.Answer[0].(*dns.A).A.Equal(stand.AsSlice()) {
-		t.Error("a name's stand-in changed between questions")
+	if m := ask(r, "six.example", dns.TypeA); len(m.Answer) != 0 {
+		t.Errorf("an IPv6-only name has no A record, got %v", m.Answer)
 	}
-	addrs, err := r.LookupNetIP(context.Background(), "six.example")
-	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("2001:db8::10") {
-		t.Errorf("LookupNetIP = %v, %v; want the IPv6 address to dial", addrs, err)
+	for _, name := range []string{"loop6.example", "ula.example", "nat64.example"} {
+		if m := ask(r, name, dns.TypeAAAA); len(m.Answer) != 0 {
+			t.Errorf("%s: a loopback, private or NAT64-loopback address is kept from the sandbox, got %v", name, m.Answer)
+		}
 	}
-	if m := ask(r, "loop6.example", dns.TypeA); len(m.Answer) != 0 {
-		t.Errorf("a name on ::1 gets no stand-in, got %v", m.Answer)
+	for _, c := range []struct {
+		name string
+		six  bool
+		want string
+	}{
+		{"six.example", false, "2001:db8::10"}, // no IPv4: IPv6 it is
+		{"dual.example", false, "192.0.2.10"},
+		{"dual.example", true, "2001:db8::20"}, // the family the sandbox dialled
+	} {
+		addrs, err := r.LookupNetIP(context.Background(), c.name, c.six)
+		if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr(c.want) {
+			t.Errorf("LookupNetIP(%s, six %v) = %v, %v; want %s", c.name, c.six, addrs, err, c.want)
+		}
 	}
 }

@@ -87,6 +87,16 @@ func TestSetMatches(t *testing.T) {
 			t.Errorf("Addr(%s, %d) = %v", c.addr, c.port, got)
 		}
 	}
+
+	// Each family's rules open that family only, however wide.
+	four, _ := NewSet([]string{"0.0.0.0/0"})
+	six, _ := NewSet([]string{"::/0"})
+	if !four.Addr(netip.MustParseAddr("192.0.2.9"), 443) || four.Addr(netip.MustParseAddr("2001:db8::7"), 443) {
+		t.Error("0.0.0.0/0: want every IPv4 address allowed and no IPv6 one")
+	}
+	if !six.Addr(netip.MustParseAddr("2001:db8::7"), 443) || six.Addr(netip.MustParseAddr("192.0.2.9"), 443) {
+		t.Error("::/0: want every IPv6 address allowed and no IPv4 one")
+	}
 }
 
 func TestReadFileReportsEachBadLine(t *testing.T) {
