@@ -1,10 +1,12 @@
 package image
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // AuthFile is where ursb login keeps credentials: podman's auth.json
@@ -133,11 +137,37 @@ func (keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	return authn.Anonymous, nil
 }
 
-// Login stores user and password for registry in auth.json, once check
-// has accepted them.
-func Login(registry, user, password string, check func(authn.Authenticator) error) error {
-	if err := check(&authn.Basic{Username: user, Password: password}); err != nil {
+// Login checks user and password against registry's /v2/ endpoint and
+// stores them in auth.json. insecure allows plain HTTP and unverified TLS.
+func Login(ctx context.Context, registry, user, password string, insecure bool) error {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(registry, opts...)
+	if err != nil {
+		return fmt.Errorf("%q is not a registry: %v", registry, err)
+	}
+	base := remote.DefaultTransport
+	if insecure {
+		base = insecureTransport()
+	}
+	auth := &authn.Basic{Username: user, Password: password}
+	rt, err := transport.NewWithContext(ctx, reg, auth, base, []string{reg.Scope(transport.PullScope)})
+	if err != nil {
+		return fmt.Errorf("logging in to %s: %v", registry, registryError(err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil)
+	if err != nil {
 		return err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return fmt.Errorf("logging in to %s: %v", registry, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("logging in to %s: the registry answered %s; check the user name and password", registry, resp.Status)
 	}
 	file, err := AuthFile()
 	if err != nil {
@@ -147,7 +177,7 @@ func Login(registry, user, password string, check func(authn.Authenticator) erro
 	if err != nil {
 		return err
 	}
-	c.Auths[authKeys(registry)[0]] = authEntry{Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + password))}
+	c.Auths[authKeys(reg.RegistryStr())[0]] = authEntry{Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + password))}
 	return c.write(file)
 }
 

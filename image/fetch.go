@@ -128,11 +128,16 @@ func Fetch(ctx context.Context, src Source, o FetchOptions) (*Fetched, error) {
 func remoteOptions(ctx context.Context, insecure bool) []remote.Option {
 	opts := []remote.Option{remote.WithAuthFromKeychain(Keychain), remote.WithContext(ctx), remote.WithJobs(4)}
 	if insecure {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --tls-verify=false asks for it
-		opts = append(opts, remote.WithTransport(t))
+		opts = append(opts, remote.WithTransport(insecureTransport()))
 	}
 	return opts
+}
+
+// insecureTransport skips verifying certificates, for --tls-verify=false.
+func insecureTransport() http.RoundTripper {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --tls-verify=false asks for it
+	return t
 }
 
 // fetchRemote tries each reference in turn, the next only when a

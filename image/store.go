@@ -80,7 +80,9 @@ func Open() (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) sub(parts ...string) string { return filepath.Join(append([]string{s.Dir}, parts...)...) }
+func (s *Store) sub(parts ...string) string {
+	return filepath.Join(append([]string{s.Dir}, parts...)...)
+}
 
 // Lock takes the store's lock, shared (pull, run) or exclusive (rmi,
 // prune), waiting for it; Unlock releases it. The kernel drops it if ursb

@@ -75,7 +75,7 @@ func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 		short = short[:12]
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "Copying blob %s (%s)\n", short, humanSize(desc.Size))
+		fmt.Fprintf(progress, "Copying blob %s (%s)\n", short, HumanSize(desc.Size))
 	}
 	tmp, err := os.MkdirTemp(u.s.sub("tmp"), "layer-")
 	if err != nil {
@@ -207,8 +207,8 @@ func UnpackTool(args []string, in io.Reader) error {
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-// humanSize writes a byte count as podman does: 12.3MB.
-func humanSize(n int64) string {
+// HumanSize writes a byte count as podman does: 12.3MB.
+func HumanSize(n int64) string {
 	units := []string{"B", "kB", "MB", "GB", "TB"}
 	f := float64(n)
 	i := 0
