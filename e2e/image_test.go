@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -171,7 +173,7 @@ type testRegistry struct {
 func newRegistry(t *testing.T) *testRegistry {
 	t.Helper()
 	r := &testRegistry{}
-	inner := registry.New()
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		f := r.tamper.Load()
 		if f == nil || req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/blobs/") {
@@ -184,7 +186,9 @@ func newRegistry(t *testing.T) *testRegistry {
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
-		w.Header().Del("Content-Length")
+		// The length promised is the real blob's: a shorter body is a
+		// connection cut short.
+		w.Header().Set("Content-Length", strconv.Itoa(rec.Body.Len()))
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(body)
 	}))

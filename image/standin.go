@@ -82,6 +82,7 @@ func Unpack(r io.Reader, dir string, o UnpackOptions) (UnpackStats, error) {
 			continue
 		}
 		_ = os.RemoveAll(dst)
+		_ = os.MkdirAll(filepath.Dir(dst), 0o755)
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = os.Mkdir(dst, os.FileMode(h.Mode).Perm())
