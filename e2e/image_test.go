@@ -277,13 +277,13 @@ func TestImagePullRunRemove(t *testing.T) {
 		layerEntry{name: "home/app/", typ: tar.TypeDir, mode: 0o755, uid: 1000, gid: 1000},
 		layerEntry{name: "home/app/own", typ: tar.TypeReg, mode: 0o640, uid: 1000, gid: 1000, body: "mine\n"},
 		layerEntry{name: "bin/suid", typ: tar.TypeReg, mode: 0o4755, body: "#!/bin/sh\necho suid\n"},
+		layerEntry{name: "etc/motd.hard", typ: tar.TypeLink, link: "etc/motd"},
 		layerEntry{name: "etc/tagged", typ: tar.TypeReg, mode: 0o644, body: "x\n", xattrs: map[string]string{"user.ursb": "kept"}},
 	)
 	l3 := layerOf(t, compression.None,
-		regFile("etc/.wh.doomed", ""),
+		dirEntry("etc/"), regFile("etc/.wh.doomed", ""),
 		dirEntry("opq/"), regFile("opq/.wh..wh..opq", ""), regFile("opq/new", "new\n"),
 		layerEntry{name: "etc/motd.link", typ: tar.TypeSymlink, mode: 0o777, link: "motd"},
-		layerEntry{name: "etc/motd.hard", typ: tar.TypeLink, link: "etc/motd"},
 	)
 	img := imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"cat", "/etc/motd"}, Env: []string{"PATH=/bin", "FROM_IMAGE=yes"}, WorkingDir: "/opq"}, base, l2, l3)
 	ref := reg.push(t, "test/life:1", img)

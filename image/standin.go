@@ -72,6 +72,7 @@ func Unpack(r io.Reader, dir string, o UnpackOptions) (UnpackStats, error) {
 			}
 			continue
 		}
+		_ = os.MkdirAll(parent, 0o755)
 		if w, ok := strings.CutPrefix(base, ".wh."); ok {
 			if err := unix.Mknod(filepath.Join(parent, w), unix.S_IFCHR, 0); err != nil {
 				return st, err
