@@ -126,6 +126,7 @@ func (d *differ) entry(name, src string, st *unix.Stat_t) error {
 	if err != nil || hdr == nil {
 		return err
 	}
+	hdr.ModTime = timeOf(st)
 	attrs, err := overlayAttrs(src)
 	if err != nil {
 		return err
@@ -274,4 +275,7 @@ func getXattr(src, name string) ([]byte, error) {
 	}
 }
 
-func timeOf(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, st.Mtim.Nsec) }
+// timeOf is st's mtime in whole seconds, as a plain tar header holds it:
+// finer times would need a PAX record on nearly every entry, and the tar
+// writer rounds rather than truncates.
+func timeOf(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, 0) }

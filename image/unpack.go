@@ -190,6 +190,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		return u.rootDir(hdr)
 	}
+	if dir := path.Dir(rel); strings.HasPrefix(dir, whMeta) || strings.Contains(dir, "/"+whMeta) {
+		// Inside AUFS bookkeeping (hard link stash): not part of the tree.
+		return nil
+	}
 	if base := path.Base(rel); strings.HasPrefix(base, whPrefix) {
 		return u.marker(rel, base, hdr)
 	}
@@ -245,6 +249,10 @@ func (u *unpacker) parent(name string) (int, error) {
 		return -1, err
 	}
 	err = unix.Mkdirat(pfd, path.Base(dir), 0o755)
+	if err == nil {
+		// Whatever the umask, as the directory a layer implies is made.
+		err = unix.Fchmodat(pfd, path.Base(dir), 0o755, 0)
+	}
 	unix.Close(pfd)
 	if err != nil && err != unix.EEXIST {
 		return -1, err
