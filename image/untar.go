@@ -29,70 +29,8 @@ const (
 // (after trusted.overlay.opaque, which no user namespace may set).
 const opaqueXattr = "user.overlay.opaque"
 
-// UnpackOptions say how Unpack writes a layer.
-type UnpackOptions struct {
-	// Squash leaves every entry owned by whoever unpacks it (root of a
-	// single-id user namespace: 0:0 inside), for a user with no
-	// subordinate range, who cannot own more than one id.
-	Squash bool
-	// MaxSize bounds the bytes of file content the layer may write; 0 is
-	// no bound. An entry that declares more than what is left is refused
-	// before anything of it is written.
-	MaxSize int64
-}
-
-// UnpackStats says what Unpack wrote.
-type UnpackStats struct {
-	// Entries is the number of files, directories, links and fifos made.
-	Entries int64
-	// Bytes is the file content written.
-	Bytes int64
-	// Whiteouts and OpaqueDirs count the deletions and opaque directories.
-	Whiteouts, OpaqueDirs int64
-	// XattrsSkipped counts extended attributes this host or user may not
-	// set (trusted.*, security.* other than capabilities, any on a symlink
-	// or fifo, or ones the filesystem refused): the layer is still usable
-	// without them.
-	XattrsSkipped int64
-}
-
-// Unpack writes the uncompressed layer tar r into the existing empty
-// directory dir, in overlayfs' own form, with the tar's owners as they are
-// (unless o.Squash): the caller runs it as root of a user namespace that
-// maps the user's subordinate range, so that 1000 in the image becomes
-// subuid_start+999 on the host.
-//
-// The stream is hostile. Every name is resolved beneath dir with openat2's
-// RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS, so a symlink the stream made (or
-// anything swapped in meanwhile) is never followed; absolute names and
-// ".." are refused, a hard link must name something this layer made below
-// dir, device nodes other than whiteouts are refused, and so is an entry
-// of an unknown type. Each refusal is one line quoting the entry. On error
-// dir holds a partial layer: the caller removes it.
-func Unpack(r io.Reader, dir string, o UnpackOptions) (UnpackStats, error) {
-	u := &unpacker{opts: o, root: -1, dirAt: map[string]int{}}
-	defer u.close()
-	if err := u.openRoot(dir); err != nil {
-		return u.stats, err
-	}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return u.stats, fmt.Errorf("reading the layer: %w", err)
-		}
-		if err := u.entry(hdr, tr); err != nil {
-			return u.stats, err
-		}
-	}
-	return u.stats, u.finish()
-}
-
-// unpacker holds one Unpack's state.
-type unpacker struct {
+// layerWriter holds one Unpack's state.
+type layerWriter struct {
 	opts  UnpackOptions
 	root  int // O_PATH descriptor of the layer directory
 	stats UnpackStats
@@ -111,13 +49,13 @@ type dirMeta struct {
 	mtime       time.Time
 }
 
-func (u *unpacker) close() {
+func (u *layerWriter) close() {
 	if u.root >= 0 {
 		unix.Close(u.root)
 	}
 }
 
-func (u *unpacker) openRoot(dir string) error {
+func (u *layerWriter) openRoot(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("cannot unpack a layer into %s: %w", dir, err)
@@ -176,7 +114,7 @@ func relName(name string) (string, error) {
 	return clean, nil
 }
 
-func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+func (u *layerWriter) entry(hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
@@ -219,7 +157,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 }
 
 // open resolves name below the root without following any symlink.
-func (u *unpacker) open(name string, flags uint64) (int, error) {
+func (u *layerWriter) open(name string, flags uint64) (int, error) {
 	if name == "" {
 		name = "."
 	}
@@ -238,7 +176,7 @@ func (u *unpacker) open(name string, flags uint64) (int, error) {
 // parent opens the directory that is to hold name, making the missing ones
 // on the way (root-owned, 0755), as tar does for a layer that lists a file
 // before, or without, its directory.
-func (u *unpacker) parent(name string) (int, error) {
+func (u *layerWriter) parent(name string) (int, error) {
 	dir := path.Dir(name)
 	fd, err := u.open(dir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != unix.ENOENT || dir == "." {
@@ -283,7 +221,7 @@ func clear(dir int, base string, keepDir bool) (bool, error) {
 
 // withParent runs fn with the directory that holds rel, after clearing its
 // place (keeping a directory there when keepDir is set).
-func (u *unpacker) withParent(rel string, hdr *tar.Header, keepDir bool, fn func(dir int, base string, kept bool) error) error {
+func (u *layerWriter) withParent(rel string, hdr *tar.Header, keepDir bool, fn func(dir int, base string, kept bool) error) error {
 	dir, err := u.parent(rel)
 	if err != nil {
 		return failed(hdr.Name, err)
@@ -301,7 +239,7 @@ func (u *unpacker) withParent(rel string, hdr *tar.Header, keepDir bool, fn func
 	return nil
 }
 
-func (u *unpacker) regular(rel string, hdr *tar.Header, r io.Reader) error {
+func (u *layerWriter) regular(rel string, hdr *tar.Header, r io.Reader) error {
 	if max := u.opts.MaxSize; max > 0 && hdr.Size > max-u.stats.Bytes {
 		return refused(hdr.Name, fmt.Sprintf("declares %d bytes, beyond the %d bytes a layer may write (%d already written)", hdr.Size, max, u.stats.Bytes))
 	}
@@ -332,7 +270,7 @@ func (u *unpacker) regular(rel string, hdr *tar.Header, r io.Reader) error {
 	})
 }
 
-func (u *unpacker) dir(rel string, hdr *tar.Header) error {
+func (u *layerWriter) dir(rel string, hdr *tar.Header) error {
 	return u.withParent(rel, hdr, true, func(dir int, base string, kept bool) error {
 		if !kept {
 			if err := unix.Mkdirat(dir, base, 0o700); err != nil {
@@ -357,7 +295,7 @@ func (u *unpacker) dir(rel string, hdr *tar.Header) error {
 
 // rootDir takes the layer root's own entry ("./"): its owner now, its mode
 // and mtime at the end.
-func (u *unpacker) rootDir(hdr *tar.Header) error {
+func (u *layerWriter) rootDir(hdr *tar.Header) error {
 	if !u.opts.Squash {
 		if err := unix.Fchownat(u.root, "", hdr.Uid, hdr.Gid, unix.AT_EMPTY_PATH); err != nil {
 			return failed(hdr.Name, err)
@@ -367,7 +305,7 @@ func (u *unpacker) rootDir(hdr *tar.Header) error {
 	return nil
 }
 
-func (u *unpacker) setDirMeta(rel string, hdr *tar.Header) {
+func (u *layerWriter) setDirMeta(rel string, hdr *tar.Header) {
 	m := dirMeta{name: rel, entry: hdr.Name, mode: uint32(hdr.Mode & 0o7777), mtime: hdr.ModTime}
 	if i, ok := u.dirAt[rel]; ok {
 		u.dirs[i] = m
@@ -377,7 +315,7 @@ func (u *unpacker) setDirMeta(rel string, hdr *tar.Header) {
 	u.dirs = append(u.dirs, m)
 }
 
-func (u *unpacker) symlink(rel string, hdr *tar.Header) error {
+func (u *layerWriter) symlink(rel string, hdr *tar.Header) error {
 	return u.withParent(rel, hdr, false, func(dir int, base string, _ bool) error {
 		// The target is kept as written, absolute or not: it is resolved
 		// only inside the sandbox, and never while unpacking.
@@ -392,7 +330,7 @@ func (u *unpacker) symlink(rel string, hdr *tar.Header) error {
 	})
 }
 
-func (u *unpacker) fifo(rel string, hdr *tar.Header) error {
+func (u *layerWriter) fifo(rel string, hdr *tar.Header) error {
 	return u.withParent(rel, hdr, false, func(dir int, base string, _ bool) error {
 		if err := unix.Mkfifoat(dir, base, 0o600); err != nil {
 			return err
@@ -411,7 +349,7 @@ func (u *unpacker) fifo(rel string, hdr *tar.Header) error {
 // hardlink links rel to an earlier entry of this layer. The directory was
 // empty when the layer began, so anything resolved beneath it is the
 // layer's own; directories and device nodes may not be linked.
-func (u *unpacker) hardlink(rel string, hdr *tar.Header) error {
+func (u *layerWriter) hardlink(rel string, hdr *tar.Header) error {
 	target, err := relName(hdr.Linkname)
 	if err == nil && target == "" {
 		err = errors.New("names the layer's root")
@@ -444,7 +382,7 @@ func (u *unpacker) hardlink(rel string, hdr *tar.Header) error {
 
 // marker handles a ".wh." name: a deletion, an opaque directory, or AUFS
 // bookkeeping, which is skipped.
-func (u *unpacker) marker(rel, base string, hdr *tar.Header) error {
+func (u *layerWriter) marker(rel, base string, hdr *tar.Header) error {
 	if base == opqMarker {
 		fd, err := u.parent(rel)
 		if err != nil {
@@ -475,7 +413,7 @@ func (u *unpacker) marker(rel, base string, hdr *tar.Header) error {
 // whiteout makes rel a 0/0 character device, overlayfs' deletion mark,
 // which a user namespace's root may make since Linux 5.8. A whiteout only
 // hides the layers below: a name this layer itself made stays.
-func (u *unpacker) whiteout(rel string, hdr *tar.Header) error {
+func (u *layerWriter) whiteout(rel string, hdr *tar.Header) error {
 	dir, err := u.parent(rel)
 	if err != nil {
 		return failed(hdr.Name, err)
@@ -499,7 +437,7 @@ func (u *unpacker) whiteout(rel string, hdr *tar.Header) error {
 // chown gives the entry the tar's owner, unless squashing. The ids are the
 // image's; inside the caller's user namespace they land in its range, and
 // one it does not map fails with EINVAL.
-func (u *unpacker) chown(dir int, base string, hdr *tar.Header) error {
+func (u *layerWriter) chown(dir int, base string, hdr *tar.Header) error {
 	if u.opts.Squash {
 		return nil
 	}
@@ -519,7 +457,7 @@ const paxXattr = "SCHILY.xattr."
 // layer may not forge whiteouts, redirects or opaque marks other than
 // through the format's markers), and trusted.* and other security.* names
 // need the host's root, so they are skipped, as a rootless engine does.
-func (u *unpacker) xattrs(fd int, hdr *tar.Header) error {
+func (u *layerWriter) xattrs(fd int, hdr *tar.Header) error {
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
 		if !ok {
@@ -542,7 +480,7 @@ func (u *unpacker) xattrs(fd int, hdr *tar.Header) error {
 }
 
 // skipXattrs counts the attributes of an entry that cannot carry them.
-func (u *unpacker) skipXattrs(hdr *tar.Header) {
+func (u *layerWriter) skipXattrs(hdr *tar.Header) {
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, paxXattr) {
 			u.stats.XattrsSkipped++
@@ -569,7 +507,7 @@ func setTimes(dir int, base string, hdr *tar.Header) error {
 
 // finish sets the directories' modes and mtimes, the last listed first, so
 // that a parent's mtime is set after its children's changed it.
-func (u *unpacker) finish() error {
+func (u *layerWriter) finish() error {
 	for i := len(u.dirs) - 1; i >= 0; i-- {
 		d := u.dirs[i]
 		fd, err := u.open(d.name, unix.O_RDONLY|unix.O_DIRECTORY)
