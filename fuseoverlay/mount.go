@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,10 +28,14 @@ const fuseSuperMagic = 0x65735546
 // and named by descriptor, so no path needs escaping for the options.
 func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 	var opts [][2]string
-	dirs := [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}}
+	var dirs [][2]string
 	if l.Dirs != "" {
-		dirs = append([][2]string{{"lowerdir", l.Dirs}}, dirs...)
+		dirs = append(dirs, [2]string{"lowerdir", l.Dirs})
 	}
+	for _, d := range l.Lowers {
+		dirs = append(dirs, [2]string{"lowerdir", d})
+	}
+	dirs = append(dirs, [2]string{"lowerdir", l.Lower}, [2]string{"upperdir", l.Upper}, [2]string{"workdir", l.Work})
 	for _, d := range dirs {
 		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -146,12 +151,13 @@ type Daemon struct {
 // death signal fires when that thread ends, so it dies with ursb.
 func StartFuse(pid int, r spec.Root, mountpoint string) (*Daemon, error) {
 	l := r.Layers[0]
-	for _, p := range []string{l.Lower, l.Upper, l.Work, mountpoint} {
+	lowers := append(slices.Clone(l.Lowers), l.Lower)
+	for _, p := range append(lowers, l.Upper, l.Work, mountpoint) {
 		if strings.ContainsAny(p, ",:") {
 			return nil, fmt.Errorf("fuse-overlayfs cannot take the path %s (',' or ':' in it); use --overlay kernel or another directory", p)
 		}
 	}
-	opts := "lowerdir=" + l.Lower + ",upperdir=" + l.Upper + ",workdir=" + l.Work
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + l.Upper + ",workdir=" + l.Work
 	if r.SquashToRoot {
 		opts = "squash_to_root," + opts
 	}

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,7 +112,12 @@ func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 func planRoot(s *spec.Spec, mode string, st *state.Storage, stage *state.Stage) (spec.Root, error) {
 	dirs := fuseoverlay.Dirs{Upper: st.Upper(), Work: st.Work(), Skeleton: filepath.Join(stage.Dir, "skel")}
 	var root spec.Root
-	if s.Rootfs != "" {
+	if s.Image != nil {
+		var err error
+		if root, err = fuseoverlay.PlanImage(mode, s.Image.Layers, dirs); err != nil {
+			return root, err
+		}
+	} else if s.Rootfs != "" {
 		root = fuseoverlay.PlanRootfs(mode, s.Rootfs, dirs)
 	} else {
 		if err := os.Mkdir(dirs.Skeleton, 0o755); err != nil {
@@ -161,23 +165,6 @@ func rootIsCaller(uids []spec.IDMapping) bool {
 	return false
 }
 
-// RemoveStorage deletes a sandbox's storage directory. Files that the
-// sandbox gave to subordinate ids are deleted from inside a user namespace
-// with the caller's full mapping, where they belong to mapped ids.
-func RemoveStorage(dir string) error {
-	if err := fuseoverlay.RemoveTree(dir); err == nil {
-		return nil
-	}
-	host := idmap.LookupHost()
-	plan, err := idmap.Resolve("auto", host)
-	if err != nil {
-		return err
-	}
-	if err := userns.AsRoot(plan, host, os.Stdout, "rm", dir); err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
-	}
-	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing %s: files owned by ids outside your range remain", dir)
-	}
-	return nil
-}
+// RemoveStorage deletes a sandbox's storage directory (see
+// userns.RemoveTree).
+func RemoveStorage(dir string) error { return userns.RemoveTree(dir) }
