@@ -21,6 +21,16 @@ type StoredRoot struct {
 	Rootfs string `json:"rootfs,omitempty"`
 	// Overlay is the implementation that wrote the layers.
 	Overlay string `json:"overlay"`
+	// Image is the id of the image the root is made of, if any.
+	Image string `json:"image,omitempty"`
+}
+
+// imageID is the id of the image s's root is made of; "" for none.
+func imageID(s *spec.Spec) string {
+	if s.Image == nil {
+		return ""
+	}
+	return s.Image.ID
 }
 
 const rootFile = "root.json"
@@ -38,8 +48,15 @@ func ReadStoredRoot(st *state.Storage) (StoredRoot, bool) {
 // chooseOverlay resolves --overlay for this run. A named sandbox keeps the
 // implementation its layers were written by: kernel and fuse-overlayfs
 // mark deletions differently.
-func chooseOverlay(flag, name string, stored StoredRoot, haveStored bool, rootfs string) (mode, notice string, err error) {
+func chooseOverlay(flag, name string, stored StoredRoot, haveStored bool, rootfs, image string) (mode, notice string, err error) {
 	if haveStored {
+		if stored.Image != image {
+			was := "image " + stored.Image[:min(12, len(stored.Image))]
+			if stored.Image == "" {
+				was = "no image"
+			}
+			return "", "", fmt.Errorf("sandbox %s was made of %s; run it with the same, or 'ursb rm %s' first", name, was, name)
+		}
 		if stored.Rootfs != rootfs {
 			lower := stored.Rootfs
 			if lower == "" {
