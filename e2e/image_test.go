@@ -500,3 +500,60 @@ func TestImageFileSources(t *testing.T) {
 		t.Errorf("run of the archive's image with --entrypoint '': %q", res.Stdout)
 	}
 }
+
+// A named sandbox of an image lives like any other: detached, exec, ps,
+// inspect naming the image, stop, start again with its changes, rm.
+func TestImageNamedLifecycle(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/life:2", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"sleep", "600"}, Env: []string{"PATH=/bin"}, StopSignal: "SIGKILL"}, busyboxLayer(t),
+		layerOf(t, compression.GZip, dirEntry("etc/"), regFile("etc/motd", "named\n"))))
+	s.mustRun("run", "-d", "--net", "none", "--tls-verify=false", "--name", "web", ref)
+	if res := s.mustRun("exec", "web", "sh", "-c", "cat /etc/motd; echo kept > /etc/note"); res.Stdout != "named\n" {
+		t.Errorf("exec: %q", res.Stdout)
+	}
+	var ps []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(s.mustRun("ps", "--format", "json").Stdout), &ps); err != nil || len(ps) != 1 || ps[0].Name != "web" || ps[0].Status != "running" {
+		t.Errorf("ps: %v %+v", err, ps)
+	}
+	if insp := s.mustRun("inspect", "web"); !strings.Contains(insp.Stdout, reg.host+"/test/life:2") {
+		t.Errorf("inspect does not name the image:\n%s", insp.Stdout)
+	}
+	s.mustRun("stop", "web")
+	s.mustRun("start", "web")
+	if res := s.mustRun("exec", "web", "cat", "/etc/note"); res.Stdout != "kept\n" {
+		t.Errorf("after start, the sandbox's change: %q", res.Stdout)
+	}
+	s.mustRun("rm", "-f", "web")
+	s.mustRun("rmi", ref)
+}
+
+// Two pulls of one image at once store it once, both succeeding.
+func TestImageConcurrentPulls(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/twice:1", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"true"}}, busyboxLayer(t),
+		layerOf(t, compression.ZStd, regFile("a", strings.Repeat("a", 1<<20))),
+		layerOf(t, compression.GZip, regFile("b", strings.Repeat("b", 1<<20)))))
+	results := make(chan result, 2)
+	for range 2 {
+		go func() { results <- s.run("", "pull", "-q", "--tls-verify=false", ref) }()
+	}
+	for range 2 {
+		if res := <-results; res.Code != 0 {
+			t.Errorf("a concurrent pull: %v", res)
+		}
+	}
+	if n := layerDirCount(t, s); n != 3 {
+		t.Errorf("%d layer directories, want 3", n)
+	}
+	if left := storeLeftovers(t, s); len(left) != 0 {
+		t.Errorf("scratch left behind: %v", left)
+	}
+	if q := s.mustRun("images", "-q"); strings.Count(q.Stdout, "\n") != 1 {
+		t.Errorf("images -q: %q", q.Stdout)
+	}
+}
