@@ -304,6 +304,11 @@ func TestImagePullRunRemove(t *testing.T) {
 		t.Errorf("inside the sandbox: got\n%s\nwant\n%s", res.Stdout, want)
 	}
 
+	// fuse-overlayfs reads the same layers the same way.
+	if fuse := s.run("", "run", "--net", "none", "--overlay", "fuse", "--pull", "never", ref, "sh", "-c", script); fuse.Code != 0 || fuse.Stdout != want {
+		t.Errorf("with --overlay fuse: %v", fuse)
+	}
+
 	// On the host the owner is shifted into the user's range, and the
 	// extended attribute is there.
 	var insp []struct {
