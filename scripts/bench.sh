@@ -321,6 +321,8 @@ image_bench() {
 			fi
 		fi
 	done
+	# The same start from a plain directory, for scale in this run.
+	bench "ursb run --rootfs DIR true (for scale)" "$main" run --rootfs "$rootfs" --net none -- /bin/true
 	bench "ursb run IMAGE true" "$main" run --net none --pull never "$ref" true
 	if [ "$have_podman" = 1 ]; then
 		bench "podman run --rm IMAGE true" "${podman_cmd[@]}" run --rm --network=none --pull=never "$ref" true
@@ -355,7 +357,7 @@ if "ursb pull" in mean and "podman pull" in mean:
 start = {}
 for line in open(sys.argv[2]):
     label, path, _ = line.rstrip("\n").split("\t")
-    if "IMAGE" in label:
+    if "IMAGE" in label or "for scale" in label:
         start[label] = json.load(open(path))["results"][0]["mean"] * 1e3
 u, p = start.get("ursb run IMAGE true"), start.get("podman run --rm IMAGE true")
 for k, v in start.items():
