@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -560,5 +561,25 @@ func TestImageConcurrentPulls(t *testing.T) {
 	}
 	if q := s.mustRun("images", "-q"); strings.Count(q.Stdout, "\n") != 1 {
 		t.Errorf("images -q: %q", q.Stdout)
+	}
+}
+
+// As deep an image as one overlay stacks runs; one layer more is refused
+// with one line.
+func TestImageDeep(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	layers := []v1.Layer{busyboxLayer(t)}
+	for i := 1; len(layers) < 201; i++ {
+		layers = append(layers, layerOf(t, compression.GZip, regFile(fmt.Sprintf("l%03d", i), strconv.Itoa(i))))
+	}
+	deep := reg.push(t, "test/deep:200", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"cat", "/l199"}}, layers[:200]...))
+	if res := s.mustRun("run", "--net", "none", "--tls-verify=false", deep); res.Stdout != "199" {
+		t.Errorf("an image of 200 layers: %q", res.Stdout)
+	}
+	deeper := reg.push(t, "test/deep:201", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"true"}}, layers...))
+	res := s.run("", "run", "--net", "none", "--tls-verify=false", deeper)
+	if res.Code != 125 || !strings.Contains(res.Stderr, "201 layers") {
+		t.Errorf("an image of 201 layers: %v", res)
 	}
 }
