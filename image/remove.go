@@ -23,6 +23,9 @@ func (s *Store) MarkUse(r *Record, sandboxID string) error {
 	return os.WriteFile(s.sub("uses", sandboxID), []byte(r.ID), 0o600)
 }
 
+// UnmarkUse drops the mark MarkUse left.
+func (s *Store) UnmarkUse(sandboxID string) { _ = os.Remove(s.sub("uses", sandboxID)) }
+
 // Users lists the sandboxes made of image id: running ones and kept
 // named ones, by name (or id), and those just starting.
 func (s *Store) Users(id string) ([]string, error) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -284,8 +283,8 @@ func chainKeys(diffIDs []v1.Hash, squash bool) []string {
 
 // AddOptions say how an image is stored.
 type AddOptions struct {
-	// Progress gets a line per layer; nil for none.
-	Progress io.Writer
+	// Progress shows the layers as they move; nil for nothing.
+	Progress *Progress
 	// Notice is told things worth a line once (owners squashed).
 	Notice func(string)
 }
@@ -349,6 +348,9 @@ func (s *Store) Add(ctx context.Context, img v1.Image, name string, o AddOptions
 		}()
 	}
 	wg.Wait()
+	if o.Progress != nil {
+		o.Progress.Wait()
+	}
 	if err := errors.Join(errs...); err != nil {
 		// The first failure says it; the others are mostly its echo.
 		for _, e := range errs {

@@ -69,13 +69,10 @@ func (c *countingHash) digest() string { return "sha256:" + hex.EncodeToString(c
 // The blob is checked against desc's digest and its tar against diffID
 // as it streams; the layer is renamed into the store only when both held
 // and the unpack succeeded.
-func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, key string, progress io.Writer) (int64, error) {
+func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, key string, progress *Progress) (int64, error) {
 	short := desc.Digest.Hex
 	if len(short) > 12 {
 		short = short[:12]
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "Copying blob %s (%s)\n", short, HumanSize(desc.Size))
 	}
 	tmp, err := os.MkdirTemp(u.s.sub("tmp"), "layer-")
 	if err != nil {
@@ -92,7 +89,12 @@ func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 		return 0, err
 	}
 	defer os.Remove(blobFile.Name())
-	size, err := u.stream(ctx, l, desc, diffID, tmp, blobFile)
+	size, err := u.stream(ctx, l, desc, diffID, tmp, blobFile, func(r io.Reader) io.Reader {
+		if progress == nil {
+			return r
+		}
+		return progress.Track("Copying blob "+short, desc.Size, r)
+	})
 	if cerr := blobFile.Close(); err == nil {
 		err = cerr
 	}
@@ -115,13 +117,10 @@ func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 	} else {
 		stored = true
 	}
-	if progress != nil {
-		fmt.Fprintf(progress, "Stored layer %s\n", short)
-	}
 	return size, nil
 }
 
-func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, dir string, keep io.Writer) (int64, error) {
+func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, dir string, keep io.Writer, track func(io.Reader) io.Reader) (int64, error) {
 	if desc.Digest.Algorithm != "sha256" || diffID.Algorithm != "sha256" {
 		return 0, fmt.Errorf("digest algorithm %s is not supported", desc.Digest.Algorithm)
 	}
@@ -131,7 +130,7 @@ func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 	}
 	defer rc.Close()
 	blob := &countingHash{Hash: sha256.New()}
-	blobReader := io.TeeReader(&ctxReader{ctx, rc}, io.MultiWriter(blob, keep))
+	blobReader := io.TeeReader(track(&ctxReader{ctx, rc}), io.MultiWriter(blob, keep))
 	plain, err := Decompress(blobReader)
 	if err != nil {
 		return 0, fmt.Errorf("decompressing: %v", err)

@@ -66,9 +66,9 @@ func pull(ref string, tlsVerify bool, platform string, quiet bool) (*image.Recor
 		return nil, err
 	}
 	if !quiet {
-		o.Progress = os.Stderr
 		fmt.Fprintf(os.Stderr, "Trying to pull %s...\n", src)
 	}
+	o.Progress = image.NewProgress(os.Stderr, quiet)
 	s, err := image.Open()
 	if err != nil {
 		return nil, err

@@ -86,6 +86,7 @@ func (r *runCmd) Run() error {
 	host := idmap.LookupHost()
 	s, plan, err := r.spec(host)
 	if err != nil {
+		r.img.release()
 		// A rule file's bad lines come one a line; all but the last
 		// are printed here, the last as the error.
 		lines := strings.Split(err.Error(), "\n")
@@ -100,6 +101,7 @@ func (r *runCmd) Run() error {
 	job := sandbox.Job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
 	if r.Detach {
 		id, err := sandbox.Detach(job)
+		r.img.release()
 		if err != nil {
 			return err
 		}
@@ -107,6 +109,7 @@ func (r *runCmd) Run() error {
 		return nil
 	}
 	code, err := sandbox.Run(job, plan, host, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, nil)
+	r.img.release()
 	if err != nil {
 		return err
 	}
@@ -181,6 +184,13 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		return nil, idmap.Plan{}, err
 	}
 	if imageRef != "" {
+		// Every other flag is checked before anything is pulled: the
+		// same flags over the host's / make the same refusals.
+		probe := *r
+		probe.Command = []string{"--", "true"}
+		if _, _, err := probe.spec(host); err != nil {
+			return nil, idmap.Plan{}, err
+		}
 		if r.img, err = r.imageOf(imageRef, id); err != nil {
 			return nil, idmap.Plan{}, err
 		}

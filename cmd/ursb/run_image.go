@@ -23,6 +23,8 @@ type runImage struct {
 	store  *image.Store
 	record *image.Record
 	config *v1.ConfigFile
+	// sandbox is the id of the sandbox being made of it.
+	sandbox string
 }
 
 // imageOf finds (pulling it as --pull says) the image ref and marks it as
@@ -71,7 +73,15 @@ func (r *runCmd) imageOf(ref, id string) (*runImage, error) {
 	if err := s.MarkUse(rec, id); err != nil {
 		return nil, fmt.Errorf("image store: %v", err)
 	}
-	return &runImage{store: s, record: rec, config: cf}, nil
+	return &runImage{store: s, record: rec, config: cf, sandbox: id}, nil
+}
+
+// release drops the mark that kept the image while the sandbox started:
+// its record names the image from now on, or it never started.
+func (img *runImage) release() {
+	if img != nil {
+		img.store.UnmarkUse(img.sandbox)
+	}
 }
 
 // applyImage makes s's root of the image and takes the image's command,
