@@ -85,7 +85,7 @@ func TestImageImportDebian(t *testing.T) {
 	}
 	out := s.mustRun("run", "--net", "none", "debian-e2e", "dpkg", "-l").Stdout
 	for _, pkg := range []string{"base-files", "dpkg", "libc6", "coreutils"} {
-		if !strings.Contains(out, "ii  "+pkg+" ") {
+		if !strings.Contains(out, "ii  "+pkg+" ") && !strings.Contains(out, "ii  "+pkg+":") {
 			t.Errorf("dpkg -l in the imported image lists no installed %s:\n%.2000s", pkg, out)
 		}
 	}
@@ -107,7 +107,7 @@ func TestImageCommit(t *testing.T) {
 		t.Fatalf("commit printed %q, want the image id", id)
 	}
 	check := `cat /made; stat -c %u:%g /made; test -e /etc/group || echo group-gone; cat /opt/tool/v; tail -n 1 /etc/passwd`
-	if got := s.mustRun("run", "--rm", "--net", "none", "localhost/built:1", "sh", "-c", check).Stdout; got != "built\n1000:1000\ngroup-gone\nv1\nchanged\n" {
+	if got := s.mustRun("run", "--net", "none", "localhost/built:1", "sh", "-c", check).Stdout; got != "built\n1000:1000\ngroup-gone\nv1\nchanged\n" {
 		t.Errorf("the committed image shows %q", got)
 	}
 	// The new layer carries the build's files only: not the mount
@@ -129,7 +129,7 @@ func TestImageCommit(t *testing.T) {
 	root := busyboxRootfs(t)
 	s.mustRun("run", "--net", "none", "--rootfs", root, "--name", "rootstep", "--", "sh", "-c", "echo from-rootfs > /r")
 	s.mustRun("commit", "rootstep", "fromroot")
-	if got := s.mustRun("run", "--rm", "--net", "none", "fromroot", "sh", "-c", "cat /r; ls /bin/busybox").Stdout; got != "from-rootfs\n/bin/busybox\n" {
+	if got := s.mustRun("run", "--net", "none", "fromroot", "sh", "-c", "cat /r; ls /bin/busybox").Stdout; got != "from-rootfs\n/bin/busybox\n" {
 		t.Errorf("the image committed from a --rootfs sandbox shows %q", got)
 	}
 	if n := len(layerDirsOf(t, s, "fromroot")); n != 2 {
@@ -160,7 +160,7 @@ func TestImageSaveLoad(t *testing.T) {
 	if d := imageDigest(t, other, loaded); d != digest {
 		t.Errorf("the loaded manifest digest is %s, want %s", d, digest)
 	}
-	if got := other.mustRun("run", "--rm", "--net", "none", loaded, "cat", "/s").Stdout; got != "saved\n" {
+	if got := other.mustRun("run", "--net", "none", loaded, "cat", "/s").Stdout; got != "saved\n" {
 		t.Errorf("the loaded image shows %q", got)
 	}
 	if res := s.run("", "save", "-o", filepath.Join(t.TempDir(), "x.tar"), "no-such-image"); res.Code != 125 {
@@ -196,7 +196,7 @@ func TestImagePush(t *testing.T) {
 	if got := strings.TrimSpace(other.mustRun("pull", "-q", "--tls-verify=false", dest).Stdout); got != id {
 		t.Errorf("pulled back as %s, want %s", got, id)
 	}
-	if got := other.mustRun("run", "--rm", "--net", "none", dest, "cat", "/p").Stdout; got != "pushed\n" {
+	if got := other.mustRun("run", "--net", "none", dest, "cat", "/p").Stdout; got != "pushed\n" {
 		t.Errorf("the pulled image shows %q", got)
 	}
 	if res := s.run("", "push", "--tls-verify=false", "-q", "topush", reg.host+"/test/again:1"); res.Code != 0 || res.Stderr != "" {
