@@ -151,4 +151,3 @@ func TestUnpackReplacesASymlinkRatherThanFollowingIt(t *testing.T) {
 		t.Errorf("s holds %q, want mine", b)
 	}
 }
-
