@@ -32,7 +32,13 @@ import (
 // sandbox's user namespace for the image's ids. The upper must not be
 // mounted with metacopy or redirect_dir (ursb's are not), whose entries
 // hold only part of what they show.
-func Diff(upper string, w io.Writer) error {
+func Diff(upper string, w io.Writer) error { return DiffExcept(upper, w, nil) }
+
+// DiffExcept is Diff without the mount targets ursb made in a sandbox's
+// upper (skip: absolute sandbox paths such as /etc/hosts), left out while
+// they are still an empty file or directory: the sandbox did not write
+// them, and an image must not carry them.
+func DiffExcept(upper string, w io.Writer, skip []string) error {
 	fi, err := os.Stat(upper)
 	if err != nil {
 		return fmt.Errorf("cannot read the upper directory: %w", err)
@@ -40,7 +46,10 @@ func Diff(upper string, w io.Writer) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("cannot read the upper directory %s: not a directory", upper)
 	}
-	d := &differ{tw: tar.NewWriter(w), links: map[[2]uint64]string{}}
+	d := &differ{tw: tar.NewWriter(w), links: map[[2]uint64]string{}, skip: map[string]bool{}}
+	for _, p := range skip {
+		d.skip[strings.TrimPrefix(path.Clean("/"+p), "/")] = true
+	}
 	if err := d.walk(upper, ""); err != nil {
 		return err
 	}
@@ -50,6 +59,22 @@ func Diff(upper string, w io.Writer) error {
 type differ struct {
 	tw    *tar.Writer
 	links map[[2]uint64]string
+	skip  map[string]bool
+}
+
+// mountTarget tells an entry DiffExcept leaves out.
+func (d *differ) mountTarget(entry, src string, st *unix.Stat_t) bool {
+	if !d.skip[entry] {
+		return false
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return st.Size == 0
+	case unix.S_IFDIR:
+		des, err := os.ReadDir(src)
+		return err == nil && len(des) == 0
+	}
+	return false
 }
 
 // walk archives the children of the directory dir, called rel in the
@@ -85,6 +110,9 @@ func (d *differ) walk(dir, rel string) error {
 			if err := d.marker(path.Join(rel, whPrefix+name), src); err != nil {
 				return err
 			}
+			continue
+		}
+		if d.mountTarget(entry, src, &st) {
 			continue
 		}
 		if err := d.entry(entry, src, &st); err != nil {

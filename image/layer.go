@@ -62,11 +62,6 @@ type UnpackOptions struct {
 	// no bound. An entry that declares more than what is left is refused
 	// before anything of it is written.
 	MaxSize int64
-	// SkipDevices leaves device nodes out rather than refusing the layer,
-	// for a root filesystem tarball the user chose to import: one made
-	// by root from a real system holds /dev's nodes, which a sandbox never
-	// needs (ursb gives it a /dev of its own). An image layer may not.
-	SkipDevices bool
 }
 
 // UnpackStats says what Unpack wrote.
@@ -82,8 +77,6 @@ type UnpackStats struct {
 	// or fifo, or ones the filesystem refused): the layer is still usable
 	// without them.
 	XattrsSkipped int64
-	// DevicesSkipped counts the device nodes SkipDevices left out.
-	DevicesSkipped int64
 }
 
 // Unpack writes the uncompressed layer tar r into the existing empty

@@ -151,22 +151,3 @@ func TestUnpackReplacesASymlinkRatherThanFollowingIt(t *testing.T) {
 		t.Errorf("s holds %q, want mine", b)
 	}
 }
-
-func TestUnpackSkipsDevicesOfAnImportedRoot(t *testing.T) {
-	l := newLab(t)
-	layer := layerOf(t, ent{name: "dev/", typ: tar.TypeDir}, ent{name: "dev/null", typ: tar.TypeChar, major: 1, minor: 3},
-		ent{name: "dev/sda", typ: tar.TypeBlock, major: 8}, ent{name: "etc/hostname", body: "deb\n"})
-	st, err := unpack(t, layer, l.layer, UnpackOptions{SkipDevices: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.DevicesSkipped != 2 {
-		t.Errorf("%d devices skipped, want 2", st.DevicesSkipped)
-	}
-	if _, err := os.Lstat(filepath.Join(l.layer, "dev/null")); err == nil {
-		t.Error("dev/null was made")
-	}
-	if b, _ := os.ReadFile(filepath.Join(l.layer, "etc/hostname")); string(b) != "deb\n" {
-		t.Errorf("etc/hostname holds %q", b)
-	}
-}

@@ -160,6 +160,7 @@ func (s *Store) Collect() error {
 			errs = append(errs, os.Remove(s.LayerDir(e.Name())))
 		}
 	}
+	errs = append(errs, s.collectBlobs(images))
 	tmp, _ := os.ReadDir(s.sub("tmp"))
 	for _, e := range tmp {
 		errs = append(errs, userns.RemoveTree(s.sub("tmp", e.Name())))

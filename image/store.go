@@ -252,10 +252,11 @@ func candidates(ref string) []string {
 			out = append(out, FullName(r))
 		}
 	}
-	if !qualified(ref) {
-		if refs, err := ParseName("localhost/"+ref, false, nil); err == nil {
-			out = append(out, FullName(refs[0]))
-		}
+	// An image made here (import, commit, a loaded archive) is under
+	// localhost/ with the tag latest when none is given; ParseName's
+	// strict parsing of qualified names would want the tag spelled out.
+	if n, err := LocalName(ref); err == nil {
+		out = append(out, n)
 	}
 	return out
 }

@@ -84,14 +84,26 @@ func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 			_ = userns.RemoveTree(tmp)
 		}
 	}()
-	size, err := u.stream(ctx, l, desc, diffID, tmp, func(r io.Reader) io.Reader {
+	blobFile, err := os.CreateTemp(u.s.sub("tmp"), "blob-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(blobFile.Name())
+	size, err := u.stream(ctx, l, desc, diffID, tmp, blobFile, func(r io.Reader) io.Reader {
 		if progress == nil {
 			return r
 		}
 		return progress.Track("Copying blob "+short, desc.Size, r)
 	})
+	if cerr := blobFile.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("layer %s: %v", short, err)
+	}
+	// The blob checked against its digest is kept for save and push.
+	if err := u.s.keepBlob(blobFile.Name(), desc.Digest); err != nil {
+		return 0, fmt.Errorf("keeping layer %s: %v", short, err)
 	}
 	meta, _ := json.Marshal(map[string]any{"size": size, "diffId": diffID.String()})
 	if err := writeAtomic(u.s.LayerDir(key)+".json", meta); err != nil {
@@ -108,7 +120,7 @@ func (u *unpacker) unpack(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 	return size, nil
 }
 
-func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, dir string, track func(io.Reader) io.Reader) (int64, error) {
+func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, diffID v1.Hash, dir string, keep io.Writer, track func(io.Reader) io.Reader) (int64, error) {
 	if desc.Digest.Algorithm != "sha256" || diffID.Algorithm != "sha256" {
 		return 0, fmt.Errorf("digest algorithm %s is not supported", desc.Digest.Algorithm)
 	}
@@ -118,7 +130,7 @@ func (u *unpacker) stream(ctx context.Context, l v1.Layer, desc v1.Descriptor, d
 	}
 	defer rc.Close()
 	blob := &countingHash{Hash: sha256.New()}
-	blobReader := io.TeeReader(track(&ctxReader{ctx, rc}), blob)
+	blobReader := io.TeeReader(track(&ctxReader{ctx, rc}), io.MultiWriter(blob, keep))
 	plain, err := Decompress(blobReader)
 	if err != nil {
 		return 0, fmt.Errorf("decompressing: %v", err)

@@ -151,10 +151,6 @@ func (u *layerWriter) entry(hdr *tar.Header, r io.Reader) error {
 			// Already in overlayfs' form, as some tools write layers.
 			return u.whiteout(rel, hdr)
 		}
-		if u.opts.SkipDevices {
-			u.stats.DevicesSkipped++
-			return nil
-		}
 		return refused(hdr.Name, fmt.Sprintf("is a device node (%d:%d); a layer may hold none but whiteouts", hdr.Devmajor, hdr.Devminor))
 	}
 	return refused(hdr.Name, fmt.Sprintf("has the tar type %q, which a layer may not hold", hdr.Typeflag))

@@ -23,6 +23,12 @@ func storageTool(args []string) error {
 		return unshareExec(args[1:])
 	case image.UnpackOp:
 		return image.UnpackTool(args[1:], os.Stdin)
+	case image.DiffOp:
+		out := bufio.NewWriterSize(os.Stdout, 1<<16)
+		if err := image.DiffTool(args[1:], out); err != nil {
+			return err
+		}
+		return out.Flush()
 	case "rm":
 		for _, dir := range args[1:] {
 			if err := os.RemoveAll(dir); err != nil {
