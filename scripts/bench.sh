@@ -331,10 +331,10 @@ image_bench() {
 	# from inside the user namespace, where their files are readable).
 	local data=${XDG_DATA_HOME:-$HOME/.local/share}/ursb
 	local store_bytes store_after sandboxes_bytes names=()
-	store_bytes=$("$main" unshare -- du -sb "$data/images/layers" | cut -f1)
+	store_bytes=$("$main" unshare -- du -sb "$data/images" | cut -f1)
 	for i in $(seq 1 10); do names+=("ursb-bench-img-$i"); done
 	for n in "${names[@]}"; do "$main" run --name "$n" --net none --pull never "$ref" true >/dev/null; done
-	store_after=$("$main" unshare -- du -sb "$data/images/layers" | cut -f1)
+	store_after=$("$main" unshare -- du -sb "$data/images" | cut -f1)
 	sandboxes_bytes=$("$main" unshare -- sh -c 'du -scb "$@" | tail -n 1 | cut -f1' sh "${names[@]/#/$data/sandboxes/}")
 	"$main" rm -f "${names[@]}" >/dev/null 2>&1 || true
 	"$main" rmi -f "$ref" >/dev/null 2>&1 || true
@@ -365,7 +365,7 @@ for k, v in start.items():
 if u and p:
     print("goal: ursb run IMAGE true <= 0.25x podman run --rm: %.2fx — %s" % (u / p, "met" if u / p <= 0.25 else "not met"))
 before, after, sb = (int(x) for x in sys.argv[3:6])
-print("disk: the image's layers %.1f MB; after ten sandboxes of it %.1f MB; the ten sandboxes' own storage %.2f MB in all"
+print("disk: the image store (layers unpacked, and their blobs as pulled) %.1f MB; after ten sandboxes of it %.1f MB; the ten sandboxes' own storage %.2f MB in all"
       % (before / 1e6, after / 1e6, sb / 1e6))
 print("goal: ten sandboxes cost the image once plus their uppers: %s" % ("met" if after == before else "not met (the layers grew)"))
 EOF
