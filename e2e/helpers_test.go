@@ -16,7 +16,7 @@ import (
 func TestMain(m *testing.M) {
 	// The sandbox's side of a bulk transfer or a probe, when the sandbox
 	// runs this binary.
-	for env, side := range map[string]func(string) error{bulkClientEnv: bulkClient, bulkServerEnv: bulkServer, ptraceEnv: ptraceProbe, unixProbeEnv: unixProbe, fenceProbeEnv: fenceProbe, egressClientEnv: egressClient} {
+	for env, side := range map[string]func(string) error{bulkClientEnv: bulkClient, bulkServerEnv: bulkServer, ptraceEnv: ptraceProbe, unixProbeEnv: unixProbe, fenceProbeEnv: fenceProbe, egressClientEnv: egressClient, benchRegistryEnv: benchRegistry} {
 		if arg := os.Getenv(env); arg != "" {
 			if err := side(arg); err != nil {
 				fmt.Fprintln(os.Stderr, env+":", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,10 +28,18 @@ const fuseSuperMagic = 0x65735546
 // and named by descriptor, so no path needs escaping for the options.
 func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 	var opts [][2]string
-	dirs := [][2]string{{"lowerdir", l.Lower}, {"upperdir", l.Upper}, {"workdir", l.Work}}
+	var dirs [][2]string
 	if l.Dirs != "" {
-		dirs = append([][2]string{{"lowerdir", l.Dirs}}, dirs...)
+		dirs = append(dirs, [2]string{"lowerdir", l.Dirs})
 	}
+	for _, d := range l.Lowers {
+		dirs = append(dirs, [2]string{"lowerdir", d})
+	}
+	dirs = append(dirs, [2]string{"lowerdir", l.Lower}, [2]string{"upperdir", l.Upper}, [2]string{"workdir", l.Work})
+	// fsconfig(2) takes a value of at most 256 bytes: some thirteen
+	// lowers named by descriptor in one lowerdir. Deeper stacks give each
+	// its own lowerdir+ (Linux 6.8).
+	one := len(dirs)-2 <= maxJoinedLowers
 	for _, d := range dirs {
 		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -38,12 +47,15 @@ func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 		}
 		defer unix.Close(fd)
 		path := "/proc/self/fd/" + strconv.Itoa(fd)
-		if n := len(opts); n > 0 && opts[n-1][0] == "lowerdir" && d[0] == "lowerdir" {
-			// Topmost first; lowerdir+ would need Linux 6.8.
+		switch n := len(opts); {
+		case d[0] == "lowerdir" && !one:
+			opts = append(opts, [2]string{"lowerdir+", path})
+		case n > 0 && opts[n-1][0] == "lowerdir" && d[0] == "lowerdir":
+			// Topmost first.
 			opts[n-1][1] += ":" + path
-			continue
+		default:
+			opts = append(opts, [2]string{d[0], path})
 		}
-		opts = append(opts, [2]string{d[0], path})
 	}
 	// A user namespace may not write trusted.* xattrs; userxattr keeps the
 	// overlay's own metadata in user.overlay.*.
@@ -54,8 +66,16 @@ func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 		// than overlays in a user namespace (5.11).
 		flags = append(flags, "volatile")
 	}
-	return newOverlay(opts, flags, attr)
+	top, err := newOverlay(opts, flags, attr)
+	if err != nil && !one && errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("%w (this kernel may predate lowerdir+, Linux 6.8, which a stack of more than %d layers needs; use --overlay fuse)", err, maxJoinedLowers)
+	}
+	return top, err
 }
+
+// maxJoinedLowers is how many lowers named /proc/self/fd/NNN (18 bytes
+// with the colon) fit in the 256 bytes fsconfig(2) takes for a value.
+const maxJoinedLowers = 13
 
 // newOverlay creates a detached overlay mount with the new mount API.
 func newOverlay(opts [][2]string, flags []string, attr uint64) (*os.File, error) {
@@ -146,12 +166,13 @@ type Daemon struct {
 // death signal fires when that thread ends, so it dies with ursb.
 func StartFuse(pid int, r spec.Root, mountpoint string) (*Daemon, error) {
 	l := r.Layers[0]
-	for _, p := range []string{l.Lower, l.Upper, l.Work, mountpoint} {
+	lowers := append(slices.Clone(l.Lowers), l.Lower)
+	for _, p := range append(lowers, l.Upper, l.Work, mountpoint) {
 		if strings.ContainsAny(p, ",:") {
 			return nil, fmt.Errorf("fuse-overlayfs cannot take the path %s (',' or ':' in it); use --overlay kernel or another directory", p)
 		}
 	}
-	opts := "lowerdir=" + l.Lower + ",upperdir=" + l.Upper + ",workdir=" + l.Work
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + l.Upper + ",workdir=" + l.Work
 	if r.SquashToRoot {
 		opts = "squash_to_root," + opts
 	}

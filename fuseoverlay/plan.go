@@ -45,6 +45,26 @@ func PlanRootfs(mode, rootfs string, d Dirs) spec.Root {
 	return spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", rootfs, d)}}
 }
 
+// MaxImageLayers is the deepest image stacked in one overlay. The kernel
+// reads every lower directory from one mount option of at most a page
+// (4096 bytes); named by descriptor (/proc/self/fd/N and a colon, some 18
+// bytes each) about 220 fit, below the kernel's own limit of 500.
+const MaxImageLayers = 200
+
+// PlanImage lays out a single overlay over an image's layer directories,
+// topmost first.
+func PlanImage(mode string, layers []string, d Dirs) (spec.Root, error) {
+	if len(layers) == 0 {
+		return spec.Root{}, errors.New("the image has no layers")
+	}
+	if len(layers) > MaxImageLayers {
+		return spec.Root{}, fmt.Errorf("the image has %d layers; one overlay stacks at most %d: squash the image (podman build --squash) and pull it again", len(layers), MaxImageLayers)
+	}
+	l := layer("/", layers[len(layers)-1], d)
+	l.Lowers = layers[:len(layers)-1]
+	return spec.Root{Overlay: mode, Layers: []spec.Layer{l}}, nil
+}
+
 // PlanHost lays out the copy-on-write view of the host's /.
 //
 // fuse-overlayfs reads its lower through the mount table, so one layer over

@@ -60,7 +60,7 @@ func Run(j Job, plan idmap.Plan, host idmap.Host, io Stdio, started func(*state.
 			}()
 		}
 	}
-	mode, notice, err := chooseOverlay(j.Overlay, s.Name, stored, haveStored, s.Rootfs)
+	mode, notice, err := chooseOverlay(j.Overlay, s.Name, stored, haveStored, s.Rootfs, imageID(s))
 	if err != nil {
 		return fail(err)
 	}
@@ -88,7 +88,7 @@ func Run(j Job, plan idmap.Plan, host idmap.Host, io Stdio, started func(*state.
 		}
 		defer RemoveStorage(storage.Dir)
 	} else {
-		data, _ := json.Marshal(StoredRoot{Rootfs: s.Rootfs, Overlay: mode})
+		data, _ := json.Marshal(StoredRoot{Rootfs: s.Rootfs, Overlay: mode, Image: imageID(s)})
 		if err := storage.WriteFile(rootFile, data); err != nil {
 			return fail(fmt.Errorf("saving sandbox %s: %v", s.Name, err))
 		}

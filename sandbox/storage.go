@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,6 +21,16 @@ type StoredRoot struct {
 	Rootfs string `json:"rootfs,omitempty"`
 	// Overlay is the implementation that wrote the layers.
 	Overlay string `json:"overlay"`
+	// Image is the id of the image the root is made of, if any.
+	Image string `json:"image,omitempty"`
+}
+
+// imageID is the id of the image s's root is made of; "" for none.
+func imageID(s *spec.Spec) string {
+	if s.Image == nil {
+		return ""
+	}
+	return s.Image.ID
 }
 
 const rootFile = "root.json"
@@ -39,8 +48,15 @@ func ReadStoredRoot(st *state.Storage) (StoredRoot, bool) {
 // chooseOverlay resolves --overlay for this run. A named sandbox keeps the
 // implementation its layers were written by: kernel and fuse-overlayfs
 // mark deletions differently.
-func chooseOverlay(flag, name string, stored StoredRoot, haveStored bool, rootfs string) (mode, notice string, err error) {
+func chooseOverlay(flag, name string, stored StoredRoot, haveStored bool, rootfs, image string) (mode, notice string, err error) {
 	if haveStored {
+		if stored.Image != image {
+			was := "image " + stored.Image[:min(12, len(stored.Image))]
+			if stored.Image == "" {
+				was = "no image"
+			}
+			return "", "", fmt.Errorf("sandbox %s was made of %s; run it with the same, or 'ursb rm %s' first", name, was, name)
+		}
 		if stored.Rootfs != rootfs {
 			lower := stored.Rootfs
 			if lower == "" {
@@ -113,7 +129,12 @@ func planVolumes(s *spec.Spec, mode string, st *state.Storage) (func(), error) {
 func planRoot(s *spec.Spec, mode string, st *state.Storage, stage *state.Stage) (spec.Root, error) {
 	dirs := fuseoverlay.Dirs{Upper: st.Upper(), Work: st.Work(), Skeleton: filepath.Join(stage.Dir, "skel")}
 	var root spec.Root
-	if s.Rootfs != "" {
+	if s.Image != nil {
+		var err error
+		if root, err = fuseoverlay.PlanImage(mode, s.Image.Layers, dirs); err != nil {
+			return root, err
+		}
+	} else if s.Rootfs != "" {
 		root = fuseoverlay.PlanRootfs(mode, s.Rootfs, dirs)
 	} else {
 		if err := os.Mkdir(dirs.Skeleton, 0o755); err != nil {
@@ -161,23 +182,6 @@ func rootIsCaller(uids []spec.IDMapping) bool {
 	return false
 }
 
-// RemoveStorage deletes a sandbox's storage directory. Files that the
-// sandbox gave to subordinate ids are deleted from inside a user namespace
-// with the caller's full mapping, where they belong to mapped ids.
-func RemoveStorage(dir string) error {
-	if err := fuseoverlay.RemoveTree(dir); err == nil {
-		return nil
-	}
-	host := idmap.LookupHost()
-	plan, err := idmap.Resolve("auto", host)
-	if err != nil {
-		return err
-	}
-	if err := userns.AsRoot(plan, host, os.Stdout, "rm", dir); err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
-	}
-	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing %s: files owned by ids outside your range remain", dir)
-	}
-	return nil
-}
+// RemoveStorage deletes a sandbox's storage directory (see
+// userns.RemoveTree).
+func RemoveStorage(dir string) error { return userns.RemoveTree(dir) }

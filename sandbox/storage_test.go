@@ -16,13 +16,18 @@ func TestChooseOverlayKeepsStoredRoot(t *testing.T) {
 		{"auto", "/other", "was made over /srv/root"},
 		{"kernel", "/srv/root", "uses the fuse overlay"},
 	} {
-		_, _, err := chooseOverlay(c.flag, "web", stored, true, c.rootfs)
+		_, _, err := chooseOverlay(c.flag, "web", stored, true, c.rootfs, "")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("--overlay %s --rootfs %q: got %v, want %q", c.flag, c.rootfs, err, c.want)
 		}
 	}
-	_, _, err := chooseOverlay("auto", "web", StoredRoot{Overlay: "kernel"}, true, "/srv/root")
+	_, _, err := chooseOverlay("auto", "web", StoredRoot{Overlay: "kernel"}, true, "/srv/root", "")
 	if err == nil || !strings.Contains(err.Error(), "the host's /") {
 		t.Errorf("a sandbox made over the host's /: got %v", err)
+	}
+	// Two images may share their bottom layer: the image itself decides.
+	_, _, err = chooseOverlay("auto", "web", StoredRoot{Overlay: "kernel", Rootfs: "/l/base", Image: "aaaaaaaaaaaaaaaa"}, true, "/l/base", "bbbbbbbbbbbbbbbb")
+	if err == nil || !strings.Contains(err.Error(), "was made of image aaaaaaaaaaaa") {
+		t.Errorf("a sandbox made of another image: got %v", err)
 	}
 }

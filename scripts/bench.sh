@@ -9,6 +9,7 @@
 #
 #   scripts/bench.sh            50 timed runs per command (BENCH_RUNS overrides)
 #   scripts/bench.sh --quick    10 timed runs per command
+#   scripts/bench.sh --images   only the image measurements
 #
 # Run as root, it installs what it needs from Debian's packages, creates an
 # unprivileged bench user with a subordinate id range (BENCH_USER, default
@@ -24,17 +25,23 @@
 # and the network anchors rootlesskit, slirp4netns and pasta; then the
 # write-heavy build step (untar Go's src) on the host and in ursb with each
 # overlay; then `ursb exec` latency and the idle memory of one and of a
-# hundred detached sandboxes.
+# hundred detached sandboxes. Images (run as root: in a network namespace of
+# their own, where a registry serves on the loopback; as a user, on the
+# host's loopback): the pull of a ~100 MB image of six layers by ursb and
+# podman in turn, `run IMAGE true` against `podman run --rm IMAGE true`,
+# and the disk that ten sandboxes of the image use.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
 
 quick=0
 as_user=0
+images_only=0
 ursb=${URSB:-}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
+	--images) images_only=1 ;;
 	# Internal: how the root path re-runs the script as the bench user.
 	--as-user) as_user=1 ;;
 	--ursb) ursb=$2; shift ;;
@@ -120,14 +127,30 @@ if [ "$(id -u)" = 0 ]; then
 	home=$(getent passwd "$user" | cut -d: -f6)
 	args=(--as-user --ursb "$work/ursb")
 	if [ "$quick" = 1 ]; then args+=(--quick); fi
-	say "measuring as $user"
+	# run_as_user [PREFIX...]: the script again as the bench user, after
+	# PREFIX (nsenter, for the network namespace).
+	run_as_user() {
+		"$@" runuser -u "$user" -- env -i \
+			HOME="$home" USER="$user" LOGNAME="$user" TERM="${TERM:-dumb}" \
+			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+			${BENCH_RUNS:+BENCH_RUNS=$BENCH_RUNS} \
+			bash "$work/bench.sh" "${args[@]}"
+	}
 	cd "$work"
 	rc=0
-	runuser -u "$user" -- env -i \
-		HOME="$home" USER="$user" LOGNAME="$user" TERM="${TERM:-dumb}" \
-		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		${BENCH_RUNS:+BENCH_RUNS=$BENCH_RUNS} \
-		bash "$work/bench.sh" "${args[@]}" || rc=$?
+	if [ "$images_only" = 0 ]; then
+		say "measuring as $user"
+		run_as_user || rc=$?
+	fi
+	# The registry of the image measurements serves on the loopback of a
+	# network namespace made for it, so nothing reaches the host's.
+	netns=ursb-bench-$$
+	ip netns add "$netns"
+	ip -n "$netns" link set lo up
+	say "measuring images as $user, in network namespace $netns"
+	args+=(--images)
+	run_as_user nsenter --net="/run/netns/$netns" || rc=$?
+	ip netns del "$netns"
 	exit "$rc"
 fi
 
@@ -239,6 +262,120 @@ have() {
 	skipped+=("$2 (not installed)")
 	return 1
 }
+
+# ------------------------------------------------------------ images ---
+# A registry (the e2e test binary's, go-containerregistry's in-process one)
+# on the loopback serves a ~100 MB image of six layers, gzip and zstd; ursb
+# and podman pull it in turn, each from an empty store, then start and exit
+# `true` from it, and ten named ursb sandboxes of it show what they add to
+# the disk.
+image_bench() {
+	local e2e_test ready=$work/registry.ready reg_pid ref rounds=3 i t0 t1
+	e2e_test=$(dirname "$ursb")/e2e.test
+	if [ ! -x "$e2e_test" ] && command -v go >/dev/null; then
+		(cd "$(dirname "$0")/.." && CGO_ENABLED=0 go test -c -o "$work/e2e.test" ./e2e) && e2e_test=$work/e2e.test
+	fi
+	if [ ! -x "$e2e_test" ]; then
+		echo "skipped: images (no e2e test binary: install Go)"
+		skipped+=("images (no e2e test binary)")
+		return 0
+	fi
+	say "images: a ~100 MB image of six layers from a registry on the loopback"
+	URSB_E2E_BENCH_REGISTRY="127.0.0.1:0,$ready" "$e2e_test" >"$work/registry.log" 2>&1 &
+	reg_pid=$!
+	for i in $(seq 1 600); do
+		[ -s "$ready" ] && break
+		sleep 0.1
+	done
+	if [ ! -s "$ready" ]; then
+		echo "skipped: images (the registry did not start: $(tail -n 1 "$work/registry.log"))"
+		skipped+=("images (no registry)")
+		kill "$reg_pid" 2>/dev/null || true
+		return 0
+	fi
+	ref=$(cat "$ready")
+	local have_podman=0 podman_cmd=(podman --runtime runc --cgroup-manager=cgroupfs)
+	if command -v podman >/dev/null; then have_podman=1; fi
+	command -v runc >/dev/null || podman_cmd=(podman --cgroup-manager=cgroupfs)
+	: >"$work/pull.times"
+	for round in $(seq 1 "$rounds"); do
+		"$main" rmi -f "$ref" >/dev/null 2>&1 || true
+		"$main" image prune -a >/dev/null 2>&1 || true
+		sync
+		t0=$(date +%s%N)
+		if "$main" pull -q --tls-verify=false "$ref" >/dev/null 2>"$work/pull.err"; then
+			t1=$(date +%s%N)
+			printf 'ursb pull\t%s\n' $((t1 - t0)) >>"$work/pull.times"
+		else
+			echo "  ursb pull failed: $(tail -n 1 "$work/pull.err")"
+		fi
+		if [ "$have_podman" = 1 ]; then
+			"${podman_cmd[@]}" rmi -f "$ref" >/dev/null 2>&1 || true
+			sync
+			t0=$(date +%s%N)
+			if "${podman_cmd[@]}" pull -q --tls-verify=false "$ref" >/dev/null 2>"$work/pull.err"; then
+				t1=$(date +%s%N)
+				printf 'podman pull\t%s\n' $((t1 - t0)) >>"$work/pull.times"
+			else
+				echo "  podman pull failed: $(tail -n 1 "$work/pull.err")"
+			fi
+		fi
+	done
+	# The same start from a plain directory, for scale in this run.
+	bench "ursb run --rootfs DIR true (for scale)" "$main" run --rootfs "$rootfs" --net none -- /bin/true
+	bench "ursb run IMAGE true" "$main" run --net none --pull never "$ref" true
+	if [ "$have_podman" = 1 ]; then
+		bench "podman run --rm IMAGE true" "${podman_cmd[@]}" run --rm --network=none --pull=never "$ref" true
+	fi
+	# The disk: what the store holds, then what ten sandboxes add (measured
+	# from inside the user namespace, where their files are readable).
+	local data=${XDG_DATA_HOME:-$HOME/.local/share}/ursb
+	local store_bytes store_after sandboxes_bytes names=()
+	store_bytes=$("$main" unshare -- du -sb "$data/images" | cut -f1)
+	for i in $(seq 1 10); do names+=("ursb-bench-img-$i"); done
+	for n in "${names[@]}"; do "$main" run --name "$n" --net none --pull never "$ref" true >/dev/null; done
+	store_after=$("$main" unshare -- du -sb "$data/images" | cut -f1)
+	sandboxes_bytes=$("$main" unshare -- sh -c 'du -scb "$@" | tail -n 1 | cut -f1' sh "${names[@]/#/$data/sandboxes/}")
+	"$main" rm -f "${names[@]}" >/dev/null 2>&1 || true
+	"$main" rmi -f "$ref" >/dev/null 2>&1 || true
+	"$main" image prune -a >/dev/null 2>&1 || true
+	if [ "$have_podman" = 1 ]; then "${podman_cmd[@]}" rmi -f "$ref" >/dev/null 2>&1 || true; fi
+	kill "$reg_pid" 2>/dev/null || true
+	python3 - "$work/pull.times" "$results" "$store_bytes" "$store_after" "$sandboxes_bytes" <<'EOF'
+import json, sys
+times = {}
+for line in open(sys.argv[1]):
+    label, ns = line.rstrip("\n").split("\t")
+    times.setdefault(label, []).append(int(ns) / 1e9)
+print("image pull (~100 MB, six layers, empty store each time), %d rounds in turn:" % max([len(v) for v in times.values()] + [0]))
+mean = {k: sum(v) / len(v) for k, v in times.items()}
+for k, v in times.items():
+    print("  %-14s mean %6.2f s  (%s)" % (k, mean[k], " ".join("%.2f" % x for x in v)))
+if "ursb pull" in mean and "podman pull" in mean:
+    r = mean["ursb pull"] / mean["podman pull"]
+    print("goal: ursb pull <= 1.0x podman pull: %.2fx — %s" % (r, "met" if r <= 1.0 else "not met"))
+start = {}
+for line in open(sys.argv[2]):
+    label, path, _ = line.rstrip("\n").split("\t")
+    if "IMAGE" in label or "for scale" in label:
+        start[label] = json.load(open(path))["results"][0]["mean"] * 1e3
+u, p = start.get("ursb run IMAGE true"), start.get("podman run --rm IMAGE true")
+for k, v in start.items():
+    print("  %-28s %8.2f ms" % (k, v))
+if u and p:
+    print("goal: ursb run IMAGE true <= 0.25x podman run --rm: %.2fx — %s" % (u / p, "met" if u / p <= 0.25 else "not met"))
+before, after, sb = (int(x) for x in sys.argv[3:6])
+print("disk: the image store (layers unpacked, and their blobs as pulled) %.1f MB; after ten sandboxes of it %.1f MB; the ten sandboxes' own storage %.2f MB in all"
+      % (before / 1e6, after / 1e6, sb / 1e6))
+print("goal: ten sandboxes cost the image once plus their uppers: %s" % ("met" if after == before else "not met (the layers grew)"))
+EOF
+}
+
+if [ "$images_only" = 1 ]; then
+	image_bench
+	if [ ${#skipped[@]} -gt 0 ]; then echo "not measured: $(printf '%s; ' "${skipped[@]}" | sed 's/; $//')"; fi
+	exit 0
+fi
 
 say "measuring (hyperfine -N, $warmup warm-up runs, $runs timed runs each)"
 read -r load _ </proc/loadavg
@@ -468,6 +605,10 @@ if "$main" run -d --name ursb-bench-idle --rootfs "$rootfs" --net none -- sleep 
 else
 	echo "skipped: detached sandboxes (ursb run -d failed)"
 	skipped+=("detached sandboxes (run -d failed)")
+fi
+
+if [ "$as_user" = 0 ]; then
+	image_bench
 fi
 
 # -------------------------------------------------------------- report ---

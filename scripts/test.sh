@@ -104,7 +104,8 @@ if [ "$(id -u)" = 0 ]; then
 	apt_get update -qq
 	apt_get install -y -qq --no-install-recommends \
 		uidmap busybox-static iproute2 procps util-linux passwd \
-		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon podman runc
+		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon podman runc \
+		debootstrap debian-archive-keyring
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		useradd -m -s /bin/bash "$TEST_USER"
 	fi
@@ -121,6 +122,70 @@ if [ "$(id -u)" = 0 ]; then
 	# Distributions ship these 0666; some machines have them 0600.
 	for dev in /dev/net/tun /dev/fuse; do [ -e "$dev" ] && chmod 0666 "$dev"; done
 fi
+
+# apt_mirror prints the Debian archive this machine's apt uses (the first
+# "deb" source that is not a security one, from sources.list and
+# sources.list.d in either format), preferring one that lists bookworm.
+apt_mirror() {
+	local f
+	{
+		for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+			[ -r "$f" ] || continue
+			# deb [options] URI SUITE COMPONENT...
+			sed -E 's/#.*//; s/\[[^]]*\]//' "$f" | awk '$1 == "deb" { print $2, $3 }'
+		done
+		for f in /etc/apt/sources.list.d/*.sources; do
+			[ -r "$f" ] || continue
+			# deb822 stanzas: one "URI SUITE" line per URI and suite.
+			awk '
+				function flush() { if (types ~ /(^| )deb( |$)/) { n = split(uris, u, " "); m = split(suites, s, " "); for (i = 1; i <= n; i++) for (j = 1; j <= m; j++) print u[i], s[j] } types = uris = suites = "" }
+				/^[ \t]*#/ { next }
+				/^[ \t]*$/ { flush(); next }
+				tolower($1) == "types:" { $1 = ""; types = $0 }
+				tolower($1) == "uris:" { $1 = ""; uris = $0 }
+				tolower($1) == "suites:" { $1 = ""; suites = $0 }
+				END { flush() }' "$f"
+		done
+	} | awk '$1 !~ /-security\/?$/ && $2 !~ /-security$/ { print ($2 == "bookworm" ? 0 : 1), $1 }' | sort -s -k1,1n | awk 'NR == 1 { print $2 }'
+}
+
+# debian_tarball builds a real distribution's root once, for the image
+# tests: debootstrap's minbase of bookworm from this machine's own apt
+# mirror, tarred with numeric owners and kept in a cache that later runs
+# reuse. It keeps debootstrap's /dev nodes, as any root tarball made by
+# root does: ursb import must cope with them. Failing, it says why, and
+# the tests that need the tarball skip with that reason.
+DEBIAN_CACHE=/var/cache/ursb-e2e
+DEBIAN_TAR=$DEBIAN_CACHE/bookworm-minbase.tar
+debian_why=
+debian_tarball() {
+	[ -s "$DEBIAN_TAR" ] && return 0
+	local mirror root log=$work/debootstrap.log
+	if ! command -v debootstrap >/dev/null; then
+		debian_why="debootstrap is not installed"; return 1
+	fi
+	mirror=$(apt_mirror)
+	if [ -z "$mirror" ]; then
+		debian_why="no Debian mirror in this machine's apt sources"; return 1
+	fi
+	say "building a Debian bookworm minbase root from $mirror (once; cached in $DEBIAN_CACHE)"
+	mkdir -p "$DEBIAN_CACHE"
+	root=$(mktemp -d "$DEBIAN_CACHE/root.XXXXXX")
+	if ! timeout 1200 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1; then
+		debian_why="debootstrap from $mirror failed: $(grep -E '^[EW]:' "$log" | tail -n 1)"
+		tail -n 5 "$log"
+		rm -rf --one-file-system "$root"
+		return 1
+	fi
+	if ! tar --numeric-owner --xattrs --xattrs-include='user.*' --xattrs-include='security.capability' \
+		-C "$root" -cf "$DEBIAN_TAR.part" .; then
+		debian_why="cannot tar the debootstrap tree"
+		rm -rf --one-file-system "$root" "$DEBIAN_TAR.part"
+		return 1
+	fi
+	rm -rf --one-file-system "$root"
+	mv "$DEBIAN_TAR.part" "$DEBIAN_TAR"
+}
 
 say "building"
 chmod 755 "$work"
@@ -167,6 +232,14 @@ run_e2e() {
 }
 
 say "end-to-end tests"
+debian_env=(URSB_E2E_DEBIAN_TAR=)
+if [ "$(id -u)" = 0 ] && debian_tarball || [ -s "$DEBIAN_TAR" ]; then
+	debian_env=(URSB_E2E_DEBIAN_TAR="$DEBIAN_TAR")
+else
+	debian_why=${debian_why:-"no cached $DEBIAN_TAR, and only root builds it"}
+	debian_env+=(URSB_E2E_DEBIAN_WHY="$debian_why")
+	skipped+=("Debian image tests: $debian_why")
+fi
 if [ "$(id -u)" = 0 ]; then
 	ip netns add "$NETNS"
 	ip -n "$NETNS" link set lo up
@@ -231,11 +304,11 @@ if [ "$(id -u)" = 0 ]; then
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$SEARCH/a" URSB_E2E_DEEP="$DEEP/a/b/c/x" URSB_E2E_OTHER_FUSE="$OTHERFUSE/m" \
-		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}"
+		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}" "${debian_env[@]}"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
 else
 	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
-	URSB_BIN="$work/ursb" run_e2e env
+	URSB_BIN="$work/ursb" run_e2e env "${debian_env[@]}"
 fi
 
 if [ -x scripts/qemu-lane.sh ]; then

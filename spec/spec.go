@@ -19,6 +19,9 @@ type Spec struct {
 	// Rootfs is the absolute path of the root filesystem; empty means a
 	// read-only view of the host's /.
 	Rootfs string `json:"rootfs,omitempty"`
+	// Image, when set, is the image the root is made of; Rootfs is then
+	// its bottom layer and the others are stacked over it.
+	Image *Image `json:"image,omitempty"`
 	// ReadOnly makes the root filesystem read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// Scratch are directories that get an empty tmpfs of their own before
@@ -123,14 +126,28 @@ type Root struct {
 	Volatile bool `json:"volatile,omitempty"`
 }
 
+// Image is the image a sandbox's root is made of.
+type Image struct {
+	// Name is the reference the image is known by (docker.io/library/debian:12).
+	Name string `json:"name"`
+	// ID is the hex digest of its config, as podman shows it.
+	ID string `json:"id"`
+	// Layers are the host directories of its unpacked layers, topmost
+	// first; the last is the spec's Rootfs.
+	Layers []string `json:"layers"`
+}
+
 // Layer is one overlay mount: Lower seen through, changes kept in Upper.
 type Layer struct {
 	// Target is where the layer is mounted inside the sandbox.
 	Target string `json:"target"`
 	// Lower, Upper and Work are host paths.
 	Lower string `json:"lower"`
-	Upper string `json:"upper"`
-	Work  string `json:"work"`
+	// Lowers, when set, are further read-only host directories stacked
+	// over Lower, topmost first: an image's layers above its bottom one.
+	Lowers []string `json:"lowers,omitempty"`
+	Upper  string   `json:"upper"`
+	Work   string   `json:"work"`
 	// Dirs, when set, is a host path stacked between Lower and Upper
 	// that holds only directories, owned by the sandbox's root (see
 	// fuseoverlay.DirMirror).

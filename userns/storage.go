@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/idmap"
 )
 
@@ -125,4 +126,26 @@ func StorageChild(do func(args []string) error) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// RemoveTree deletes a directory that a user namespace with the caller's
+// mapping filled: a sandbox's storage, an image layer. Files given to
+// subordinate ids are deleted from inside a user namespace with the
+// caller's full mapping, where they belong to mapped ids.
+func RemoveTree(dir string) error {
+	if err := fuseoverlay.RemoveTree(dir); err == nil {
+		return nil
+	}
+	host := idmap.LookupHost()
+	plan, err := idmap.Resolve(idmap.Auto, host)
+	if err != nil {
+		return err
+	}
+	if err := AsRoot(plan, host, os.Stdout, "rm", dir); err != nil {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: files owned by ids outside your range remain", dir)
+	}
+	return nil
 }

@@ -42,6 +42,17 @@ type cli struct {
 	Top     topCmd     `cmd:"" help:"List the processes of a running sandbox, with their pids and uids inside it."`
 	Port    portCmd    `cmd:"" help:"List the ports a sandbox publishes on the host."`
 	Check   checkCmd   `cmd:"" help:"Show what this host offers ursb, with the fix for each missing piece."`
+	Pull    pullCmd    `cmd:"" help:"Pull an image from a registry, an OCI layout or an archive into the store."`
+	Images  imagesCmd  `cmd:"" help:"List the stored images."`
+	Rmi     rmiCmd     `cmd:"" help:"Remove images from the store."`
+	Image   imageCmd   `cmd:"" help:"Manage images: ls, rm, prune, inspect, pull."`
+	System  systemCmd  `cmd:"" help:"Show the disk used by images and sandboxes (system df)."`
+	Import  importCmd  `cmd:"" help:"Store a root filesystem tarball as a one-layer image (podman import)."`
+	Commit  commitCmd  `cmd:"" help:"Store what a named sandbox wrote as a new image, on top of its image or --rootfs tree."`
+	Save    saveCmd    `cmd:"" help:"Write a stored image to an OCI archive, digests kept (load it with oci-archive:FILE)."`
+	Push    pushCmd    `cmd:"" help:"Send a stored image to a registry."`
+	Login   loginCmd   `cmd:"" help:"Store credentials for a registry in auth.json."`
+	Logout  logoutCmd  `cmd:"" help:"Remove a registry's credentials from auth.json."`
 	Unshare unshareCmd `cmd:"" help:"Run a command as root of a user namespace with your id mapping, and nothing else of a sandbox (podman unshare)."`
 	Oci     ociCmd     `cmd:"" name:"oci" help:"The OCI runtime command line (runc's), for podman, buildah and containerd; also ursb started as *runc."`
 

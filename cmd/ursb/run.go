@@ -72,13 +72,21 @@ type runCmd struct {
 	Sysctl      []string `sep:"none" help:"Set a kernel parameter of the sandbox's own namespaces, like net.ipv4.ip_unprivileged_port_start=0." placeholder:"KEY=VALUE"`
 	Ulimit      []string `sep:"none" help:"Set a resource limit of every process in the sandbox, like nofile=1024:4096 or core=0; -1 for unlimited." placeholder:"NAME=SOFT[:HARD]"`
 
-	Command []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
+	Pull       string  `default:"missing" help:"Pull the image: always, missing (when not stored) or never." placeholder:"POLICY"`
+	Entrypoint *string `help:"Run this instead of the image's entrypoint: a word, or a JSON array; '' for none." placeholder:"CMD"`
+	TLSVerify  bool    `name:"tls-verify" default:"true" negatable:"" help:"Pull over HTTPS with a verified certificate (--tls-verify=false: also plain HTTP)."`
+	Platform   string  `help:"Platform to pull from a multi-platform image, OS/ARCH[/VARIANT]." placeholder:"OS/ARCH"`
+
+	Command []string `arg:"" passthrough:"partial" help:"IMAGE [CMD [ARG...]], or -- CMD [ARG...] for the host's / or --rootfs."`
+
+	img *runImage
 }
 
 func (r *runCmd) Run() error {
 	host := idmap.LookupHost()
 	s, plan, err := r.spec(host)
 	if err != nil {
+		r.img.release()
 		// A rule file's bad lines come one a line; all but the last
 		// are printed here, the last as the error.
 		lines := strings.Split(err.Error(), "\n")
@@ -93,6 +101,7 @@ func (r *runCmd) Run() error {
 	job := sandbox.Job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}
 	if r.Detach {
 		id, err := sandbox.Detach(job)
+		r.img.release()
 		if err != nil {
 			return err
 		}
@@ -100,6 +109,7 @@ func (r *runCmd) Run() error {
 		return nil
 	}
 	code, err := sandbox.Run(job, plan, host, sandbox.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, nil)
+	r.img.release()
 	if err != nil {
 		return err
 	}
@@ -132,12 +142,18 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	fail := func(format string, a ...any) (*spec.Spec, idmap.Plan, error) {
 		return nil, idmap.Plan{}, fmt.Errorf(format, a...)
 	}
+	// podman's forms: the first word is an image, unless -- comes
+	// first (the host's /) or --rootfs gives the root.
 	argv := r.Command
-	if len(argv) > 0 && argv[0] == "--" {
+	imageRef := ""
+	switch {
+	case len(argv) > 0 && argv[0] == "--":
 		argv = argv[1:]
+	case len(argv) > 0 && r.Rootfs == "":
+		imageRef, argv = argv[0], argv[1:]
 	}
-	if len(argv) == 0 {
-		return fail("no command given; usage: ursb run [flags] [--] CMD [ARG...]")
+	if len(argv) == 0 && imageRef == "" {
+		return fail("no command given; usage: ursb run [flags] IMAGE [CMD [ARG...]], or ursb run [flags] -- CMD [ARG...]")
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -166,6 +182,21 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 	}
 	if s.Rootfs, err = r.rootfs(); err != nil {
 		return nil, idmap.Plan{}, err
+	}
+	if imageRef != "" {
+		// Every other flag is checked before anything is pulled: the
+		// same flags over the host's / make the same refusals.
+		probe := *r
+		probe.Command = []string{"--", "true"}
+		if _, _, err := probe.spec(host); err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		if r.img, err = r.imageOf(imageRef, id); err != nil {
+			return nil, idmap.Plan{}, err
+		}
+		if err := r.applyImage(s, r.img, argv); err != nil {
+			return nil, idmap.Plan{}, err
+		}
 	}
 	peer, err := r.networkOf(s)
 	if err != nil {
@@ -265,6 +296,11 @@ func (r *runCmd) identity(s *spec.Spec, host idmap.Host, peer *state.Entry) (idm
 		s.UIDMap, s.GIDMap = peer.Spec.UIDMap, peer.Spec.GIDMap
 	}
 	s.User = plan.DefaultUser
+	if u, err := r.imageUser(r.img); err != nil {
+		return idmap.Plan{}, err
+	} else if u != nil {
+		s.User = *u
+	}
 	if r.User != "" {
 		if s.User, err = spec.ParseUser(r.User); err != nil {
 			return idmap.Plan{}, err
@@ -329,6 +365,9 @@ func (r *runCmd) process(s *spec.Spec, cwd string) error {
 	s.Cwd = "/"
 	if s.Rootfs == "" {
 		s.Cwd = cwd
+	}
+	if r.img != nil && r.img.config.Config.WorkingDir != "" {
+		s.Cwd = filepath.Clean("/" + r.img.config.Config.WorkingDir)
 	}
 	if r.Workdir != "" {
 		if !filepath.IsAbs(r.Workdir) {
@@ -550,6 +589,13 @@ func (r *runCmd) environment(s *spec.Spec) ([]string, error) {
 	}
 	if term != "" {
 		env = spec.SetEnv(env, "TERM="+term)
+	}
+	if r.img != nil {
+		for _, kv := range r.img.config.Config.Env {
+			if k, _, ok := strings.Cut(kv, "="); ok && k != "" {
+				env = spec.SetEnv(env, kv)
+			}
+		}
 	}
 	for _, f := range r.EnvFile {
 		kvs, err := spec.ReadEnvFile(f)

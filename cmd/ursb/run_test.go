@@ -95,7 +95,7 @@ func TestRunSpecHostRootCwd(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	t.Chdir(dir)
-	s := specOf(t, "--net", "none", "--read-only", "true")
+	s := specOf(t, "--net", "none", "--read-only", "--", "true")
 	if s.Rootfs != "" || s.Cwd != dir {
 		t.Errorf("rootfs %q cwd %q, want the host's / and %s", s.Rootfs, s.Cwd, dir)
 	}
@@ -105,7 +105,7 @@ func TestRunSpecHostRootCwd(t *testing.T) {
 	if !slices.Equal(s.Scratch, []string{"/var/tmp"}) {
 		t.Errorf("--read-only on the host's / keeps %q writable, want /var/tmp", s.Scratch)
 	}
-	if s := specOf(t, "--net", "none", "--read-only", "--no-read-only-tmpfs", "true"); len(s.Scratch) != 0 {
+	if s := specOf(t, "--net", "none", "--read-only", "--no-read-only-tmpfs", "--", "true"); len(s.Scratch) != 0 {
 		t.Errorf("--no-read-only-tmpfs keeps %q", s.Scratch)
 	}
 }
@@ -165,5 +165,5 @@ func TestRunSpecRefuses(t *testing.T) {
 		}
 	}
 	// The probe works: the same flags without the fault pass.
-	specOf(t, "--net", "none", "--userns", "single", "true")
+	specOf(t, "--net", "none", "--userns", "single", "--", "true")
 }

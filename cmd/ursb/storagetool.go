@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/ursb/ursb/fuseoverlay"
+	"github.com/ursb/ursb/image"
 	"github.com/ursb/ursb/internal/tarcopy"
 	"github.com/ursb/ursb/userns"
 )
@@ -20,6 +21,14 @@ func storageTool(args []string) error {
 	switch args[0] {
 	case userns.UnshareOp:
 		return unshareExec(args[1:])
+	case image.UnpackOp:
+		return image.UnpackTool(args[1:], os.Stdin)
+	case image.DiffOp:
+		out := bufio.NewWriterSize(os.Stdout, 1<<16)
+		if err := image.DiffTool(args[1:], out); err != nil {
+			return err
+		}
+		return out.Flush()
 	case "rm":
 		for _, dir := range args[1:] {
 			if err := os.RemoveAll(dir); err != nil {
