@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -15,10 +16,20 @@ import (
 	"github.com/ursb/ursb/userns"
 )
 
+// CreateOptions are create's flags besides the bundle.
+type CreateOptions struct {
+	// PidFile, if set, gets init's pid.
+	PidFile string
+	// ConsoleSocket is the unix socket that gets the master of the
+	// container's terminal, which config.json's process.terminal asks for.
+	ConsoleSocket string
+}
+
 // Create sets up container id from the bundle at bundle and returns once
 // its init waits at the start gate; the command has not run yet. Its
-// stdio are the caller's. pidFile, if set, gets init's pid.
-func Create(root, id, bundle, pidFile string) (err error) {
+// stdio are the caller's, or a terminal whose master goes to
+// o.ConsoleSocket.
+func Create(root, id, bundle string, o CreateOptions) (err error) {
 	bundle, err = filepath.Abs(bundle)
 	if err != nil {
 		return err
@@ -32,9 +43,19 @@ func Create(root, id, bundle, pidFile string) (err error) {
 	if err != nil {
 		return err
 	}
+	if s.TTY && o.ConsoleSocket == "" {
+		return fmt.Errorf("config.json asks for a terminal (process.terminal): give --console-socket, or set it to false")
+	}
 	dir, err := containerDir(root, id)
 	if err != nil {
 		return err
+	}
+	if path := netnsPath(c); path != "" {
+		// init is cloned from this thread, into its network namespace.
+		runtime.LockOSThread()
+		if err := setns(path, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("joining the network namespace %s: %w", path, err)
+		}
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return fmt.Errorf("creating the state root %s: %w", root, err)
@@ -66,15 +87,26 @@ func Create(root, id, bundle, pidFile string) (err error) {
 		return err
 	}
 	defer os.Remove(stage)
-	sb, err := userns.Start(s, userns.Options{
+	opts := userns.Options{
 		Plan: plan, Host: host, Stage: stage, CgroupFD: -1,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StartGate: gate, Orphan: true, LongLived: true,
-	})
+	}
+	var consoleErr error
+	if s.TTY {
+		// Called before init says it is created, so consoleErr is set
+		// by the time Start returns.
+		opts.Console = func(master *os.File) { consoleErr = SendConsole(o.ConsoleSocket, master) }
+	}
+	sb, err := userns.Start(s, opts)
 	if err != nil {
 		return err
 	}
 	pid := sb.InitPID()
+	if consoleErr != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return consoleErr
+	}
 	start, _, err := startTime(pid)
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
@@ -83,13 +115,13 @@ func Create(root, id, bundle, pidFile string) (err error) {
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
-	}, PidStart: start}
+	}, PidStart: start, Spec: s}
 	if err := save(dir, r); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("saving the state of %s: %w", id, err)
 	}
-	if pidFile != "" {
-		if err := writePidFile(pidFile, pid); err != nil {
+	if o.PidFile != "" {
+		if err := WritePidFile(o.PidFile, pid); err != nil {
 			_ = unix.Kill(pid, unix.SIGKILL)
 			return err
 		}
@@ -97,9 +129,9 @@ func Create(root, id, bundle, pidFile string) (err error) {
 	return nil
 }
 
-// writePidFile writes pid the way engines read it: renamed into place, so
+// WritePidFile writes pid the way engines read it: renamed into place, so
 // that it is whole whenever it exists.
-func writePidFile(path string, pid int) error {
+func WritePidFile(path string, pid int) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("writing the pid file: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 )
 
@@ -44,6 +45,8 @@ type State struct {
 type record struct {
 	State
 	PidStart uint64 `json:"pidStart"`
+	// Spec is the container's, which exec confines its processes by.
+	Spec *spec.Spec `json:"spec"`
 }
 
 // DefaultRoot is where container states live without --root: the
