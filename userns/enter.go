@@ -28,9 +28,9 @@ type Entered struct {
 // the caller, not of the sandbox's init, so an engine's subreaper (conmon,
 // a containerd shim) waits for it as for the container's first process.
 // A Go process cannot enter a user namespace, so nsenter enters it and the
-// namespaces it owns, and the enter stage then joins the mount namespace
-// on its own thread, confines itself as init confines the command, and
-// starts e. stdio are the process's standard input, output and error
+// namespaces it owns, and the enter stage then joins the mount and pid
+// namespaces on its own thread, confines itself as init confines the
+// command, and starts e. stdio are the process's standard input, output and error
 // unless e.TTY is set; then console gets the terminal's master. Enter
 // returns once e runs.
 func Enter(initPID int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console func(master *os.File) error) (*Entered, error) {
@@ -48,15 +48,21 @@ func Enter(initPID int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console fu
 		return nil, fmt.Errorf("opening the container's mount namespace: %w", err)
 	}
 	defer mnt.Close()
+	pidns, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", initPID))
+	if err != nil {
+		return nil, fmt.Errorf("opening the container's pid namespace: %w", err)
+	}
+	defer pidns.Close()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("creating the sync socket: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
 	defer ours.Close()
-	// --no-fork: the pid namespace then holds the stage's children only,
-	// and the stage stays the caller's child, with a pid the caller knows.
-	args := []string{"nsenter", "--target", strconv.Itoa(initPID), "--user", "--net", "--ipc", "--uts", "--cgroup", "--pid", "--no-fork", "--preserve-credentials", "--"}
+	// The stage joins the mount and pid namespaces itself, on its own
+	// thread: nsenter would fork to enter the pid namespace, and the
+	// stage would no longer be the caller's child, with a pid it knows.
+	args := []string{"nsenter", "--target", strconv.Itoa(initPID), "--user", "--net", "--ipc", "--uts", "--cgroup", "--preserve-credentials", "--"}
 	if !rootIsCaller(s.UIDMap) {
 		args = append(args, "setpriv", "--inh-caps", "+all", "--ambient-caps", "+all", "--")
 	}
@@ -67,7 +73,7 @@ func Enter(initPID int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console fu
 		Stdin:       stdio[0],
 		Stdout:      stdio[1],
 		Stderr:      stdio[2],
-		ExtraFiles:  []*os.File{theirs, exe, mnt}, // fds 3, 4, 5
+		ExtraFiles:  []*os.File{theirs, exe, mnt, pidns}, // fds 3, 4, 5, 6
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	err = cmd.Start()

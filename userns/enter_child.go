@@ -10,13 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// enterMntFD is where the enter stage finds the container's mount
-// namespace (see Enter).
-const enterMntFD = 5
+// Where the enter stage finds the container's mount and pid namespaces
+// (see Enter).
+const (
+	enterMntFD = 5
+	enterPidFD = 6
+)
 
 // EnterChild is the enter stage, started by nsenter inside a container's
-// user namespace and the namespaces it owns: it joins the mount namespace
-// on its locked thread, sets the container's limits and confinement on
+// user namespace and the namespaces it owns: it joins the mount and pid
+// namespaces on its locked thread, sets the container's limits and confinement on
 // that thread, starts the process ursb sent, forwards signals to it, and
 // exits as it does. It never returns.
 func EnterChild() {
@@ -43,6 +46,14 @@ func EnterChild() {
 		fail(125, fmt.Errorf("entering the container's mount namespace: %w", err))
 	}
 	unix.Close(enterMntFD)
+	// The pid namespace is the one of this thread's children. A thread
+	// whose children's differs from its own may not start threads, which
+	// the Go runtime then starts from its template thread instead: this
+	// one is locked.
+	if err := unix.Setns(enterPidFD, unix.CLONE_NEWPID); err != nil {
+		fail(125, fmt.Errorf("entering the container's pid namespace: %w", err))
+	}
+	unix.Close(enterPidFD)
 	if len(s.Rlimits) > 0 {
 		if err := setRlimits(s.Rlimits); err != nil {
 			fail(125, fmt.Errorf("setting resource limits: %w", err))
