@@ -31,6 +31,11 @@ type ociCmd struct {
 	Kill     ociKillCmd     `cmd:"" help:"Send a signal (default TERM) to a container's init."`
 	Delete   ociDeleteCmd   `cmd:"" help:"Remove a stopped container's state; --force kills it first."`
 	Exec     ociExecCmd     `cmd:"" help:"Run a process in a running container."`
+	Run      ociRunCmd      `cmd:"" help:"Create and start a container, wait for it and remove it."`
+	Ps       ociPsCmd       `cmd:"" help:"List a container's processes."`
+	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container (needs a cgroup of its own)."`
+	Resume   ociResumeCmd   `cmd:"" help:"Thaw a paused container."`
+	Update   ociUpdateCmd   `cmd:"" help:"Change a container's resource limits."`
 	List     ociListCmd     `cmd:"" help:"List containers."`
 	Features ociFeaturesCmd `cmd:"" help:"Print what this runtime supports, as JSON."`
 }
