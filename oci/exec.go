@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -108,4 +109,24 @@ func setns(path string, kind int) error {
 	}
 	defer f.Close()
 	return unix.Setns(int(f.Fd()), kind)
+}
+
+// setNetSysctls writes s's net.* parameters into the network namespace
+// the calling thread joined, and leaves the others to init. An engine's
+// namespace belongs to the caller's user namespace, in which init's own,
+// nested, has no rights.
+func setNetSysctls(s *spec.Spec) error {
+	for k, v := range s.Sysctls {
+		if !strings.HasPrefix(k, "net/") {
+			continue
+		}
+		if filepath.Clean(k) != k || strings.Contains(k, "..") {
+			return fmt.Errorf("config.json's sysctl %s is not a kernel parameter", k)
+		}
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0); err != nil {
+			return fmt.Errorf("setting %s in the network namespace the container joins: %w", strings.ReplaceAll(k, "/", "."), err)
+		}
+		delete(s.Sysctls, k)
+	}
+	return nil
 }

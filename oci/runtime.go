@@ -83,6 +83,9 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		if err := setns(path, unix.CLONE_NEWNET); err != nil {
 			return nil, fmt.Errorf("joining the network namespace %s: %w", path, err)
 		}
+		if err := setNetSysctls(s); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state root %s: %w", root, err)
