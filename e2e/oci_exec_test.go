@@ -182,7 +182,7 @@ func TestOCIExec(t *testing.T) {
 	select {
 	case m := <-masters:
 		readUntil(t, m, "tty-ok")
-		m.Close()
+		defer m.Close()
 	case <-time.After(10 * time.Second):
 		t.Error("exec --tty sent no terminal to the console socket")
 	}

@@ -45,6 +45,15 @@ func Exec(root, id string, p *specs.Process, o ExecOptions) (*userns.Entered, er
 	if e.TTY && o.ConsoleSocket == "" {
 		return nil, fmt.Errorf("a process with a terminal needs --console-socket")
 	}
+	if e.TTY {
+		// As for create: the terminal is the process's stdio.
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer null.Close()
+		o.Stdio = [3]*os.File{null, null, null}
+	}
 	console := func(master *os.File) error { return SendConsole(o.ConsoleSocket, master) }
 	return userns.Enter(r.Pid, s, e, o.Stdio, console)
 }

@@ -124,6 +124,15 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	}
 	var consoleErr error
 	if s.TTY {
+		// The command's stdio is the terminal: init keeps none of the
+		// caller's, which would hold an engine's pipes open for the
+		// container's life.
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer null.Close()
+		opts.Stdin, opts.Stdout, opts.Stderr = null, null, null
 		// Called before init says it is created, so consoleErr is set
 		// by the time Start returns.
 		opts.Console = func(master *os.File) { consoleErr = SendConsole(o.ConsoleSocket, master) }
