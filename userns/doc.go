@@ -20,7 +20,12 @@
 //
 // For an OCI create (Options.StartGate, Options.Orphan), init sets up
 // everything, then waits at a FIFO until start opens it, and outlives the
-// ursb that started it.
+// ursb that started it; a terminal is made and its master handed out
+// (Options.Console) before it waits. An OCI exec does not go through init:
+// Enter (enter.go, in ursb) has nsenter enter the container's user
+// namespace, and the enter stage (enter_child.go) joins the mount and pid
+// namespaces, confines itself as init confines the command and starts the
+// process.
 //
 // Parent and child talk over a SOCK_SEQPACKET socket pair with the typed
 // messages in msg.go; the child never trusts the parent less than itself, but
