@@ -158,3 +158,11 @@ func subRanges(b []byte) [][2]uint64 {
 	}
 	return out
 }
+
+// InInitialNamespace tells whether the caller runs in the initial user
+// namespace, where root is the host's root, rather than in one such as
+// rootless podman's, where it is root of that namespace only.
+func InInitialNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && fullMap(b)
+}

@@ -102,9 +102,6 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	if p == nil || len(p.Args) == 0 {
 		return fail("config.json has no process.args: nothing to run")
 	}
-	if p.Terminal {
-		return fail("config.json asks for a terminal (process.terminal), which needs --console-socket, not supported yet; set it to false")
-	}
 	if c.Root == nil || c.Root.Path == "" {
 		return fail("config.json has no root.path")
 	}
@@ -122,6 +119,10 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		ReadOnly:  c.Root.Readonly,
 		Root:      spec.Root{Overlay: spec.RootBind, Layers: []spec.Layer{{Target: "/", Lower: root}}},
 		StartGate: true,
+		TTY:       p.Terminal,
+	}
+	if p.ConsoleSize != nil {
+		s.WinSize = &spec.WinSize{Rows: uint16(p.ConsoleSize.Height), Cols: uint16(p.ConsoleSize.Width)}
 	}
 	if s.Cwd == "" {
 		s.Cwd = "/"
@@ -183,8 +184,14 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 // is written directly; anything more goes through newuidmap/newgidmap,
 // which check it against the caller's subordinate ranges.
 func idMaps(c *specs.Spec, host idmap.Host) (idmap.Plan, error) {
-	if c.Linux == nil || !slices.ContainsFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace && n.Path == "" }) {
-		return idmap.Plan{}, fmt.Errorf("config.json has no new user namespace: ursb runs containers only in one (write the config with 'ursb oci spec --rootless')")
+	if c.Linux == nil || !slices.ContainsFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace }) {
+		if !host.RunsAsRoot {
+			return idmap.Plan{}, fmt.Errorf("config.json has no new user namespace: ursb runs containers only in one (write the config with 'ursb oci spec --rootless')")
+		}
+		return ownMaps("/proc/self/")
+	}
+	if slices.ContainsFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace && n.Path != "" }) {
+		return idmap.Plan{}, fmt.Errorf("config.json joins a user namespace by path: not supported; let the container have its own")
 	}
 	conv := func(ms []specs.LinuxIDMapping) []spec.IDMapping {
 		var out []spec.IDMapping
@@ -203,19 +210,68 @@ func idMaps(c *specs.Spec, host idmap.Host) (idmap.Plan, error) {
 	return p, nil
 }
 
-// network is the container's network: its own namespace with a loopback
-// only (the engine brings its own network), or the host's.
-func network(c *specs.Spec) (spec.NetMode, error) {
-	for _, n := range c.Linux.Namespaces {
-		if n.Type != specs.NetworkNamespace {
-			continue
+// ownMaps maps every id of the caller's user namespace, as the maps
+// below proc (/proc/self/) list them, to itself. A config without a user
+// namespace is what rootless podman writes, running the runtime as root
+// in a namespace it set up (_CONTAINERS_USERNS_CONFIGURED): the container
+// gets one of its own, init being cloned into one, with the same ids, and
+// the caller, root there, writes the maps itself with no helper.
+func ownMaps(proc string) (idmap.Plan, error) {
+	read := func(file string) ([]spec.IDMapping, error) {
+		data, err := os.ReadFile(proc + file)
+		if err != nil {
+			return nil, fmt.Errorf("reading the caller's %s: %w", file, err)
 		}
-		if n.Path != "" {
-			return "", fmt.Errorf("config.json joins the network namespace %s: joining namespaces by path is not supported yet", n.Path)
+		var out []spec.IDMapping
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var inside, outside, size uint32
+			if _, err := fmt.Sscan(line, &inside, &outside, &size); err != nil {
+				return nil, fmt.Errorf("the caller's %s: %q: %w", file, line, err)
+			}
+			out = append(out, spec.IDMapping{Inside: inside, Outside: inside, Size: size})
 		}
-		return spec.NetNone, nil
+		return out, nil
 	}
-	return spec.NetHost, nil
+	uids, err := read("uid_map")
+	if err != nil {
+		return idmap.Plan{}, err
+	}
+	gids, err := read("gid_map")
+	if err != nil {
+		return idmap.Plan{}, err
+	}
+	return idmap.Plan{Mode: idmap.Full, UID: uids, GID: gids}, nil
+}
+
+// network is the container's network: its own namespace with a loopback
+// only (the engine brings its own network), the host's, or one the engine
+// made, joined by path (then the host's as far as init knows: Create
+// enters it before init is cloned).
+func network(c *specs.Spec) (spec.NetMode, error) {
+	mode := spec.NetHost
+	for _, n := range c.Linux.Namespaces {
+		switch {
+		case n.Type == specs.NetworkNamespace && n.Path == "":
+			mode = spec.NetNone
+		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace:
+		case n.Path != "":
+			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins only a network namespace by path; let the container have its own %s namespace", n.Type, n.Path, n.Type)
+		}
+	}
+	return mode, nil
+}
+
+// netnsPath is the network namespace config.json joins, if any.
+func netnsPath(c *specs.Spec) string {
+	if c.Linux == nil {
+		return ""
+	}
+	for _, n := range c.Linux.Namespaces {
+		if n.Type == specs.NetworkNamespace {
+			return n.Path
+		}
+	}
+	return ""
 }
 
 // mount converts one of config.json's mounts beyond those init makes.

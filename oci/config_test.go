@@ -64,11 +64,11 @@ func TestToSpecRefuses(t *testing.T) {
 		edit func(*specs.Spec)
 		want string
 	}{
-		{"terminal", func(c *specs.Spec) { c.Process.Terminal = true }, "console-socket"},
 		{"no args", func(c *specs.Spec) { c.Process.Args = nil }, "process.args"},
 		{"no root", func(c *specs.Spec) { c.Root.Path = "missing" }, "not a directory"},
 		{"no userns", func(c *specs.Spec) { c.Linux.Namespaces = c.Linux.Namespaces[:6] }, "user namespace"},
-		{"netns path", func(c *specs.Spec) { c.Linux.Namespaces[1].Path = "/proc/1/ns/net" }, "by path"},
+		{"ipc path", func(c *specs.Spec) { c.Linux.Namespaces[2].Path = "/proc/1/ns/ipc" }, "only a network namespace by path"},
+		{"userns path", func(c *specs.Spec) { c.Linux.Namespaces[6].Path = "/proc/1/ns/user" }, "user namespace by path"},
 		{"sys_admin", func(c *specs.Spec) {
 			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
 		}, "CAP_SYS_ADMIN"},
@@ -115,5 +115,66 @@ func TestStatusFollowsInit(t *testing.T) {
 	}
 	if _, err := containerDir("/r", "../x"); err == nil {
 		t.Error("the id ../x was taken")
+	}
+}
+
+// A terminal is the command's, its size taken from config.json; a network
+// namespace joined by path is entered by create, so init keeps it.
+func TestToSpecTerminalAndJoinedNetwork(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.ConsoleSize = &specs.Box{Height: 24, Width: 80}
+	c.Linux.Namespaces[1].Path = "/run/netns/x"
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.TTY || s.WinSize == nil || s.WinSize.Rows != 24 || s.WinSize.Cols != 80 {
+		t.Errorf("tty %v size %+v", s.TTY, s.WinSize)
+	}
+	if s.Network.Mode != spec.NetHost || netnsPath(c) != "/run/netns/x" {
+		t.Errorf("network %q, path %q", s.Network.Mode, netnsPath(c))
+	}
+}
+
+// Without a user namespace in config.json, a caller that is root in its
+// own (rootless podman's) gets that namespace's ids mapped to themselves,
+// written without a helper; anyone else is refused.
+func TestOwnMaps(t *testing.T) {
+	proc := t.TempDir() + "/"
+	for file, data := range map[string]string{"uid_map": "         0       1000          1\n         1     100000      65536\n", "gid_map": "0 1000 1\n"} {
+		if err := os.WriteFile(proc+file, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := ownMaps(proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []spec.IDMapping{{Inside: 0, Outside: 0, Size: 1}, {Inside: 1, Outside: 1, Size: 65536}}
+	if !slices.Equal(p.UID, want) || !slices.Equal(p.GID, want[:1]) || p.Helper {
+		t.Errorf("plan %+v", p)
+	}
+	c := Example(true)
+	c.Linux.Namespaces = c.Linux.Namespaces[:6]
+	if _, err := idMaps(c, idmap.Host{UID: 1000, GID: 1000}); err == nil {
+		t.Error("an unprivileged caller without a user namespace in config.json was not refused")
+	}
+	if p, err := idMaps(c, idmap.Host{RunsAsRoot: true}); err != nil || len(p.UID) == 0 || p.Helper {
+		t.Errorf("root in its own namespace: %+v, %v", p, err)
+	}
+}
+
+// update names each limit it was asked for; an empty set asks for none.
+func TestAskedResources(t *testing.T) {
+	limit := int64(1 << 20)
+	shares := uint64(2)
+	got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}, CPU: &specs.LinuxCPU{Shares: &shares}, Pids: &specs.LinuxPids{Limit: &limit}})
+	if !slices.Equal(got, []string{"memory", "cpu", "pids"}) {
+		t.Errorf("got %q", got)
+	}
+	if got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{}}); len(got) != 0 {
+		t.Errorf("an empty memory section: %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -15,35 +16,85 @@ import (
 	"github.com/ursb/ursb/userns"
 )
 
+// CreateOptions are create's flags besides the bundle.
+type CreateOptions struct {
+	// PidFile, if set, gets init's pid.
+	PidFile string
+	// ConsoleSocket is the unix socket that gets the master of the
+	// container's terminal, which config.json's process.terminal asks for.
+	ConsoleSocket string
+}
+
 // Create sets up container id from the bundle at bundle and returns once
 // its init waits at the start gate; the command has not run yet. Its
-// stdio are the caller's. pidFile, if set, gets init's pid.
-func Create(root, id, bundle, pidFile string) (err error) {
+// stdio are the caller's, or a terminal whose master goes to
+// o.ConsoleSocket.
+func Create(root, id, bundle string, o CreateOptions) error {
+	_, err := create(root, id, bundle, o)
+	return err
+}
+
+// Run creates container id, starts it and, unless detach, waits for it to
+// end and removes it, as runc run does. It returns the command's exit
+// code: 128+N when signal N killed it.
+func Run(root, id, bundle string, o CreateOptions, detach bool) (int, error) {
+	sb, err := create(root, id, bundle, o)
+	if err != nil {
+		return 0, err
+	}
+	if err := Start(root, id); err != nil {
+		_ = Delete(root, id, true)
+		return 0, err
+	}
+	if detach {
+		return 0, nil
+	}
+	exit, err := sb.Wait()
+	if derr := Delete(root, id, true); err == nil {
+		err = derr
+	}
+	return exit.Code, err
+}
+
+func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err error) {
 	bundle, err = filepath.Abs(bundle)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := Load(bundle)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	host := idmap.LookupHost()
 	s, plan, err := ToSpec(id, bundle, c, host)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if s.TTY && o.ConsoleSocket == "" {
+		return nil, fmt.Errorf("config.json asks for a terminal (process.terminal): give --console-socket, or set it to false")
 	}
 	dir, err := containerDir(root, id)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if path := netnsPath(c); path != "" {
+		// init is cloned from this thread, into its network namespace.
+		runtime.LockOSThread()
+		if err := setns(path, unix.CLONE_NEWNET); err != nil {
+			return nil, fmt.Errorf("joining the network namespace %s: %w", path, err)
+		}
+		if err := setNetSysctls(s); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return fmt.Errorf("creating the state root %s: %w", root, err)
+		return nil, fmt.Errorf("creating the state root %s: %w", root, err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("container %s exists already; delete it first", id)
+			return nil, fmt.Errorf("container %s exists already; delete it first", id)
 		}
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -52,54 +103,65 @@ func Create(root, id, bundle, pidFile string) (err error) {
 	}()
 	gatePath := filepath.Join(dir, gateFile)
 	if err := unix.Mkfifo(gatePath, 0o600); err != nil {
-		return fmt.Errorf("creating the start gate: %w", err)
+		return nil, fmt.Errorf("creating the start gate: %w", err)
 	}
 	gate, err := os.OpenFile(gatePath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer gate.Close()
 	// The stage is only a mount point for init's own namespace, which it
 	// has left by the time Start returns.
 	stage := filepath.Join(dir, "stage")
 	if err := os.Mkdir(stage, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	defer os.Remove(stage)
-	sb, err := userns.Start(s, userns.Options{
+	opts := userns.Options{
 		Plan: plan, Host: host, Stage: stage, CgroupFD: -1,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StartGate: gate, Orphan: true, LongLived: true,
-	})
+	}
+	var consoleErr error
+	if s.TTY {
+		// Called before init says it is created, so consoleErr is set
+		// by the time Start returns.
+		opts.Console = func(master *os.File) { consoleErr = SendConsole(o.ConsoleSocket, master) }
+	}
+	sb, err = userns.Start(s, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pid := sb.InitPID()
+	if consoleErr != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return nil, consoleErr
+	}
 	start, _, err := startTime(pid)
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
-		return fmt.Errorf("reading the start time of init: %w", err)
+		return nil, fmt.Errorf("reading the start time of init: %w", err)
 	}
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
-	}, PidStart: start}
+	}, PidStart: start, Spec: s}
 	if err := save(dir, r); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
-		return fmt.Errorf("saving the state of %s: %w", id, err)
+		return nil, fmt.Errorf("saving the state of %s: %w", id, err)
 	}
-	if pidFile != "" {
-		if err := writePidFile(pidFile, pid); err != nil {
+	if o.PidFile != "" {
+		if err := WritePidFile(o.PidFile, pid); err != nil {
 			_ = unix.Kill(pid, unix.SIGKILL)
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return sb, nil
 }
 
-// writePidFile writes pid the way engines read it: renamed into place, so
+// WritePidFile writes pid the way engines read it: renamed into place, so
 // that it is whole whenever it exists.
-func writePidFile(path string, pid int) error {
+func WritePidFile(path string, pid int) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("writing the pid file: %w", err)

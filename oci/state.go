@@ -15,6 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 )
 
@@ -44,14 +46,17 @@ type State struct {
 type record struct {
 	State
 	PidStart uint64 `json:"pidStart"`
+	// Spec is the container's, which exec confines its processes by.
+	Spec *spec.Spec `json:"spec"`
 }
 
 // DefaultRoot is where container states live without --root: the
-// caller's runtime directory, or /run/ursb-oci for root, as runc's
-// /run/runc. Without XDG_RUNTIME_DIR it is below ursb's own private
+// caller's runtime directory, or /run/ursb-oci for the host's root, as
+// runc's /run/runc (root of rootless podman's user namespace may not
+// write there). Without XDG_RUNTIME_DIR it is below ursb's own private
 // runtime directory, never a predictable path in /tmp.
 func DefaultRoot() (string, error) {
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && idmap.InInitialNamespace() {
 		return "/run/ursb-oci", nil
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {

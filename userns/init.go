@@ -71,11 +71,25 @@ func failStart(ch syncChannel, code int, err error) {
 // until the command ends, and exits with its code.
 func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 	sendTTY := func(master *os.File) error { return ch.send(syncMsg{Kind: msgTTY}, int(master.Fd())) }
+	p := commandProcess(s)
 	if s.StartGate {
+		// An OCI engine gets the terminal at create, before the command
+		// exists (runc's --console-socket), so it is made here.
+		if p.tty {
+			master, slave, err := openPTY(p.winSize, p.user.UID)
+			if err == nil {
+				err = sendTTY(master)
+				master.Close()
+			}
+			if err != nil {
+				failStart(ch, 125, fmt.Errorf("creating the container's terminal: %w", err))
+			}
+			p.slave = slave
+		}
 		_ = ch.send(syncMsg{Kind: msgCreated})
 		awaitStart(sigs)
 	}
-	cmd, err := spawn(s, commandProcess(s), nil, sendTTY)
+	cmd, err := spawn(s, p, nil, sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
@@ -254,6 +268,8 @@ type process struct {
 	tty         bool
 	interactive bool
 	winSize     *spec.WinSize
+	// slave, when set, is the terminal made ahead for a tty process.
+	slave *os.File
 }
 
 func commandProcess(s *spec.Spec) process {
@@ -297,16 +313,19 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: single(s) || s.KeepGroups}
 	var slave *os.File
 	if p.tty {
-		master, sl, err := openPTY(p.winSize, p.user.UID)
-		if err != nil {
-			return 0, fmt.Errorf("creating the sandbox's terminal: %w", err)
-		}
-		slave = sl
-		err = sendTTY(master)
-		master.Close()
-		if err != nil {
-			slave.Close()
-			return 0, err
+		slave = p.slave
+		if slave == nil {
+			master, sl, err := openPTY(p.winSize, p.user.UID)
+			if err != nil {
+				return 0, fmt.Errorf("creating the sandbox's terminal: %w", err)
+			}
+			slave = sl
+			err = sendTTY(master)
+			master.Close()
+			if err != nil {
+				slave.Close()
+				return 0, err
+			}
 		}
 		attr.Files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
 		attr.Sys.Setctty = true

@@ -55,6 +55,9 @@ type Options struct {
 	// create): init gets no parent death signal and is reparented to the
 	// caller's subreaper when ursb exits.
 	Orphan bool
+	// Console, when set, takes the master of the sandbox's terminal in
+	// place of a relay to Stdin and Stdout (OCI --console-socket).
+	Console func(master *os.File)
 }
 
 // initEnv is the whole environment of the sandbox's init. A long-lived
@@ -435,6 +438,12 @@ func (sb *Sandbox) readMessages() {
 		}
 		switch m.Kind {
 		case msgTTY:
+			if sb.opts.Console != nil && len(fds) == 1 {
+				master := os.NewFile(uintptr(fds[0]), "pty")
+				sb.opts.Console(master)
+				master.Close()
+				continue
+			}
 			sb.mu.Lock()
 			first := sb.tty == nil
 			if len(fds) == 1 && first {

@@ -75,6 +75,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == userns.JoinArg {
 		userns.JoinChild()
 	}
+	if len(os.Args) > 1 && os.Args[1] == userns.EnterArg {
+		userns.EnterChild()
+	}
 	switch os.Args[0] {
 	case userns.InitArg0:
 		userns.Init()

@@ -30,6 +30,12 @@ type ociCmd struct {
 	State    ociStateCmd    `cmd:"" help:"Print a container's state as JSON."`
 	Kill     ociKillCmd     `cmd:"" help:"Send a signal (default TERM) to a container's init."`
 	Delete   ociDeleteCmd   `cmd:"" help:"Remove a stopped container's state; --force kills it first."`
+	Exec     ociExecCmd     `cmd:"" help:"Run a process in a running container."`
+	Run      ociRunCmd      `cmd:"" help:"Create and start a container, wait for it and remove it."`
+	Ps       ociPsCmd       `cmd:"" help:"List a container's processes."`
+	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container (needs a cgroup of its own)."`
+	Resume   ociResumeCmd   `cmd:"" help:"Thaw a paused container."`
+	Update   ociUpdateCmd   `cmd:"" help:"Change a container's resource limits."`
 	List     ociListCmd     `cmd:"" help:"List containers."`
 	Features ociFeaturesCmd `cmd:"" help:"Print what this runtime supports, as JSON."`
 }
@@ -50,7 +56,7 @@ func (o *ociCmd) AfterApply(ctx *kong.Context) error {
 // done writes a failure to --log as well, in --log-format, and says it
 // the way ursb does on stderr.
 func (o *ociCmd) done(err error) error {
-	if err == nil || o.Log == "" {
+	if err == nil || o.Log == "" || err.Error() == "" {
 		return err
 	}
 	f, ferr := os.OpenFile(o.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)

@@ -14,7 +14,7 @@ import (
 type ociCreateCmd struct {
 	Bundle        string `short:"b" default:"." help:"The bundle directory, holding config.json." placeholder:"DIR"`
 	PidFile       string `name:"pid-file" help:"Write the container's init pid to this file." placeholder:"FILE"`
-	ConsoleSocket string `name:"console-socket" help:"Not supported yet: a container with a terminal is refused." placeholder:"PATH"`
+	ConsoleSocket string `name:"console-socket" help:"Unix socket that gets the master of the container's terminal (process.terminal), as with runc." placeholder:"PATH"`
 	NoPivot       bool   `name:"no-pivot" help:"Accepted for runc's sake; ursb always uses pivot_root."`
 	NoNewKeyring  bool   `name:"no-new-keyring" help:"Accepted for runc's sake."`
 	PreserveFDs   int    `name:"preserve-fds" help:"Not supported yet: must be 0." placeholder:"N"`
@@ -26,7 +26,7 @@ func (c *ociCreateCmd) Run(g *ociCmd) error {
 	if c.PreserveFDs != 0 {
 		return g.done(fmt.Errorf("--preserve-fds is not supported yet"))
 	}
-	return g.done(oci.Create(g.Root, c.ID, c.Bundle, c.PidFile))
+	return g.done(oci.Create(g.Root, c.ID, c.Bundle, oci.CreateOptions{PidFile: c.PidFile, ConsoleSocket: c.ConsoleSocket}))
 }
 
 type ociStartCmd struct {

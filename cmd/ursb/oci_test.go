@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,5 +21,21 @@ func TestOCIArgs(t *testing.T) {
 		if runcName(name) != want {
 			t.Errorf("runcName(%q) = %v", name, !want)
 		}
+	}
+}
+
+// ps's output is cut to its header and the container's processes, found
+// by the PID column wherever the options put it.
+func TestFilterPs(t *testing.T) {
+	in := "UID          PID    PPID  C STIME TTY          TIME CMD\nroot           1       0  0 00:00 ?        00:00:01 /sbin/init\nu            120       1  0 00:00 ?        00:00:00 sleep 12\n"
+	var out strings.Builder
+	if err := filterPs(strings.NewReader(in), &out, []int{120}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "UID          PID    PPID  C STIME TTY          TIME CMD\nu            120       1  0 00:00 ?        00:00:00 sleep 12\n"; out.String() != want {
+		t.Errorf("got %q", out.String())
+	}
+	if err := filterPs(strings.NewReader("USER CMD\n"), &out, nil); err == nil {
+		t.Error("ps output without a PID column was taken")
 	}
 }

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// podmanRuntimes is the containers.conf that names ursb as a runtime for
+// podman: started as ursb-runc, it speaks runc's command line, and
+// listed in runtime_supports_json it gets podman's --log-format=json.
+const podmanRuntimes = `[engine]
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "ursb"]
+
+[engine.runtimes]
+ursb = [%q]
+`
+
+// podmanLab runs rootless podman with a runtime named by --runtime.
+type podmanLab struct {
+	*pod
+}
+
+func newPodmanLab(t *testing.T) podmanLab {
+	t.Helper()
+	p := newPod(t)
+	link := filepath.Join(p.dir, "ursb-runc")
+	if err := os.Symlink(ursbBin(t), link); err != nil {
+		t.Fatal(err)
+	}
+	// podman's exit command (container cleanup, run by conmon) does not
+	// get XDG_CONFIG_HOME, so the file is where HOME finds it too.
+	conf := filepath.Join(p.dir, ".config")
+	if err := os.MkdirAll(filepath.Join(conf, "containers"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(conf, "containers", "containers.conf"), []byte(fmt.Sprintf(podmanRuntimes, link)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(p.env, "XDG_CONFIG_HOME="+conf)
+	return podmanLab{p}
+}
+
+func (l podmanLab) podman(runtime string, args ...string) result {
+	l.t.Helper()
+	base := []string{"--runtime", runtime, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+		"--storage-driver", "vfs", "--root", filepath.Join(l.dir, "storage"), "--runroot", filepath.Join(l.dir, "runroot")}
+	return command(l.t, 2*time.Minute, l.env, "podman", append(base, args...)...)
+}
+
+// run is podman run --rm of argv in a container of the busybox root with
+// no network of podman's, with opts.
+func (l podmanLab) run(runtime string, opts []string, argv ...string) result {
+	l.t.Helper()
+	args := append([]string{"run", "--rm", "--network", "none"}, opts...)
+	return l.podman(runtime, append(append(args, "--rootfs", l.rootfs), argv...)...)
+}
+
+// TestOCIPodman: rootless podman drives ursb as its OCI runtime through
+// containers.conf, and sees what it sees with runc in the same run: exit
+// codes, a detached container with exec (with and without a terminal),
+// stop and rm, a terminal, a read-only volume and a read-only root.
+func TestOCIPodman(t *testing.T) {
+	l := newPodmanLab(t)
+	if res := l.run("runc", nil, "true"); res.Code != 0 {
+		t.Skipf("rootless podman with runc, the baseline, cannot run a container here: %s", res)
+	}
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "f"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []string{"runc", "ursb"} {
+		t.Run(rt, func(t *testing.T) {
+			l := podmanLab{&pod{t: t, dir: l.dir, rootfs: l.rootfs, env: l.env}}
+			// Whose container it is: ursb's init is PID 1 under ursb.
+			wantInit := map[string]string{"runc": "cat", "ursb": "ursb-init"}[rt]
+			if res := l.run(rt, nil, "cat", "/proc/1/comm"); res.Code != 0 || strings.TrimSpace(res.Stdout) != wantInit {
+				t.Fatalf("PID 1 of the container: %s, want %s", res, wantInit)
+			}
+			if res := l.run(rt, nil, "true"); res.Code != 0 {
+				t.Errorf("run true: %s", res)
+			}
+			if res := l.run(rt, nil, "sh", "-c", "echo out; exit 3"); res.Code != 3 || res.Stdout != "out\n" {
+				t.Errorf("run sh -c 'exit 3': %s, want exit 3 and its output", res)
+			}
+			if res := l.run(rt, nil, "no-such-command"); res.Code != 127 {
+				t.Errorf("run of a missing command: %s, want 127", res)
+			}
+			res := l.run(rt, []string{"-v", vol + ":/vol:ro"}, "sh", "-c", "cat /vol/f; echo x > /vol/g || echo refused")
+			if res.Code != 0 || res.Stdout != "from the host\nrefused\n" {
+				t.Errorf("a read-only volume: %s", res)
+			}
+			res = l.run(rt, []string{"--read-only"}, "sh", "-c", "touch /x 2>/dev/null && echo root writable; echo w > /tmp/y && cat /tmp/y")
+			if res.Code != 0 || res.Stdout != "w\n" {
+				t.Errorf("--read-only, with podman's tmpfs on /tmp: %s", res)
+			}
+			res = l.run(rt, []string{"-t"}, "sh", "-c", "tty")
+			if res.Code != 0 || !strings.HasPrefix(res.Stdout, "/dev/pts/") {
+				t.Errorf("run -t: %s, want a terminal", res)
+			}
+
+			name := "detached-" + rt
+			if res := l.podman(rt, "run", "-d", "--name", name, "--network", "none", "--rootfs", l.rootfs, "sleep", "1000"); res.Code != 0 {
+				t.Fatalf("run -d: %s", res)
+			}
+			t.Cleanup(func() { l.podman(rt, "rm", "-f", name) })
+			if res := l.podman(rt, "exec", "-e", "X=1", name, "sh", "-c", "echo in $X; exit 5"); res.Code != 5 || res.Stdout != "in 1\n" {
+				t.Errorf("exec: %s, want exit 5 and its output", res)
+			}
+			if res := l.podman(rt, "exec", "-t", name, "tty"); res.Code != 0 || !strings.HasPrefix(res.Stdout, "/dev/pts/") {
+				t.Errorf("exec -t: %s, want a terminal", res)
+			}
+			if res := l.podman(rt, "exec", name, "sh", "-c", "ps -o comm | grep -c sleep"); res.Code != 0 || strings.TrimSpace(res.Stdout) != "1" {
+				t.Errorf("exec sees the container's processes: %s", res)
+			}
+			if res := l.podman(rt, "stop", "-t", "2", name); res.Code != 0 {
+				t.Errorf("stop: %s", res)
+			}
+			if res := l.podman(rt, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(res.Stdout) != "exited" {
+				t.Errorf("after stop: %s, want exited", res)
+			}
+			if res := l.podman(rt, "rm", name); res.Code != 0 {
+				t.Errorf("rm: %s", res)
+			}
+			if res := l.podman(rt, "ps", "-a", "--format", "{{.Names}}"); strings.Contains(res.Stdout, name) {
+				t.Errorf("after rm: %s", res)
+			}
+		})
+	}
+}

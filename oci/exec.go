@@ -1,0 +1,132 @@
+package oci
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/idmap"
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/userns"
+)
+
+// ExecOptions are exec's flags besides the process.
+type ExecOptions struct {
+	// Stdio are the process's standard input, output and error, unless
+	// it has a terminal, whose master then goes to ConsoleSocket.
+	Stdio         [3]*os.File
+	ConsoleSocket string
+}
+
+// Exec starts p in the running container id and returns once it runs.
+// It runs with the container's confinement, narrowed by p: only the
+// capabilities both keep, no_new_privs if either asks for it.
+func Exec(root, id string, p *specs.Process, o ExecOptions) (*userns.Entered, error) {
+	r, _, err := load(root, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status != specs.StateRunning {
+		return nil, fmt.Errorf("container %s is %s: exec needs a running container", id, r.Status)
+	}
+	if r.Spec == nil {
+		return nil, fmt.Errorf("container %s was created by an older ursb: recreate it to exec in it", id)
+	}
+	s, e, err := execSpec(r.Spec, p)
+	if err != nil {
+		return nil, err
+	}
+	if e.TTY && o.ConsoleSocket == "" {
+		return nil, fmt.Errorf("a process with a terminal needs --console-socket")
+	}
+	console := func(master *os.File) error { return SendConsole(o.ConsoleSocket, master) }
+	return userns.Enter(r.Pid, s, e, o.Stdio, console)
+}
+
+// execSpec is the container's spec c narrowed for p, and p as ursb's exec.
+func execSpec(c *spec.Spec, p *specs.Process) (*spec.Spec, spec.Exec, error) {
+	if p == nil || len(p.Args) == 0 {
+		return nil, spec.Exec{}, fmt.Errorf("no command given: pass CMD or a --process file with args")
+	}
+	s := *c
+	e := spec.Exec{Argv: p.Args, Env: p.Env, Cwd: p.Cwd, User: spec.User{UID: p.User.UID, GID: p.User.GID}, TTY: p.Terminal}
+	if e.Cwd == "" {
+		e.Cwd = c.Cwd
+	}
+	if !filepath.IsAbs(e.Cwd) {
+		return nil, spec.Exec{}, fmt.Errorf("cwd %q is not an absolute path", e.Cwd)
+	}
+	if p.ConsoleSize != nil {
+		e.WinSize = &spec.WinSize{Rows: uint16(p.ConsoleSize.Height), Cols: uint16(p.ConsoleSize.Width)}
+	}
+	if !idmap.Contains(c.UIDMap, e.User.UID) || !idmap.Contains(c.GIDMap, e.User.GID) {
+		return nil, spec.Exec{}, fmt.Errorf("user %d:%d is not mapped in the container", e.User.UID, e.User.GID)
+	}
+	if len(p.User.AdditionalGids) > 0 {
+		s.Groups = p.User.AdditionalGids
+	}
+	s.Security.NoNewPrivileges = c.Security.NoNewPrivileges || p.NoNewPrivileges
+	if p.Capabilities != nil {
+		s.Security.Capabilities = slices.DeleteFunc(slices.Clone(c.Security.Capabilities), func(cap string) bool {
+			return !slices.Contains(p.Capabilities.Bounding, cap)
+		})
+	}
+	if len(p.Rlimits) > 0 {
+		s.Rlimits = nil
+		for _, l := range p.Rlimits {
+			s.Rlimits = append(s.Rlimits, spec.Rlimit{Type: l.Type, Soft: l.Soft, Hard: l.Hard})
+		}
+	}
+	return &s, e, nil
+}
+
+// SendConsole passes master to the unix socket at path as runc does, the
+// descriptor attached to one message (SCM_RIGHTS): conmon and containerd's
+// shim read the container's terminal from it.
+func SendConsole(path string, master *os.File) error {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("connecting to the console socket: %w", err)
+	}
+	defer c.Close()
+	if _, _, err := c.WriteMsgUnix([]byte("/dev/ptmx"), unix.UnixRights(int(master.Fd())), nil); err != nil {
+		return fmt.Errorf("sending the terminal to the console socket: %w", err)
+	}
+	return nil
+}
+
+// setns moves the calling thread into the namespace at path.
+func setns(path string, kind int) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Setns(int(f.Fd()), kind)
+}
+
+// setNetSysctls writes s's net.* parameters into the network namespace
+// the calling thread joined, and leaves the others to init. An engine's
+// namespace belongs to the caller's user namespace, in which init's own,
+// nested, has no rights.
+func setNetSysctls(s *spec.Spec) error {
+	for k, v := range s.Sysctls {
+		if !strings.HasPrefix(k, "net/") {
+			continue
+		}
+		if filepath.Clean(k) != k || strings.Contains(k, "..") {
+			return fmt.Errorf("config.json's sysctl %s is not a kernel parameter", k)
+		}
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0); err != nil {
+			return fmt.Errorf("setting %s in the network namespace the container joins: %w", strings.ReplaceAll(k, "/", "."), err)
+		}
+		delete(s.Sysctls, k)
+	}
+	return nil
+}
