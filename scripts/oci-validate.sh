@@ -48,6 +48,39 @@ for t in "$tools"/*.t; do
 	[[ $name =~ $filter ]] && tests+=("$name")
 done
 
+# The state directories the runtimes keep as root, and the containers in
+# them before this run, which belong to others.
+root_states="/run/runc /run/ursb-oci"
+before=$(ls $root_states 2>/dev/null | sort -u)
+cgroups_before=$(ls "$cgroup2")
+
+# sweep MODE RUNTIME DIR deletes what a test left behind: a test that fails
+# half-way leaves its container created (its init waiting for start) and,
+# with runc, the cgroups it made for it, here in the cgroup v2 tree only
+# (the suite's container ids are UUIDs; its cgroup tests use /testdir).
+sweep() {
+	local mode=$1 bin=$2 dir=$3 state id
+	if [ "$mode" = root ]; then
+		for state in $root_states; do
+			for id in $(ls "$state" 2>/dev/null); do
+				grep -qxF "$id" <<<"$before" || "$bin" delete --force "$id" >/dev/null 2>&1 || true
+			done
+		done
+		for id in $(ls "$cgroup2"); do
+			[[ $id =~ ^([0-9a-f-]{36}|testdir)$ ]] || continue
+			grep -qxF "$id" <<<"$cgroups_before" && continue
+			find "$cgroup2/$id" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		done
+	else
+		for state in "$dir/tmp/runc" "$dir/tmp/ursb-oci"; do
+			for id in $(ls "$state" 2>/dev/null); do
+				runuser -u "$user" -- env XDG_RUNTIME_DIR="$dir/tmp" unshare --user --map-root-user --map-auto --mount \
+					"$bin" delete --force "$id" >/dev/null 2>&1 || true
+			done
+		done
+	fi
+}
+
 # run_one MODE RUNTIME_NAME TEST prints pass, fail or skip, and keeps the
 # TAP output in $work/MODE-RUNTIME_NAME/TEST.tap.
 run_one() {
@@ -73,6 +106,7 @@ run_one() {
 			HOME="$dir" XDG_RUNTIME_DIR="$dir/tmp" \
 			unshare --user --map-root-user --map-auto --mount "$tools/$name.t") >"$dir/$name.tap" 2>&1 || rc=$?
 	fi
+	sweep "$mode" "$bin" "$dir"
 	local tap=$dir/$name.tap
 	if [ "$rc" = 0 ] && grep -q '^ok ' "$tap" && ! grep -q '^not ok ' "$tap"; then
 		if grep '^ok ' "$tap" | grep -vq '# [Ss][Kk][Ii][Pp]'; then echo pass; else echo skip; fi
