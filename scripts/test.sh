@@ -241,7 +241,8 @@ else
 fi
 
 # The OCI's own conformance suite, against Debian's runc as the baseline.
-# It runs in full runs; URSB_VALIDATE=1 adds it to a focused
+# It runs in full runs (about 7 minutes, 10 more on the first run that
+# builds it); URSB_VALIDATE=1 adds it to a focused
 # one, URSB_VALIDATE=0 leaves it out.
 if [ "${URSB_VALIDATE:-$([ -n "${URSB_E2E_RUN:-}" ] && echo 0 || echo 1)}" = 0 ]; then
 	skipped+=("runtime-tools validation: URSB_VALIDATE=0, or a focused run (URSB_E2E_RUN) without URSB_VALIDATE=1")
