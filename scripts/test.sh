@@ -241,7 +241,7 @@ else
 fi
 
 # The OCI's own conformance suite, against Debian's runc as the baseline.
-# It runs in full runs (about 7 minutes, 10 more on the first run that
+# It runs in full runs (about 7 minutes, half a minute more on the first run that
 # builds it); URSB_VALIDATE=1 adds it to a focused
 # one, URSB_VALIDATE=0 leaves it out.
 if [ "${URSB_VALIDATE:-$([ -n "${URSB_E2E_RUN:-}" ] && echo 0 || echo 1)}" = 0 ]; then
