@@ -14,8 +14,8 @@
 # Run as a normal user, it runs what it can and says what it skipped.
 #
 # URSB_E2E_RUN=REGEX runs only the matching end-to-end tests (on the host
-# and in the QEMU lane) and leaves the validation suite out unless
-# URSB_VALIDATE=1; URSB_LANE=0 leaves the QEMU lane out.
+# and in the QEMU lane); URSB_LANE=0 leaves the QEMU lane out;
+# URSB_VALIDATE=1 adds the OCI validation suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
