@@ -20,13 +20,9 @@ var powerModes = [][]string{{"--cap-add", "SYS_ADMIN"}, {"--cap-add", "SYS_PTRAC
 
 // undoMounts is a script that tries to unmount every mount it sees,
 // deepest first, and to remount every read-only one read-write, printing
-// UMOUNTED or REMOUNTED for each that gave way, then DONE. It leaves
-// automount points alone: naming one to umount(2) triggers it, and an
-// automounter that never answers (the QEMU lane has one) blocks the
-// script for good.
-const undoMounts = `table=$(awk '{for (i = 7; $i != "-"; i++); if ($(i+1) != "autofs") print}' /proc/self/mountinfo)
-mounts=$(echo "$table" | awk '{print $5}' | sort -r)
-ro=$(echo "$table" | awk '$6 ~ /^ro/ {print $5}')
+// UMOUNTED or REMOUNTED for each that gave way, then DONE.
+const undoMounts = `mounts=$(awk '{print $5}' /proc/self/mountinfo | sort -r)
+ro=$(awk '$6 ~ /^ro/ {print $5}' /proc/self/mountinfo)
 for m in $ro; do mount -o remount,bind,rw "$m" 2>/dev/null && echo "REMOUNTED $m"; done
 for m in $mounts; do umount "$m" 2>/dev/null && echo "UMOUNTED $m"; done
 echo DONE`
