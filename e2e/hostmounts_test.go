@@ -125,33 +125,3 @@ func TestHostMountOfAnotherUser(t *testing.T) {
 		})
 	}
 }
-
-// TestHostMountAutofs: automounts whose daemon never answers (the QEMU
-// lane mounts a direct and an indirect one) do not stop a sandbox: making
-// the host's view must not trigger them, and the command runs.
-func TestHostMountAutofs(t *testing.T) {
-	dirs := strings.Fields(os.Getenv("URSB_E2E_AUTOFS"))
-	if len(dirs) != 2 {
-		t.Skip("needs a direct and an indirect automount (the QEMU lane mounts them and names them in URSB_E2E_AUTOFS)")
-	}
-	direct, indirect := dirs[0], dirs[1]
-	// The probe is sound: walking into either waits on the automounter.
-	for _, p := range []string{direct + "/", filepath.Join(indirect, "name")} {
-		answered := make(chan error, 1)
-		go func() { _, err := os.Stat(p); answered <- err }()
-		select {
-		case err := <-answered:
-			t.Fatalf("stat of %s answered (%v): the automount is not live, the test proves nothing", p, err)
-		case <-time.After(2 * time.Second):
-		}
-	}
-	for _, mode := range append([]string{"auto"}, overlays...) {
-		t.Run(mode, func(t *testing.T) {
-			requireOverlay(t, mode)
-			res := mustRun(t, runArgs(mode, "--net", "none", "--", "sh", "-c", "ls -d "+direct+" "+indirect+" >/dev/null && echo RAN")...)
-			if res.Stdout != "RAN\n" {
-				t.Errorf("want both automount points shown and the command run, got %s", res)
-			}
-		})
-	}
-}
