@@ -306,7 +306,9 @@ func TestImagePullRunRemove(t *testing.T) {
 	}
 
 	// fuse-overlayfs reads the same layers the same way.
-	if fuse := s.run("", "run", "--net", "none", "--overlay", "fuse", "--pull", "never", ref, "sh", "-c", script); fuse.Code != 0 || fuse.Stdout != want {
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		t.Log("fuse-overlayfs is not installed: the fuse overlay is not checked")
+	} else if fuse := s.run("", "run", "--net", "none", "--overlay", "fuse", "--pull", "never", ref, "sh", "-c", script); fuse.Code != 0 || fuse.Stdout != want {
 		t.Errorf("with --overlay fuse: %v", fuse)
 	}
 
@@ -572,6 +574,13 @@ func TestImageDeep(t *testing.T) {
 	layers := []v1.Layer{busyboxLayer(t)}
 	for i := 1; len(layers) < 201; i++ {
 		layers = append(layers, layerOf(t, compression.GZip, regFile(fmt.Sprintf("l%03d", i), strconv.Itoa(i))))
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	if major < 6 || major == 6 && minor < 8 {
+		t.Skip("more than 13 lowers in one kernel overlay needs lowerdir+ (Linux 6.8)")
 	}
 	deep := reg.push(t, "test/deep:200", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"cat", "/l199"}}, layers[:200]...))
 	if res := s.mustRun("run", "--net", "none", "--tls-verify=false", deep); res.Stdout != "199" {
