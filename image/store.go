@@ -200,12 +200,24 @@ func (s *Store) write(r *Record) error {
 	return writeAtomic(s.sub("images", r.ID, "record.json"), data)
 }
 
+// writeAtomic replaces path with data. The temporary file's name is its
+// own: two pulls of one image write the same records at the same time.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // ErrNoImage is returned by Lookup for an image not in the store.
