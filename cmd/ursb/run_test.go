@@ -53,7 +53,7 @@ func TestRunSpecByConcern(t *testing.T) {
 	}
 	s := specOf(t, "--rootfs", ".", "--net", "none", "--userns", "full", "-u", "1000:100", "--group-add", "5",
 		"-v", "./src:/src:ro", "--tmpfs", "/scratch:size=1m", "--mount", "type=bind,src=/etc,dst=/hostetc",
-		"-w", "/work/../srv", "--stop-signal", "USR1", "--stop-timeout", "3", "--ulimit", "nofile=10:20",
+		"-w", "/build/../srv", "--stop-signal", "USR1", "--stop-timeout", "3", "--ulimit", "nofile=10:20",
 		"--memory", "64m", "--pids-limit", "10", "--cap-drop", "ALL", "--hostname", "box", "--", "sh", "-c", "true")
 
 	if s.Rootfs != root || s.Hostname != "box" || !slices.Equal(s.Argv, []string{"sh", "-c", "true"}) {
