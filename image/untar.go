@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ursb/ursb/internal/beneath"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,79 +157,16 @@ func (u *layerWriter) entry(hdr *tar.Header, r io.Reader) error {
 	return refused(hdr.Name, fmt.Sprintf("has the tar type %q, which a layer may not hold", hdr.Typeflag))
 }
 
-// open resolves name below the root without following any symlink.
-func (u *layerWriter) open(name string, flags uint64) (int, error) {
-	if name == "" {
-		name = "."
-	}
-	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-	for tries := 0; ; tries++ {
-		fd, err := unix.Openat2(u.root, name, &how)
-		// A concurrent rename anywhere on the mount makes the kernel
-		// refuse rather than risk an escape; a bounded retry gets past it.
-		if err == unix.EAGAIN && tries < 64 {
-			continue
-		}
-		return fd, err
-	}
-}
-
-// parent opens the directory that is to hold name, making the missing ones
-// on the way (root-owned, 0755), as tar does for a layer that lists a file
-// before, or without, its directory.
-func (u *layerWriter) parent(name string) (int, error) {
-	dir := path.Dir(name)
-	fd, err := u.open(dir, unix.O_PATH|unix.O_DIRECTORY)
-	if err != unix.ENOENT || dir == "." {
-		return fd, err
-	}
-	pfd, err := u.parent(dir)
-	if err != nil {
-		return -1, err
-	}
-	err = unix.Mkdirat(pfd, path.Base(dir), 0o755)
-	if err == nil {
-		// Whatever the umask, as the directory a layer implies is made.
-		err = unix.Fchmodat(pfd, path.Base(dir), 0o755, 0)
-	}
-	unix.Close(pfd)
-	if err != nil && err != unix.EEXIST {
-		return -1, err
-	}
-	return u.open(dir, unix.O_PATH|unix.O_DIRECTORY)
-}
-
-// clear removes what stands at base in dir, unless it is a directory and
-// keepDir is set; it reports whether a directory was kept. A symlink is
-// removed, never followed.
-func clear(dir int, base string, keepDir bool) (bool, error) {
-	var st unix.Stat_t
-	err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if err == unix.ENOENT {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if keepDir {
-			return true, nil
-		}
-		return false, errors.New("a directory the layer made earlier is in its way")
-	}
-	return false, unix.Unlinkat(dir, base, 0)
-}
-
 // withParent runs fn with the directory that holds rel, after clearing its
 // place (keeping a directory there when keepDir is set).
 func (u *layerWriter) withParent(rel string, hdr *tar.Header, keepDir bool, fn func(dir int, base string, kept bool) error) error {
-	dir, err := u.parent(rel)
+	dir, err := beneath.Parent(u.root, rel, true)
 	if err != nil {
 		return failed(hdr.Name, err)
 	}
 	defer unix.Close(dir)
 	base := path.Base(rel)
-	kept, err := clear(dir, base, keepDir)
+	kept, err := beneath.Clear(dir, base, keepDir)
 	if err != nil {
 		return failed(hdr.Name, err)
 	}
@@ -280,7 +218,7 @@ func (u *layerWriter) dir(rel string, hdr *tar.Header) error {
 		if err := u.chown(dir, base, hdr); err != nil {
 			return err
 		}
-		fd, err := u.open(rel, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(u.root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return err
 		}
@@ -357,7 +295,7 @@ func (u *layerWriter) hardlink(rel string, hdr *tar.Header) error {
 	if err != nil {
 		return refused(hdr.Name, fmt.Sprintf("is a hard link to %q, which %v", hdr.Linkname, err))
 	}
-	src, err := u.open(path.Dir(target), unix.O_PATH|unix.O_DIRECTORY)
+	src, err := beneath.Open(u.root, path.Dir(target), unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		if err == unix.ENOENT {
 			return refused(hdr.Name, fmt.Sprintf("is a hard link to %q, which the layer has not made", hdr.Linkname))
@@ -384,12 +322,12 @@ func (u *layerWriter) hardlink(rel string, hdr *tar.Header) error {
 // bookkeeping, which is skipped.
 func (u *layerWriter) marker(rel, base string, hdr *tar.Header) error {
 	if base == opqMarker {
-		fd, err := u.parent(rel)
+		fd, err := beneath.Parent(u.root, rel, true)
 		if err != nil {
 			return failed(hdr.Name, err)
 		}
 		unix.Close(fd)
-		dir, err := u.open(path.Dir(rel), unix.O_RDONLY|unix.O_DIRECTORY)
+		dir, err := beneath.Open(u.root, path.Dir(rel), unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return failed(hdr.Name, err)
 		}
@@ -414,7 +352,7 @@ func (u *layerWriter) marker(rel, base string, hdr *tar.Header) error {
 // which a user namespace's root may make since Linux 5.8. A whiteout only
 // hides the layers below: a name this layer itself made stays.
 func (u *layerWriter) whiteout(rel string, hdr *tar.Header) error {
-	dir, err := u.parent(rel)
+	dir, err := beneath.Parent(u.root, rel, true)
 	if err != nil {
 		return failed(hdr.Name, err)
 	}
@@ -510,7 +448,7 @@ func setTimes(dir int, base string, hdr *tar.Header) error {
 func (u *layerWriter) finish() error {
 	for i := len(u.dirs) - 1; i >= 0; i-- {
 		d := u.dirs[i]
-		fd, err := u.open(d.name, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(u.root, d.name, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return failed(d.entry, err)
 		}

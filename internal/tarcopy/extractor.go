@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ursb/ursb/internal/beneath"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,64 +115,6 @@ func (x *extractor) place(dest, top string, first *tar.Header, r io.Reader, cont
 	return "", nil
 }
 
-// open resolves name below the root.
-func (x *extractor) open(name string, flags uint64) (int, error) {
-	if name == "" {
-		name = "."
-	}
-	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-	for tries := 0; ; tries++ {
-		fd, err := unix.Openat2(x.root, name, &how)
-		// A concurrent rename makes the kernel refuse rather than risk an
-		// escape; a bounded retry gets past it.
-		if err == unix.EAGAIN && tries < 64 {
-			continue
-		}
-		return fd, err
-	}
-}
-
-// parent opens the directory that is to hold name, making missing
-// directories on the way when mkParents is set.
-func (x *extractor) parent(name string) (int, error) {
-	dir := path.Dir(name)
-	fd, err := x.open(dir, unix.O_PATH|unix.O_DIRECTORY)
-	if err == nil || !x.mkParents || err != unix.ENOENT || dir == "." {
-		return fd, err
-	}
-	pfd, err := x.parent(dir)
-	if err != nil {
-		return -1, err
-	}
-	err = unix.Mkdirat(pfd, path.Base(dir), 0o755)
-	unix.Close(pfd)
-	if err != nil && err != unix.EEXIST {
-		return -1, err
-	}
-	return x.open(dir, unix.O_PATH|unix.O_DIRECTORY)
-}
-
-// clear removes what stands at base in dir unless it is a directory and
-// keepDir is set; it reports whether a directory was kept. A symlink is
-// removed, never followed: a file or link from the stream replaces it.
-func clear(dir int, base string, keepDir bool) (bool, error) {
-	var st unix.Stat_t
-	err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if err == unix.ENOENT {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if keepDir {
-			return true, nil
-		}
-		return false, errors.New("a directory is in the way; remove it first")
-	}
-	return false, unix.Unlinkat(dir, base, 0)
-}
-
 // failed names the stream's entry in err, the refusal when err is the kernel
 // declining to follow a symlink or to leave the root.
 func failed(name string, err error) error {
@@ -187,7 +130,7 @@ func failed(name string, err error) error {
 // entry creates name, relative to the root, from hdr, with the content
 // read from r.
 func (x *extractor) entry(name string, hdr *tar.Header, r io.Reader) error {
-	dir, err := x.parent(name)
+	dir, err := beneath.Parent(x.root, name, x.mkParents)
 	if err != nil {
 		return failed(hdr.Name, err)
 	}
@@ -204,7 +147,7 @@ func (x *extractor) create(dir int, base, name string, hdr *tar.Header, r io.Rea
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		kept, err := clear(dir, base, true)
+		kept, err := beneath.Clear(dir, base, true)
 		if err != nil {
 			return failed(hdr.Name, err)
 		}
@@ -216,7 +159,7 @@ func (x *extractor) create(dir int, base, name string, hdr *tar.Header, r io.Rea
 		x.dirs = append(x.dirs, dirMeta{name: name, entry: hdr.Name, mode: mode, mtime: hdr.ModTime})
 		return nil
 	case tar.TypeReg:
-		if _, err := clear(dir, base, false); err != nil {
+		if _, err := beneath.Clear(dir, base, false); err != nil {
 			return failed(hdr.Name, err)
 		}
 		fd, err := unix.Openat(dir, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -241,7 +184,7 @@ func (x *extractor) create(dir int, base, name string, hdr *tar.Header, r io.Rea
 		}
 		x.files[name] = fileID{st.Dev, st.Ino}
 	case tar.TypeSymlink:
-		if _, err := clear(dir, base, false); err != nil {
+		if _, err := beneath.Clear(dir, base, false); err != nil {
 			return failed(hdr.Name, err)
 		}
 		if err := unix.Symlinkat(hdr.Linkname, dir, base); err != nil {
@@ -250,7 +193,7 @@ func (x *extractor) create(dir int, base, name string, hdr *tar.Header, r io.Rea
 	case tar.TypeLink:
 		return x.link(dir, base, name, hdr)
 	case tar.TypeFifo:
-		if _, err := clear(dir, base, false); err != nil {
+		if _, err := beneath.Clear(dir, base, false); err != nil {
 			return failed(hdr.Name, err)
 		}
 		if err := unix.Mkfifoat(dir, base, mode); err != nil {
@@ -279,7 +222,7 @@ func (x *extractor) link(dir int, base, name string, hdr *tar.Header) error {
 	if !ok {
 		return notOurs
 	}
-	src, err := x.open(path.Dir(hdr.Linkname), unix.O_PATH|unix.O_DIRECTORY)
+	src, err := beneath.Open(x.root, path.Dir(hdr.Linkname), unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return failed(hdr.Name, err)
 	}
@@ -289,7 +232,7 @@ func (x *extractor) link(dir int, base, name string, hdr *tar.Header) error {
 	if err := unix.Fstatat(src, srcBase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || (fileID{st.Dev, st.Ino}) != id {
 		return notOurs
 	}
-	if _, err := clear(dir, base, false); err != nil {
+	if _, err := beneath.Clear(dir, base, false); err != nil {
 		return failed(hdr.Name, err)
 	}
 	// Flags 0: a symlink swapped in at the source is linked itself, never
@@ -305,7 +248,7 @@ func (x *extractor) link(dir int, base, name string, hdr *tar.Header) error {
 func (x *extractor) finish() error {
 	for i := len(x.dirs) - 1; i >= 0; i-- {
 		d := x.dirs[i]
-		fd, err := x.open(d.name, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(x.root, d.name, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return failed(d.entry, err)
 		}
