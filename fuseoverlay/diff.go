@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ursb/ursb/internal/xattr"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/internal/printable"
@@ -483,7 +484,7 @@ type ovlAttrs struct {
 
 func overlayAttrs(path string) (ovlAttrs, error) {
 	var a ovlAttrs
-	names, err := listXattrs(path)
+	names, err := xattr.List(path)
 	if err != nil {
 		return a, err
 	}
@@ -517,32 +518,6 @@ func overlayAttrs(path string) (ovlAttrs, error) {
 		}
 	}
 	return a, nil
-}
-
-func listXattrs(path string) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		sz, err := unix.Llistxattr(path, buf)
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			if sz, err = unix.Llistxattr(path, nil); err == nil {
-				buf = make([]byte, sz+64)
-				continue
-			}
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "listxattr", Path: path, Err: err}
-		}
-		var names []string
-		for n := range strings.SplitSeq(string(buf[:sz]), "\x00") {
-			if n != "" {
-				names = append(names, n)
-			}
-		}
-		return names, nil
-	}
 }
 
 func writeMarker(u uppers, tw *tar.Writer, name, src string) error {

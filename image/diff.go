@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ursb/ursb/internal/xattr"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/internal/tarcopy"
@@ -179,7 +180,7 @@ func (d *differ) entry(name, src string, st *unix.Stat_t) error {
 // addXattrs puts src's extended attributes that a layer keeps into hdr,
 // in name order so that the same upper gives the same tar.
 func addXattrs(hdr *tar.Header, src string) error {
-	names, err := listXattrs(src)
+	names, err := xattr.List(src)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func addXattrs(hdr *tar.Header, src string) error {
 		if !keepXattr(n) {
 			continue
 		}
-		v, err := getXattr(src, n)
+		v, err := xattr.Get(src, n)
 		if err != nil {
 			return err
 		}
@@ -211,7 +212,7 @@ type ovlAttrs struct {
 
 func overlayAttrs(src string) (ovlAttrs, error) {
 	var a ovlAttrs
-	names, err := listXattrs(src)
+	names, err := xattr.List(src)
 	if err != nil {
 		return a, err
 	}
@@ -228,7 +229,7 @@ func overlayAttrs(src string) (ovlAttrs, error) {
 		}
 		switch suffix {
 		case "opaque":
-			v, err := getXattr(src, n)
+			v, err := xattr.Get(src, n)
 			if err != nil {
 				return a, err
 			}
@@ -258,49 +259,6 @@ func isOpaque(dir string) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-func listXattrs(src string) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		sz, err := unix.Llistxattr(src, buf)
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			if sz, err = unix.Llistxattr(src, nil); err == nil {
-				buf = make([]byte, sz+64)
-				continue
-			}
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "listxattr", Path: src, Err: err}
-		}
-		var names []string
-		for n := range strings.SplitSeq(string(buf[:sz]), "\x00") {
-			if n != "" {
-				names = append(names, n)
-			}
-		}
-		return names, nil
-	}
-}
-
-func getXattr(src, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		sz, err := unix.Lgetxattr(src, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			if sz, err = unix.Lgetxattr(src, name, nil); err == nil {
-				buf = make([]byte, sz+64)
-				continue
-			}
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "getxattr " + name, Path: src, Err: err}
-		}
-		return buf[:sz], nil
-	}
 }
 
 // timeOf is st's mtime in whole seconds, as a plain tar header holds it:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ursb/ursb/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,11 +141,11 @@ func describe(t *testing.T, root string) string {
 			c, _ := os.ReadFile(p)
 			body = string(c)
 		}
-		names, _ := listXattrs(p)
+		names, _ := xattr.List(p)
 		slices.Sort(names)
 		var xs []string
 		for _, n := range names {
-			v, _ := getXattr(p, n)
+			v, _ := xattr.Get(p, n)
 			xs = append(xs, n+"="+string(v))
 		}
 		fmt.Fprintf(&b, "%s mode=%o owner=%d:%d mtime=%d rdev=%d nlink=%d link=%q body=%q xattrs=%v\n",

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ursb/ursb/internal/xattr"
 	"golang.org/x/sys/unix"
 )
 
@@ -227,7 +228,7 @@ func TestUnpackKeepsWhatTheImageSays(t *testing.T) {
 	if a.Ino != b.Ino || a.Nlink != 2 {
 		t.Errorf("hard is not a hard link of etc/passwd (inodes %d, %d; %d links)", a.Ino, b.Ino, a.Nlink)
 	}
-	if v, _ := getXattr(p("opt"), opaqueXattr); string(v) != "y" {
+	if v, _ := xattr.Get(p("opt"), opaqueXattr); string(v) != "y" {
 		t.Errorf("opt's %s is %q, want y", opaqueXattr, v)
 	}
 	if _, err := os.Lstat(p("opt/.wh..wh..opq")); err == nil {
@@ -236,15 +237,15 @@ func TestUnpackKeepsWhatTheImageSays(t *testing.T) {
 	if _, err := os.Lstat(p(".wh..wh.plnk")); err == nil {
 		t.Error("AUFS bookkeeping was written")
 	}
-	if v, _ := getXattr(p("data"), "user.note"); string(v) != "kept" {
+	if v, _ := xattr.Get(p("data"), "user.note"); string(v) != "kept" {
 		t.Errorf("data's user.note is %q, want kept", v)
 	}
 	for _, n := range []string{"trusted.secret", opaqueXattr} {
-		if _, err := getXattr(p("data"), n); err == nil {
+		if _, err := xattr.Get(p("data"), n); err == nil {
 			t.Errorf("data carries %s, which a layer may not set", n)
 		}
 	}
-	if v, err := getXattr(p("usr/bin/ping"), "security.capability"); err != nil || len(v) == 0 {
+	if v, err := xattr.Get(p("usr/bin/ping"), "security.capability"); err != nil || len(v) == 0 {
 		t.Errorf("ping lost its file capability: %v", err)
 	}
 	var fi unix.Stat_t
