@@ -150,17 +150,24 @@ func splitName(n string) (string, string) {
 	return n, "<none>"
 }
 
+// lockedStore opens the image store and takes its lock: shared to read
+// records while a pull or run may add to them, exclusive to remove.
+func lockedStore(exclusive bool) (*image.Store, error) {
+	s, err := image.Open()
+	if err == nil {
+		err = s.Lock(exclusive)
+	}
+	return s, err
+}
+
 type rmiCmd struct {
 	Force bool     `short:"f" help:"Remove an image with several names at once, by id."`
 	Refs  []string `arg:"" help:"Images, by name or id."`
 }
 
 func (c *rmiCmd) Run() error {
-	s, err := image.Open()
+	s, err := lockedStore(true)
 	if err != nil {
-		return imageFail(err)
-	}
-	if err := s.Lock(true); err != nil {
 		return imageFail(err)
 	}
 	defer s.Unlock()
@@ -194,11 +201,8 @@ type imagePruneCmd struct {
 }
 
 func (c *imagePruneCmd) Run() error {
-	s, err := image.Open()
+	s, err := lockedStore(true)
 	if err != nil {
-		return imageFail(err)
-	}
-	if err := s.Lock(true); err != nil {
 		return imageFail(err)
 	}
 	defer s.Unlock()

@@ -116,11 +116,8 @@ type saveCmd struct {
 // Run writes a stored image as an OCI archive, digests kept; pull or run
 // it back with oci-archive:FILE.
 func (c *saveCmd) Run() error {
-	s, err := image.Open()
+	s, err := lockedStore(false)
 	if err != nil {
-		return imageFail(err)
-	}
-	if err := s.Lock(false); err != nil {
 		return imageFail(err)
 	}
 	defer s.Unlock()
@@ -144,11 +141,8 @@ type pushCmd struct {
 // Run sends a stored image to a registry, its layers in parallel with
 // their progress on stderr.
 func (c *pushCmd) Run() error {
-	s, err := image.Open()
+	s, err := lockedStore(false)
 	if err != nil {
-		return imageFail(err)
-	}
-	if err := s.Lock(false); err != nil {
 		return imageFail(err)
 	}
 	defer s.Unlock()
