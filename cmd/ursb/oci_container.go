@@ -11,7 +11,8 @@ import (
 	"github.com/ursb/ursb/sandbox"
 )
 
-type ociCreateCmd struct {
+// ociCreateFlags are what create and run take alike, as runc has them.
+type ociCreateFlags struct {
 	Bundle        string `short:"b" default:"." help:"The bundle directory, holding config.json." placeholder:"DIR"`
 	PidFile       string `name:"pid-file" help:"Write the container's init pid to this file." placeholder:"FILE"`
 	ConsoleSocket string `name:"console-socket" help:"Unix socket that gets the master of the container's terminal (process.terminal), as with runc." placeholder:"PATH"`
@@ -21,12 +22,25 @@ type ociCreateCmd struct {
 	ID            string `arg:"" name:"ID" help:"The new container's id."`
 }
 
+// options checks the flags and gives the library's create options.
+func (f *ociCreateFlags) options() (oci.CreateOptions, error) {
+	if f.PreserveFDs != 0 {
+		return oci.CreateOptions{}, fmt.Errorf("--preserve-fds is not supported yet")
+	}
+	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket}, nil
+}
+
+type ociCreateCmd struct {
+	ociCreateFlags `embed:""`
+}
+
 // Run creates the container; its init waits for start.
 func (c *ociCreateCmd) Run(g *ociCmd) error {
-	if c.PreserveFDs != 0 {
-		return g.done(fmt.Errorf("--preserve-fds is not supported yet"))
+	o, err := c.options()
+	if err != nil {
+		return g.done(err)
 	}
-	return g.done(oci.Create(g.Root, c.ID, c.Bundle, oci.CreateOptions{PidFile: c.PidFile, ConsoleSocket: c.ConsoleSocket}))
+	return g.done(oci.Create(g.Root, c.ID, c.Bundle, o))
 }
 
 type ociStartCmd struct {

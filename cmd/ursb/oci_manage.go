@@ -16,23 +16,18 @@ import (
 )
 
 type ociRunCmd struct {
-	Bundle        string `short:"b" default:"." help:"The bundle directory, holding config.json." placeholder:"DIR"`
-	PidFile       string `name:"pid-file" help:"Write the container's init pid to this file." placeholder:"FILE"`
-	ConsoleSocket string `name:"console-socket" help:"Unix socket that gets the master of the container's terminal (process.terminal)." placeholder:"PATH"`
-	Detach        bool   `short:"d" help:"Return once the command runs; the container stays until deleted."`
-	NoPivot       bool   `name:"no-pivot" help:"Accepted for runc's sake; ursb always uses pivot_root."`
-	NoNewKeyring  bool   `name:"no-new-keyring" help:"Accepted for runc's sake."`
-	PreserveFDs   int    `name:"preserve-fds" help:"Not supported: must be 0." placeholder:"N"`
-	ID            string `arg:"" name:"ID" help:"The new container's id."`
+	ociCreateFlags `embed:""`
+	Detach         bool `short:"d" help:"Return once the command runs; the container stays until deleted."`
 }
 
 // Run creates and starts the container, then waits for it and removes it,
 // ending with its command's exit code, as runc run does.
 func (c *ociRunCmd) Run(g *ociCmd) error {
-	if c.PreserveFDs != 0 {
-		return g.done(fmt.Errorf("--preserve-fds is not supported"))
+	o, err := c.options()
+	if err != nil {
+		return g.done(err)
 	}
-	code, err := oci.Run(g.Root, c.ID, c.Bundle, oci.CreateOptions{PidFile: c.PidFile, ConsoleSocket: c.ConsoleSocket}, c.Detach)
+	code, err := oci.Run(g.Root, c.ID, c.Bundle, o, c.Detach)
 	if err != nil {
 		return g.done(err)
 	}
