@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/ursb/ursb/internal/beneath"
 	"golang.org/x/sys/unix"
@@ -35,19 +34,10 @@ type layerWriter struct {
 	opts  UnpackOptions
 	root  int // O_PATH descriptor of the layer directory
 	stats UnpackStats
-	dirs  []dirMeta
+	dirs  []beneath.Dir
 	// dirAt indexes dirs by name: a directory listed twice takes its
 	// last entry's mode and mtime.
 	dirAt map[string]int
-}
-
-// dirMeta is a directory's mode and mtime, set once the layer is in: every
-// entry made in a directory changes its mtime, and a read-only one must
-// stay writable until then.
-type dirMeta struct {
-	name, entry string
-	mode        uint32
-	mtime       time.Time
 }
 
 func (u *layerWriter) close() {
@@ -244,7 +234,7 @@ func (u *layerWriter) rootDir(hdr *tar.Header) error {
 }
 
 func (u *layerWriter) setDirMeta(rel string, hdr *tar.Header) {
-	m := dirMeta{name: rel, entry: hdr.Name, mode: uint32(hdr.Mode & 0o7777), mtime: hdr.ModTime}
+	m := beneath.Dir{Name: rel, Entry: hdr.Name, Mode: uint32(hdr.Mode & 0o7777), Mtime: hdr.ModTime}
 	if i, ok := u.dirAt[rel]; ok {
 		u.dirs[i] = m
 		return
@@ -443,24 +433,10 @@ func setTimes(dir int, base string, hdr *tar.Header) error {
 	return unix.UtimesNanoAt(dir, base, []unix.Timespec{t, t}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// finish sets the directories' modes and mtimes, the last listed first, so
-// that a parent's mtime is set after its children's changed it.
+// finish sets the directories' modes and mtimes (beneath.SetDirs).
 func (u *layerWriter) finish() error {
-	for i := len(u.dirs) - 1; i >= 0; i-- {
-		d := u.dirs[i]
-		fd, err := beneath.Open(u.root, d.name, unix.O_RDONLY|unix.O_DIRECTORY)
-		if err != nil {
-			return failed(d.entry, err)
-		}
-		err = unix.Fchmod(fd, d.mode)
-		if err == nil {
-			t := unix.NsecToTimespec(d.mtime.UnixNano())
-			err = unix.UtimesNanoAt(fd, "", []unix.Timespec{t, t}, unix.AT_EMPTY_PATH)
-		}
-		unix.Close(fd)
-		if err != nil {
-			return failed(d.entry, err)
-		}
+	if entry, err := beneath.SetDirs(u.root, u.dirs); err != nil {
+		return failed(entry, err)
 	}
 	return nil
 }

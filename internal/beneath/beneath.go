@@ -3,6 +3,7 @@ package beneath
 import (
 	"errors"
 	"path"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,4 +72,37 @@ func Clear(dir int, base string, keepDir bool) (bool, error) {
 		return false, ErrDirInWay
 	}
 	return false, unix.Unlinkat(dir, base, 0)
+}
+
+// Dir is a directory's mode and mtime as a stream gives them: Name below
+// the root, Entry the stream's own name for it. They are set by SetDirs
+// once everything is in, since a read-only directory must stay writable
+// until then and every entry made in a directory changes its mtime.
+type Dir struct {
+	Name, Entry string
+	Mode        uint32
+	Mtime       time.Time
+}
+
+// SetDirs sets the modes and mtimes of dirs, the last listed first, so that
+// a parent's mtime is set after its children changed it. On failure it
+// gives the Entry of the directory that failed.
+func SetDirs(root int, dirs []Dir) (string, error) {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		fd, err := Open(root, d.Name, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return d.Entry, err
+		}
+		err = unix.Fchmod(fd, d.Mode)
+		if err == nil {
+			t := unix.NsecToTimespec(d.Mtime.UnixNano())
+			err = unix.UtimesNanoAt(fd, "", []unix.Timespec{t, t}, unix.AT_EMPTY_PATH)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return d.Entry, err
+		}
+	}
+	return "", nil
 }

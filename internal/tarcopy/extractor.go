@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/ursb/ursb/internal/beneath"
 	"golang.org/x/sys/unix"
@@ -25,7 +24,7 @@ type extractor struct {
 	keepSetID bool
 	warn      func(string)
 	mkParents bool
-	dirs      []dirMeta
+	dirs      []beneath.Dir
 	// files are the regular files this extraction made, by name below
 	// root: the only things a hard link in the stream may point at.
 	files map[string]fileID
@@ -33,15 +32,6 @@ type extractor struct {
 
 // fileID is a file's device and inode.
 type fileID struct{ dev, ino uint64 }
-
-// dirMeta is a directory's mode and mtime, set once its contents are in:
-// a read-only directory must stay writable until then, and every entry
-// made in it changes its mtime.
-type dirMeta struct {
-	name, entry string
-	mode        uint32
-	mtime       time.Time
-}
 
 func newExtractor(o Options) *extractor {
 	warn := o.Warn
@@ -156,7 +146,7 @@ func (x *extractor) create(dir int, base, name string, hdr *tar.Header, r io.Rea
 				return failed(hdr.Name, err)
 			}
 		}
-		x.dirs = append(x.dirs, dirMeta{name: name, entry: hdr.Name, mode: mode, mtime: hdr.ModTime})
+		x.dirs = append(x.dirs, beneath.Dir{Name: name, Entry: hdr.Name, Mode: mode, Mtime: hdr.ModTime})
 		return nil
 	case tar.TypeReg:
 		if _, err := beneath.Clear(dir, base, false); err != nil {
@@ -244,23 +234,10 @@ func (x *extractor) link(dir int, base, name string, hdr *tar.Header) error {
 	return nil
 }
 
-// finish sets the directories' modes and mtimes, latest first.
+// finish sets the directories' modes and mtimes (beneath.SetDirs).
 func (x *extractor) finish() error {
-	for i := len(x.dirs) - 1; i >= 0; i-- {
-		d := x.dirs[i]
-		fd, err := beneath.Open(x.root, d.name, unix.O_RDONLY|unix.O_DIRECTORY)
-		if err != nil {
-			return failed(d.entry, err)
-		}
-		err = unix.Fchmod(fd, d.mode)
-		if err == nil {
-			t := unix.NsecToTimespec(d.mtime.UnixNano())
-			err = unix.UtimesNanoAt(fd, "", []unix.Timespec{t, t}, unix.AT_EMPTY_PATH)
-		}
-		unix.Close(fd)
-		if err != nil {
-			return failed(d.entry, err)
-		}
+	if entry, err := beneath.SetDirs(x.root, x.dirs); err != nil {
+		return failed(entry, err)
 	}
 	return nil
 }
