@@ -295,6 +295,7 @@ func (b *builtinNet) close() error {
 	<-b.done
 	b.mu.Lock()
 	b.closed = true
+	tap := b.tap
 	b.mu.Unlock()
 	if b.pub != nil {
 		b.pub.close()
@@ -309,11 +310,22 @@ func (b *builtinNet) close() error {
 	// the relays still hold must reach the host before the stack goes.
 	b.waitSent()
 	if b.s != nil {
-		// Wait removes the NIC, which closes the tap.
-		b.s.Close()
-		b.s.Wait()
+		stopStack(b.s, tap)
 	}
 	return nil
+}
+
+// stopStack ends s and the tap its NIC reads, if any. The tap's reader
+// stops first: Stack.Wait holds the stack's lock while it waits for it, and
+// a frame the reader is delivering may need that lock (an IPv6 one asks the
+// stack for the NIC's name), so the two would wait on each other for good.
+func stopStack(s *stack.Stack, tap *tapEndpoint) {
+	if tap != nil {
+		tap.Attach(nil)
+	}
+	// Wait removes the NIC, which closes the tap.
+	s.Close()
+	s.Wait()
 }
 
 func addr4(s string) tcpip.Address {

@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 )
@@ -136,5 +137,56 @@ func TestTapEndpointFrames(t *testing.T) {
 	}
 	if _, err := peer.Write(frame); err == nil {
 		t.Error("the endpoint's descriptor is still open after the stack closed")
+	}
+}
+
+// TestStopStackWhileFramesArrive stops a stack while the sandbox side
+// keeps sending IPv6 frames: delivering one takes the stack's lock, which
+// Stack.Wait holds while it waits for the tap's reader.
+func TestStopStackWhileFramesArrive(t *testing.T) {
+	for round := range 50 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := os.NewFile(uintptr(fds[1]), "peer")
+		ep, err := newTapEndpoint(os.NewFile(uintptr(fds[0]), "tap"), 65520, gatewayMAC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := stack.New(stack.Options{NetworkProtocols: []stack.NetworkProtocolFactory{ipv6.NewProtocol}})
+		if terr := s.CreateNIC(nicID, ep); terr != nil {
+			t.Fatal(terr)
+		}
+		frame := make([]byte, vnetHdrLen+header.EthernetMinimumSize+header.IPv6MinimumSize)
+		eth := header.Ethernet(frame[vnetHdrLen:])
+		eth.Encode(&header.EthernetFields{SrcAddr: "\x02\x00\x00\x00\x00\x64", DstAddr: gatewayMAC, Type: ipv6.ProtocolNumber})
+		header.IPv6(eth[header.EthernetMinimumSize:]).Encode(&header.IPv6Fields{
+			TransportProtocol: header.UDPProtocolNumber, HopLimit: 64,
+			SrcAddr: addr6(SandboxIP6), DstAddr: addr6(GatewayIP6),
+		})
+		sent := make(chan struct{})
+		stop := make(chan struct{})
+		go func() {
+			defer close(sent)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_, _ = peer.Write(frame)
+				}
+			}
+		}()
+		done := make(chan struct{})
+		go func() { stopStack(s, ep); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the stack did not stop while frames arrived", round)
+		}
+		close(stop)
+		<-sent
+		peer.Close()
 	}
 }
