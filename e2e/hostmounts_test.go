@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,5 +124,67 @@ func TestHostMountOfAnotherUser(t *testing.T) {
 				t.Errorf("want %s there and refused inside (permission denied), and the command run, got %s", dir, res)
 			}
 		})
+	}
+}
+
+// TestHostMountAutofs: automounts whose daemon never answers (the QEMU
+// lane mounts a direct and an indirect one). A sandbox of the host's root
+// shows their triggers empty and never triggers them, neither while it is
+// made nor from the command, which could otherwise mount on the host at
+// will; and one an earlier process triggered does not stop a start.
+func TestHostMountAutofs(t *testing.T) {
+	dirs := strings.Fields(os.Getenv("URSB_E2E_AUTOFS"))
+	if len(dirs) != 2 {
+		t.Skip("needs a direct and an indirect automount (the QEMU lane mounts them and names them in URSB_E2E_AUTOFS)")
+	}
+	direct, indirect := dirs[0], dirs[1]
+	answers := func(stat func() error) bool {
+		answered := make(chan error, 1)
+		go func() { answered <- stat() }()
+		select {
+		case <-answered:
+			return true
+		case <-time.After(2 * time.Second):
+			return false
+		}
+	}
+	lstatDirect := func() error { _, err := os.Lstat(direct); return err }
+	if !answers(lstatDirect) {
+		t.Fatalf("lstat of %s does not answer: something before this test (an earlier sandbox?) triggered the automount", direct)
+	}
+	// The command touches what lies behind both: on the host that waits on
+	// the automounter for good.
+	script := fmt.Sprintf(`ls -d %[1]s %[2]s >/dev/null && [ -z "$(ls -A %[1]s/)" ] && [ -z "$(ls -A %[2]s/)" ] && ! ls %[2]s/name 2>/dev/null && echo RAN`, direct, indirect)
+	modes := append([]string{"auto"}, overlays...)
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			requireOverlay(t, mode)
+			if mode == "fuse" {
+				t.Skip("fuse-overlayfs shows the host's tree as it is: the command reaches the automounter, as on the host")
+			}
+			for _, extra := range [][]string{nil, {"--privileged"}} {
+				args := append(append([]string{"--net", "none"}, extra...), "--", "sh", "-c", script)
+				res := mustRun(t, runArgs(mode, args...)...)
+				if res.Stdout != "RAN\n" {
+					t.Errorf("%v: want both automount points shown empty and the command run, got %s", extra, res)
+				}
+			}
+		})
+	}
+	if !answers(lstatDirect) {
+		t.Fatalf("the sandboxes triggered the automount at %s", direct)
+	}
+	// The probe is sound: walking into either waits on the automounter,
+	// so a sandbox that had triggered one would have hung.
+	for _, p := range []string{direct + "/", filepath.Join(indirect, "name")} {
+		if answers(func() error { _, err := os.Stat(p); return err }) {
+			t.Fatalf("stat of %s answered: the automount is not live, the test proves nothing", p)
+		}
+	}
+	// Now the direct one waits on its automounter, which stat(2) of it
+	// does too: the start does not.
+	res := mustRun(t, runArgs("auto", "--net", "none", "--", "sh", "-c", "ls -d "+direct+" && echo RAN")...)
+	if !strings.HasSuffix(res.Stdout, "RAN\n") {
+		t.Errorf("with a triggered automount that never answers: want the command run, got %s", res)
 	}
 }

@@ -32,10 +32,11 @@ var packageDatabases = []string{"/var/lib/dpkg/status", "/var/lib/rpm", "/var/li
 // directories and other filesystems, and directories it cannot read are
 // mirrored without their contents.
 func DirMirror(cache string, skip []string) (string, error) {
-	mountpoints, err := hostMountpoints()
+	host, err := readHostMounts()
 	if err != nil {
 		return "", err
 	}
+	mountpoints := host.points
 	dir := filepath.Join(cache, hostFingerprint(mountpoints))
 	if _, err := os.Lstat(dir); err == nil {
 		return dir, nil

@@ -11,28 +11,58 @@ import (
 	"github.com/moby/sys/mountinfo"
 )
 
-// hostMountpoints lists the host's mount points other than / and those
-// under OwnPaths, sorted, read once per process.
-var hostMountpoints = sync.OnceValues(func() ([]string, error) {
+// hostMounts is the host's mount table as a host-root plan needs it.
+type hostMounts struct {
+	// points are the mount points other than / and those under OwnPaths,
+	// sorted.
+	points []string
+	// automounts are those of points where an automount trigger (autofs)
+	// is on top: nothing has been mounted over it yet.
+	automounts map[string]bool
+}
+
+// readHostMounts reads the host's mount table, once per process.
+var readHostMounts = sync.OnceValues(func() (hostMounts, error) {
 	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
-		return nil, fmt.Errorf("reading the mount table: %w", err)
+		return hostMounts{}, fmt.Errorf("reading the mount table: %w", err)
 	}
-	return mountpointsBelowRoot(mounts), nil
+	return mountsBelowRoot(mounts), nil
 })
 
-// mountpointsBelowRoot lists the host's mount points other than / itself
+// mountsBelowRoot sorts out the host's mount points other than / itself
 // and those under the sandbox's own directories.
-func mountpointsBelowRoot(mounts []*mountinfo.Info) []string {
-	var out []string
+func mountsBelowRoot(mounts []*mountinfo.Info) hostMounts {
+	h := hostMounts{automounts: map[string]bool{}}
+	// A mount is covered when another at the same place has it as
+	// parent: what an automounter mounts goes over its trigger.
+	covered := map[int]bool{}
+	at := map[string][]*mountinfo.Info{}
 	for _, m := range mounts {
-		if m.Mountpoint == "/" || under(m.Mountpoint, OwnPaths...) {
+		at[m.Mountpoint] = append(at[m.Mountpoint], m)
+	}
+	for _, same := range at {
+		for _, m := range same {
+			for _, o := range same {
+				if o != m && o.Parent == m.ID {
+					covered[m.ID] = true
+				}
+			}
+		}
+	}
+	for point, same := range at {
+		if point == "/" || under(point, OwnPaths...) {
 			continue
 		}
-		out = append(out, m.Mountpoint)
+		h.points = append(h.points, point)
+		for _, m := range same {
+			if !covered[m.ID] && m.FSType == "autofs" {
+				h.automounts[point] = true
+			}
+		}
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(h.points)
+	return h
 }
 
 // isMountpoint tells whether path is one of the sorted mountpoints.

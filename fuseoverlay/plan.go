@@ -86,11 +86,11 @@ func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, []string, error)
 		r := spec.Root{Overlay: mode, Layers: []spec.Layer{layer("/", "/", d)}, Hidden: hidden, SquashToRoot: true}
 		return r, nil, nil
 	}
-	mountpoints, err := hostMountpoints()
+	host, err := readHostMounts()
 	if err != nil {
 		return spec.Root{}, nil, err
 	}
-	p := &hostPlan{dirs: d, mountpoints: mountpoints}
+	p := &hostPlan{dirs: d, host: host}
 	p.root = spec.Root{Overlay: mode, Layers: []spec.Layer{{Target: "/", Lower: d.Skeleton, Upper: filepath.Join(d.Upper, "root"), Work: filepath.Join(d.Work, "root")}}, Hidden: hidden}
 	if err := p.walk("/"); err != nil {
 		return spec.Root{}, nil, err
@@ -104,10 +104,10 @@ func PlanHost(mode string, d Dirs, hidden []string) (spec.Root, []string, error)
 }
 
 type hostPlan struct {
-	dirs        Dirs
-	mountpoints []string
-	root        spec.Root
-	notices     []string
+	dirs    Dirs
+	host    hostMounts
+	root    spec.Root
+	notices []string
 }
 
 func under(path string, dirs ...string) bool {
@@ -122,8 +122,8 @@ func under(path string, dirs ...string) bool {
 // mountsBelow tells whether a mount point lies strictly below dir.
 func (p *hostPlan) mountsBelow(dir string) bool {
 	prefix := strings.TrimSuffix(dir, "/") + "/"
-	i := sort.SearchStrings(p.mountpoints, prefix)
-	return i < len(p.mountpoints) && strings.HasPrefix(p.mountpoints[i], prefix)
+	i := sort.SearchStrings(p.host.points, prefix)
+	return i < len(p.host.points) && strings.HasPrefix(p.host.points[i], prefix)
 }
 
 // walk mirrors dir into the skeleton and plans each of its entries.
@@ -132,11 +132,24 @@ func (p *hostPlan) walk(dir string) error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", dir, err)
 	}
+	automounts := p.host.automounts[dir]
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
 		skel := filepath.Join(p.dirs.Skeleton, path)
+		mountpoint := isMountpoint(p.host.points, path)
+		if (p.host.automounts[path] && !p.mountsBelow(path)) || (automounts && !mountpoint) {
+			// An automount trigger is shown empty and never touched:
+			// the overlay's or a bind's lookup of it would trigger it,
+			// mounting on the host at the sandbox's whim, and an
+			// automounter that does not answer would hang the start.
+			// Below an indirect one, what it has mounted is shown.
+			if err = os.Mkdir(skel, 0o755); err != nil {
+				return fmt.Errorf("preparing the view of %s: %w", path, err)
+			}
+			continue
+		}
 		stat := os.Lstat
-		if isMountpoint(p.mountpoints, path) {
+		if mountpoint {
 			stat = lstatMount
 		}
 		info, err := stat(path)

@@ -1,10 +1,14 @@
 package fuseoverlay
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 func TestRemoveTree(t *testing.T) {
@@ -71,5 +75,28 @@ func TestRemoveTree(t *testing.T) {
 	}
 	if _, err := os.Lstat(file); !os.IsNotExist(err) {
 		t.Errorf("%s still exists", file)
+	}
+}
+
+func TestMountsBelowRoot(t *testing.T) {
+	mounts := []*mountinfo.Info{
+		{ID: 1, Parent: 0, Mountpoint: "/", FSType: "ext4"},
+		{ID: 2, Parent: 1, Mountpoint: "/proc", FSType: "proc"},
+		// A direct automount its automounter has mounted over.
+		{ID: 3, Parent: 1, Mountpoint: "/net/home", FSType: "autofs"},
+		{ID: 4, Parent: 3, Mountpoint: "/net/home", FSType: "nfs4"},
+		// One still waiting to be triggered.
+		{ID: 5, Parent: 1, Mountpoint: "/net/src", FSType: "autofs"},
+		// An indirect one with one name mounted below it.
+		{ID: 6, Parent: 1, Mountpoint: "/misc", FSType: "autofs"},
+		{ID: 7, Parent: 6, Mountpoint: "/misc/cd", FSType: "iso9660"},
+	}
+	h := mountsBelowRoot(mounts)
+	if want := []string{"/misc", "/misc/cd", "/net/home", "/net/src"}; !slices.Equal(h.points, want) {
+		t.Errorf("points = %v, want %v", h.points, want)
+	}
+	want := map[string]bool{"/net/src": true, "/misc": true}
+	if !maps.Equal(h.automounts, want) {
+		t.Errorf("automounts = %v, want %v", h.automounts, want)
 	}
 }

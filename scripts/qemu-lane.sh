@@ -36,8 +36,10 @@ readonly TEST_UID=1000 TEST_USER=tester
 readonly SUBID_RANGE="100000:65536"
 # virtio_pci and virtio_blk give the guest the test user's disk (below);
 # dummy its stand-in for a network (see qemu/init); veth the pair ursb's
-# builtin stack runs on where /dev/net/tun is missing.
-readonly MODULES="overlay fuse tun virtio_pci virtio_blk dummy veth"
+# builtin stack runs on where /dev/net/tun is missing; autofs4 the
+# automounts of the host-root tests, which a host kernel without autofs
+# cannot run.
+readonly MODULES="overlay fuse tun virtio_pci virtio_blk dummy veth autofs4"
 
 die() { echo "qemu-lane: $*" >&2; exit 2; }
 log() { echo "qemu-lane: $*" >&2; }
