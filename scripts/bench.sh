@@ -10,6 +10,7 @@
 #   scripts/bench.sh            50 timed runs per command (BENCH_RUNS overrides)
 #   scripts/bench.sh --quick    10 timed runs per command
 #   scripts/bench.sh --images   only the image measurements
+#   scripts/bench.sh --oci      only the OCI runtime measurements
 #
 # Run as root, it installs what it needs from Debian's packages, creates an
 # unprivileged bench user with a subordinate id range (BENCH_USER, default
@@ -29,7 +30,10 @@
 # their own, where a registry serves on the loopback; as a user, on the
 # host's loopback): the pull of a ~100 MB image of six layers by ursb and
 # podman in turn, `run IMAGE true` against `podman run --rm IMAGE true`,
-# and the disk that ten sandboxes of the image use.
+# and the disk that ten sandboxes of the image use. The OCI runtime: rootless
+# podman's `run --rm IMAGE true` and `exec` with --runtime ursb against
+# --runtime runc, and each runtime's own create, start and delete of a
+# busybox bundle.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
@@ -37,11 +41,13 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}/
 quick=0
 as_user=0
 images_only=0
+oci_only=0
 ursb=${URSB:-}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
 	--images) images_only=1 ;;
+	--oci) oci_only=1 ;;
 	# Internal: how the root path re-runs the script as the bench user.
 	--as-user) as_user=1 ;;
 	--ursb) ursb=$2; shift ;;
@@ -127,6 +133,7 @@ if [ "$(id -u)" = 0 ]; then
 	home=$(getent passwd "$user" | cut -d: -f6)
 	args=(--as-user --ursb "$work/ursb")
 	if [ "$quick" = 1 ]; then args+=(--quick); fi
+	if [ "$oci_only" = 1 ]; then args+=(--oci); fi
 	# run_as_user [PREFIX...]: the script again as the bench user, after
 	# PREFIX (nsenter, for the network namespace).
 	run_as_user() {
@@ -142,6 +149,7 @@ if [ "$(id -u)" = 0 ]; then
 		say "measuring as $user"
 		run_as_user || rc=$?
 	fi
+	if [ "$oci_only" = 1 ]; then exit "$rc"; fi
 	# The registry of the image measurements serves on the loopback of a
 	# network namespace made for it, so nothing reaches the host's.
 	netns=ursb-bench-$$
@@ -370,6 +378,91 @@ print("disk: the image store (layers unpacked, and their blobs as pulled) %.1f M
 print("goal: ten sandboxes cost the image once plus their uppers: %s" % ("met" if after == before else "not met (the layers grew)"))
 EOF
 }
+
+# ------------------------------------------------------ OCI runtime ---
+# ursb as podman's runtime against runc, rootless, in the same run: podman
+# run --rm of a busybox image imported for the purpose, podman exec into a
+# running container, and each runtime's own create + start + delete of the
+# same bundle (runc spec --rootless, process /bin/true), without podman.
+oci_bench() {
+	local runc d=$work/oci rt bin
+	if ! runc=$(command -v runc); then
+		echo "skipped: OCI runtime (runc, the baseline, is not installed)"
+		skipped+=("OCI runtime (no runc)")
+		return 0
+	fi
+	say "OCI runtime: ursb against runc, rootless"
+	mkdir -p "$d/bundle"
+	# A name ending in runc makes ursb answer runc's command line.
+	ln -s "$main" "$d/ursb-runc"
+	(cd "$d/bundle" && "$runc" spec --rootless)
+	python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"] = {"path": sys.argv[2], "readonly": True}
+c["process"]["args"] = ["/bin/true"]
+c["process"]["terminal"] = False
+json.dump(c, open(sys.argv[1], "w"))' "$d/bundle/config.json" "$rootfs"
+	for rt in runc ursb; do
+		bin=$runc
+		if [ "$rt" = ursb ]; then bin=$d/ursb-runc; fi
+		printf 'set -e\n%s --root %s create --bundle %s bench\n%s --root %s start bench\n%s --root %s delete --force bench\n' \
+			"$bin" "$d/state-$rt" "$d/bundle" "$bin" "$d/state-$rt" "$bin" "$d/state-$rt" >"$d/cycle-$rt.sh"
+		bench "$rt create+start+delete (bundle)" sh "$d/cycle-$rt.sh"
+	done
+	if ! command -v podman >/dev/null; then
+		echo "skipped: podman with --runtime (podman not installed)"
+		skipped+=("podman --runtime (not installed)")
+		return 0
+	fi
+	local image=localhost/ursb-bench-busybox podman_cmd=(podman --cgroup-manager=cgroupfs --events-backend=none)
+	if ! tar -C "$rootfs" -c . | "${podman_cmd[@]}" import -q - "$image" >/dev/null 2>"$d/err"; then
+		echo "skipped: podman with --runtime (podman import failed: $(head -c 300 "$d/err" | tr '\n' ' '))"
+		skipped+=("podman --runtime (import failed)")
+		return 0
+	fi
+	for rt in runc ursb; do
+		bin=$runc
+		if [ "$rt" = ursb ]; then bin=$d/ursb-runc; fi
+		bench "podman --runtime $rt run --rm IMAGE true" "${podman_cmd[@]}" --runtime "$bin" run --rm --network=none "$image" /bin/true
+		if "${podman_cmd[@]}" --runtime "$bin" run -d --name "ursb-bench-exec-$rt" --network=none "$image" sleep 100000 >/dev/null 2>"$d/err"; then
+			bench "podman --runtime $rt exec NAME true" "${podman_cmd[@]}" exec "ursb-bench-exec-$rt" /bin/true
+		else
+			echo "failed: podman --runtime $rt run -d: $(head -c 300 "$d/err" | tr '\n' ' ')"
+			skipped+=("podman --runtime $rt exec (run -d failed)")
+		fi
+		"${podman_cmd[@]}" rm -f -t 0 "ursb-bench-exec-$rt" >/dev/null 2>&1 || true
+	done
+	"${podman_cmd[@]}" rmi -f "$image" >/dev/null 2>&1 || true
+}
+
+# oci_report prints ursb's OCI figures against runc's.
+oci_report() {
+	python3 - "$results" <<'EOF'
+import json, sys
+mean = {}
+for line in open(sys.argv[1]):
+    label, path, _ = line.rstrip("\n").split("\t")
+    mean[label] = json.load(open(path))["results"][0]["mean"] * 1e3
+for what in ("create+start+delete (bundle)", "--runtime %s run --rm IMAGE true", "--runtime %s exec NAME true"):
+    if "%s" in what:
+        u, r = "podman " + what % "ursb", "podman " + what % "runc"
+    else:
+        u, r = "ursb " + what, "runc " + what
+    if u in mean and r in mean:
+        print("goal: %s <= 1.0x runc: %.2f ms against %.2f ms, %.2fx — %s"
+              % (u, mean[u], mean[r], mean[u] / mean[r], "met" if mean[u] <= mean[r] else "not met"))
+    else:
+        print("goal: %s <= 1.0x runc: not measured" % u)
+EOF
+}
+
+if [ "$oci_only" = 1 ]; then
+	oci_bench
+	oci_report
+	if [ ${#skipped[@]} -gt 0 ]; then echo "not measured: $(printf '%s; ' "${skipped[@]}" | sed 's/; $//')"; fi
+	exit 0
+fi
 
 if [ "$images_only" = 1 ]; then
 	image_bench
@@ -607,6 +700,8 @@ else
 	skipped+=("detached sandboxes (run -d failed)")
 fi
 
+oci_bench
+
 if [ "$as_user" = 0 ]; then
 	image_bench
 fi
@@ -685,6 +780,7 @@ if own in mean and inst in mean:
     print("sealed copy: a user-owned ursb costs %+.2f ms per start (%.2fx the root-owned copy)"
           % (mean[own] - mean[inst], mean[own] / mean[inst]))
 EOF
+oci_report
 if [ ${#skipped[@]} -gt 0 ]; then
 	echo
 	echo "not measured: $(printf '%s; ' "${skipped[@]}" | sed 's/; $//')"
