@@ -36,6 +36,8 @@ const (
 	StatusRunning = "running"
 	StatusPaused  = "paused"
 	StatusExited  = "exited"
+	// StatusCreated is a sandbox made by create that never started.
+	StatusCreated = "created"
 	// StatusUnknown is a run whose ursb died without recording how it
 	// ended.
 	StatusUnknown = "unknown"
@@ -178,13 +180,16 @@ func Find(name string) (*Entry, error) {
 }
 
 // Status is how the sandbox is doing: running (or paused, which needs the
-// cgroup to tell), exited, or unknown when its ursb died without saying.
+// cgroup to tell), exited, created and never started, or unknown when its
+// ursb died without saying.
 func (e *Entry) Status() string {
 	switch {
 	case e.Running:
 		return StatusRunning
 	case e.ExitCode != nil:
 		return StatusExited
+	case e.Started.IsZero() && e.Finished.IsZero():
+		return StatusCreated
 	default:
 		return StatusUnknown
 	}

@@ -23,6 +23,7 @@ import (
 // cli is the whole command line; each command lives in its own file.
 type cli struct {
 	Run     runCmd     `cmd:"" help:"Run a command in a new sandbox."`
+	Create  createCmd  `cmd:"" help:"Make a named sandbox as run would, without starting it; 'ursb start' starts it."`
 	Exec    execCmd    `cmd:"" help:"Run a command in a running sandbox."`
 	Ps      psCmd      `cmd:"" help:"List sandboxes."`
 	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: their stop signal (SIGTERM), then SIGKILL after a grace period."`
