@@ -50,7 +50,7 @@ type cli struct {
 	System  systemCmd  `cmd:"" help:"Show the disk used by images and sandboxes (system df)."`
 	Import  importCmd  `cmd:"" help:"Store a root filesystem tarball as a one-layer image (podman import)."`
 	Commit  commitCmd  `cmd:"" help:"Store what a named sandbox wrote as a new image, on top of its image or --rootfs tree."`
-	Save    saveCmd    `cmd:"" help:"Write a stored image to an OCI archive, digests kept (load it with oci-archive:FILE)."`
+	Save    saveCmd    `cmd:"" help:"Write a stored image to an OCI archive, digests kept, or a docker archive (load it with oci-archive:FILE or docker-archive:FILE)."`
 	Push    pushCmd    `cmd:"" help:"Send a stored image to a registry."`
 	Login   loginCmd   `cmd:"" help:"Store credentials for a registry in auth.json."`
 	Logout  logoutCmd  `cmd:"" help:"Remove a registry's credentials from auth.json."`
