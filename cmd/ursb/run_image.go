@@ -40,24 +40,30 @@ func (r *runCmd) imageOf(ref, id string) (*runImage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What was pulled is found again by its id: a file source
+	// (oci-archive:FILE, docker-archive:FILE) is no name in the store.
+	find := ref
 	if r.Pull == pullAlways {
-		if _, err := pull(ref, r.TLSVerify, r.Platform, false); err != nil {
+		pulled, err := pull(ref, r.TLSVerify, r.Platform, false)
+		if err != nil {
 			return nil, err
 		}
+		find = pulled.ID
 	}
 	if err := s.Lock(false); err != nil {
 		return nil, err
 	}
-	rec, err := s.Lookup(ref)
+	rec, err := s.Lookup(find)
 	if errors.Is(err, image.ErrNoImage) && r.Pull == pullMissing {
 		s.Unlock()
-		if _, err := pull(ref, r.TLSVerify, r.Platform, false); err != nil {
-			return nil, err
+		pulled, perr := pull(ref, r.TLSVerify, r.Platform, false)
+		if perr != nil {
+			return nil, perr
 		}
 		if err := s.Lock(false); err != nil {
 			return nil, err
 		}
-		rec, err = s.Lookup(ref)
+		rec, err = s.Lookup(pulled.ID)
 	}
 	defer s.Unlock()
 	if errors.Is(err, image.ErrNoImage) && r.Pull == pullNever {
