@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
@@ -76,6 +77,20 @@ func Create(j Job) error {
 	}
 	if notice != "" {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", notice)
+	}
+	if s.Image != nil || s.Rootfs != "" {
+		// Laid out now, so that cp can copy into the sandbox before its
+		// first start; the host's / is planned only when it starts.
+		dirs := fuseoverlay.Dirs{Upper: storage.Upper(), Work: storage.Work()}
+		root := fuseoverlay.PlanRootfs(mode, s.Rootfs, dirs)
+		if s.Image != nil {
+			if root, err = fuseoverlay.PlanImage(mode, s.Image.Layers, dirs); err != nil {
+				return err
+			}
+		}
+		if err := fuseoverlay.MakeDirs(root); err != nil {
+			return fmt.Errorf("preparing the root filesystem: %v", err)
+		}
 	}
 	data, _ := json.Marshal(StoredRoot{Rootfs: s.Rootfs, Overlay: mode, Image: imageID(s)})
 	if err := storage.WriteFile(rootFile, data); err != nil {
