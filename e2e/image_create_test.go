@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// twoLayerImage is busybox under a layer of the image's own, with a user
+// of its own (named in its /etc/passwd, which replaces the base layer's)
+// and files only that higher layer holds.
+func twoLayerImage(t *testing.T, cfg v1.Config) v1.Image {
+	t.Helper()
+	top := layerOf(t, compression.GZip,
+		dirEntry("etc/"), regFile("etc/motd", "layer two\n"),
+		layerEntry{name: "tmp/", typ: tar.TypeDir, mode: 0o1777},
+		regFile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+		regFile("etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n"),
+		dirEntry("app/"), regFile("app/hello", "hello from layer two\n"))
+	return imageOf(t, hostPlatform(), cfg, busyboxLayer(t), top)
+}
+
+// psStatus is the status ps -a gives the sandbox name, "" when it lists
+// none of that name.
+func psStatus(t *testing.T, s *store, name string) string {
+	t.Helper()
+	var ps []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+	}
+	out := s.mustRun("ps", "-a", "--format", "json").Stdout
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		t.Fatalf("ps -a --format json: %v: %q", err, out)
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p.Status
+		}
+	}
+	return ""
+}
+
+// A sandbox of an image made by create and started later runs the image's
+// entrypoint, command, environment, working directory and (named) user,
+// every start, and lives through each lifecycle command; stopped, diff
+// and cp see the image's higher layer, not its bottom one alone.
+func TestImageCreateStart(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/create:1", twoLayerImage(t, v1.Config{
+		Entrypoint: []string{"sh", "-c"},
+		Cmd:        []string{`echo "$GREETING $(pwd) $(id -u):$(id -g)" | tee -a /tmp/starts; exec sleep 600`},
+		Env:        []string{"PATH=/bin", "GREETING=hi"}, WorkingDir: "/app", User: "app", StopSignal: "SIGKILL",
+	}))
+
+	t.Cleanup(func() { s.run("", "rm", "-f", "box"); s.run("", "rm", "-f", "over") })
+	id := strings.TrimSpace(s.mustRun("create", "--net", "none", "--tls-verify=false", "--name", "box", ref).Stdout)
+	if len(id) < 12 || strings.ContainsAny(id, " \n") {
+		t.Errorf("create printed %q, want the sandbox's id", id)
+	}
+	if st := psStatus(t, s, "box"); st != "created" {
+		t.Errorf("ps -a shows the created sandbox as %q, want created", st)
+	}
+	if insp := s.mustRun("inspect", "box"); !strings.Contains(insp.Stdout, reg.host+"/test/create:1") {
+		t.Errorf("inspect of the created sandbox does not name its image:\n%s", insp.Stdout)
+	}
+	if res := s.run("", "rmi", ref); res.Code != 125 || !strings.Contains(res.Stderr, "box") {
+		t.Errorf("rmi of the image a created sandbox uses: %v", res)
+	}
+	if res := s.run("", "create", "--net", "none", "--name", "box", ref); res.Code != 125 || !strings.Contains(res.Stderr, "exists") {
+		t.Errorf("a second create of the name: %v", res)
+	}
+	if res := s.run("", "create", "-d", "--net", "none", "--name", "other", ref); res.Code != 125 || psStatus(t, s, "other") != "" {
+		t.Errorf("create -d: %v", res)
+	}
+
+	// Copied in before the first start.
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.mustRun("cp", filepath.Join(host, "in"), "box:/app/in")
+
+	if res := s.mustRun("start", "box"); res.Stdout != "box\n" {
+		t.Errorf("start printed %q", res.Stdout)
+	}
+	if st := psStatus(t, s, "box"); st != "running" {
+		t.Errorf("ps -a after start: %q", st)
+	}
+	if res := s.mustRun("exec", "-u", "0", "box", "sh", "-c", "cat /tmp/starts /app/in; echo changed >> /etc/motd"); res.Stdout != "hi /app 1000:1000\nfrom the host\n" {
+		t.Errorf("the started image sandbox: %q", res.Stdout)
+	}
+	if logs := s.mustRun("logs", "box"); logs.Stdout != "hi /app 1000:1000\n" {
+		t.Errorf("logs: %q", logs.Stdout)
+	}
+	s.mustRun("stop", "box")
+	if st := psStatus(t, s, "box"); !strings.HasPrefix(st, "exited") {
+		t.Errorf("ps -a after stop: %q", st)
+	}
+
+	// /etc/motd and /app are the higher layer's: changed, not added.
+	diff := s.mustRun("diff", "box").Stdout
+	for _, want := range []string{"C /etc/motd\n", "A /app/in\n", "A /tmp/starts\n"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff of the stopped sandbox lacks %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, "A /etc/motd") || strings.Contains(diff, "A /app\n") {
+		t.Errorf("diff of the stopped sandbox takes the higher layer's files for its own:\n%s", diff)
+	}
+	out := t.TempDir()
+	s.mustRun("cp", "box:/app/hello", filepath.Join(out, "hello"))
+	s.mustRun("cp", "box:/etc/motd", filepath.Join(out, "motd"))
+	for file, want := range map[string]string{"hello": "hello from layer two\n", "motd": "layer two\nchanged\n"} {
+		if got, err := os.ReadFile(filepath.Join(out, file)); err != nil || string(got) != want {
+			t.Errorf("cp out of the stopped sandbox, %s: %q, %v; want %q", file, got, err, want)
+		}
+	}
+
+	// restart runs it again as created, its changes kept.
+	s.mustRun("restart", "box")
+	if res := s.mustRun("exec", "box", "cat", "/tmp/starts"); res.Stdout != "hi /app 1000:1000\nhi /app 1000:1000\n" {
+		t.Errorf("after restart: %q", res.Stdout)
+	}
+	s.mustRun("kill", "box")
+	s.mustRun("wait", "box")
+	s.mustRun("rm", "box")
+	if st := psStatus(t, s, "box"); st != "" {
+		t.Errorf("ps -a after rm: %q", st)
+	}
+
+	// A command after the image, and flags over the image's settings,
+	// are kept for start as well.
+	s.mustRun("create", "--net", "none", "--name", "over", "-u", "0", "-w", "/", "-e", "GREETING=yo", ref, `echo "$GREETING $(pwd) $(id -u)"`)
+	s.mustRun("start", "over")
+	if res := s.mustRun("wait", "over"); strings.TrimSpace(res.Stdout) != "0" {
+		t.Errorf("wait: %q", res.Stdout)
+	}
+	if logs := s.mustRun("logs", "over"); logs.Stdout != "yo / 0\n" {
+		t.Errorf("logs of the created sandbox with its own command: %q", logs.Stdout)
+	}
+	s.mustRun("rm", "over")
+	s.mustRun("rmi", ref)
+}
+
+// -u and the image's USER take names from the image's /etc/passwd and
+// /etc/group (its top layer's, which replaces the base layer's).
+func TestImageUserNames(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/users:1", twoLayerImage(t, v1.Config{Cmd: []string{"sh", "-c", "id -u; id -g"}, Env: []string{"PATH=/bin"}, User: "nobody"}))
+	if res := s.mustRun("run", "--net", "none", "--tls-verify=false", ref); res.Stdout != "65534\n65534\n" {
+		t.Errorf("the image's USER nobody: %q", res.Stdout)
+	}
+	for user, want := range map[string]string{"app": "1000\n1000\n", "app:staff": "1000\n50\n", "root": "0\n0\n", "1000": "1000\n1000\n", "app:0": "1000\n0\n"} {
+		if res := s.mustRun("run", "--net", "none", "-u", user, ref); res.Stdout != want {
+			t.Errorf("-u %s: %q, want %q", user, res.Stdout, want)
+		}
+	}
+	for user, why := range map[string]string{"nosuch": "/etc/passwd", "app:nosuch": "/etc/group"} {
+		if res := s.run("", "run", "--net", "none", "-u", user, ref); res.Code != 125 || !strings.Contains(res.Stderr, why) || strings.Count(res.Stderr, "\n") != 1 {
+			t.Errorf("-u %s: %v", user, res)
+		}
+	}
+	// Without an image there is no /etc/passwd to read names from.
+	if res := s.run("", "run", "--net", "none", "-u", "app", "--rootfs", busyboxRootfs(t), "--", "true"); res.Code != 125 {
+		t.Errorf("-u app with --rootfs: %v", res)
+	}
+}
+
+// save --format docker-archive writes what pull and run read back as
+// docker-archive:FILE: the same image id, every layer.
+func TestImageSaveDockerArchive(t *testing.T) {
+	s := imageStore(t)
+	reg := newRegistry(t)
+	ref := reg.push(t, "test/docker:1", twoLayerImage(t, v1.Config{Cmd: []string{"cat", "/app/hello"}, Env: []string{"PATH=/bin"}}))
+	id := strings.TrimSpace(s.mustRun("pull", "-q", "--tls-verify=false", ref).Stdout)
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	s.mustRun("save", "--format", "docker-archive", "-o", archive, ref)
+
+	other := imageStore(t)
+	if loaded := strings.TrimSpace(other.mustRun("pull", "-q", "docker-archive:"+archive).Stdout); loaded != id {
+		t.Errorf("the docker archive loads as image %s, want %s", loaded, id)
+	}
+	if res := other.mustRun("run", "--net", "none", id, "cat", "/app/hello", "/etc/motd"); res.Stdout != "hello from layer two\nlayer two\n" {
+		t.Errorf("the loaded image shows %q", res.Stdout)
+	}
+	if res := imageStore(t).mustRun("run", "--net", "none", "docker-archive:"+archive); res.Stdout != "hello from layer two\n" {
+		t.Errorf("run docker-archive:FILE: %q", res.Stdout)
+	}
+	if res := s.run("", "save", "--format", "tar", "-o", filepath.Join(t.TempDir(), "x.tar"), ref); res.Code != 125 {
+		t.Errorf("save --format tar: %v", res)
+	}
+}
