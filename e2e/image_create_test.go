@@ -198,3 +198,36 @@ func TestImageSaveDockerArchive(t *testing.T) {
 		t.Errorf("save --format tar: %v", res)
 	}
 }
+
+// create works for a --rootfs tree and for the host's / too: nothing runs
+// until start, which runs the recorded command.
+func TestCreateRootfsAndHostRoot(t *testing.T) {
+	s := newStore(t)
+	t.Cleanup(func() { s.run("", "rm", "-f", "tree"); s.run("", "rm", "-f", "hostroot") })
+	rootfs := busyboxRootfs(t)
+	s.mustRun("create", "--net", "none", "--name", "tree", "--rootfs", rootfs, "-e", "X=tree", "--", "sh", "-c", "echo $X >> /ran; cat /ran")
+	s.mustRun("create", "--net", "none", "--name", "hostroot", "-w", "/", "--", "sh", "-c", "echo host $(id -u)")
+	for _, n := range []string{"tree", "hostroot"} {
+		if st := psStatus(t, s, n); st != "created" {
+			t.Errorf("ps -a shows %s as %q, want created", n, st)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "ran")); err == nil {
+		t.Fatal("create ran the command")
+	}
+	s.mustRun("start", "tree", "hostroot")
+	for _, n := range []string{"tree", "hostroot"} {
+		if res := s.mustRun("wait", n); strings.TrimSpace(res.Stdout) != "0" {
+			t.Errorf("wait %s: %q", n, res.Stdout)
+		}
+	}
+	s.mustRun("start", "tree")
+	s.mustRun("wait", "tree")
+	if logs := s.mustRun("logs", "tree"); logs.Stdout != "tree\ntree\ntree\n" {
+		t.Errorf("logs of the --rootfs sandbox started twice: %q", logs.Stdout)
+	}
+	if logs := s.mustRun("logs", "hostroot"); logs.Stdout != "host 0\n" {
+		t.Errorf("logs of the host-root sandbox: %q", logs.Stdout)
+	}
+	s.mustRun("rm", "tree", "hostroot")
+}
