@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // twoLayerImage is busybox under a layer of the image's own, with a user
@@ -230,4 +232,44 @@ func TestCreateRootfsAndHostRoot(t *testing.T) {
 		t.Errorf("logs of the host-root sandbox: %q", logs.Stdout)
 	}
 	s.mustRun("rm", "tree", "hostroot")
+}
+
+// squashNotice is what ursb says when it stores an image with every owner
+// made root, for want of a subordinate range.
+const squashNotice = "every file of the image is owned by root inside (owners squashed)"
+
+// With a single-id mapping, images run with every owner squashed to root,
+// and ursb says so once. A user with no subordinate range is made the way
+// one is in a container: ursb runs as uid 4242, which /etc/subuid does not
+// list, inside a sandbox (the system call filter off, so that it may make
+// user namespaces of its own), with its stores in that sandbox's /tmp.
+func TestImageSingleMappingSquashes(t *testing.T) {
+	s := newStore(t)
+	img := imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"sh", "-c", "id -u; stat -c %u:%g /home/app/own; cat /home/app/own"}, Env: []string{"PATH=/bin"}},
+		busyboxLayer(t), layerOf(t, compression.GZip,
+			layerEntry{name: "home/", typ: tar.TypeDir, mode: 0o755},
+			layerEntry{name: "home/app/", typ: tar.TypeDir, mode: 0o755, uid: 1000, gid: 1000},
+			layerEntry{name: "home/app/own", typ: tar.TypeReg, mode: 0o640, uid: 1000, gid: 1000, body: "mine\n"}))
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	if err := tarball.WriteToFile(archive, name.MustParseReference("localhost/squash:1"), img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(archive), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inner := `mkdir -p /tmp/u/run /tmp/u/data && chmod 700 /tmp/u/run && export XDG_RUNTIME_DIR=/tmp/u/run XDG_DATA_HOME=/tmp/u/data
+/ursb run --net none docker-archive:/img.tar || exit
+echo second
+/ursb run --net none --pull never "$(/ursb images -q)"`
+	res := s.mustRun("run", "--net", "none", "--security-opt", "seccomp=unconfined", "-u", "4242", "-w", "/",
+		"-v", ursbBin(t)+":/ursb:ro", "-v", archive+":/img.tar:ro", "--", "sh", "-c", inner)
+	if want := "0\n0:0\nmine\nsecond\n0\n0:0\nmine\n"; res.Stdout != want {
+		t.Errorf("the image under a single-id mapping: got %q, want %q (stderr %q)", res.Stdout, want, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "single-id mapping") {
+		t.Errorf("ursb did not run with a single-id mapping: %q", res.Stderr)
+	}
+	if n := strings.Count(res.Stderr, squashNotice); n != 1 {
+		t.Errorf("ursb said %d times that owners are squashed, want once: %q", n, res.Stderr)
+	}
 }
