@@ -25,6 +25,8 @@ func storageTool(args []string) error {
 		return unshareExec(args[1:])
 	case image.UnpackOp:
 		return image.UnpackTool(args[1:], os.Stdin)
+	case image.FlattenOp:
+		return image.FlattenTool(args[1:], os.Stdout)
 	case image.DiffOp:
 		out := bufio.NewWriterSize(os.Stdout, 1<<16)
 		if err := image.DiffTool(args[1:], out); err != nil {
