@@ -96,7 +96,7 @@ func Create(j Job) error {
 	if err := storage.WriteFile(rootFile, data); err != nil {
 		return fmt.Errorf("saving sandbox %s: %v", s.Name, err)
 	}
-	rec := &state.Record{ID: s.ID, Name: s.Name, Remove: j.Remove, Created: time.Now(), Spec: s}
+	rec := &state.Record{ID: s.ID, Name: s.Name, Remove: j.Remove, Created: time.Now(), Spec: s, Pending: true}
 	if err := state.WriteRecord(nil, rec); err != nil {
 		return fmt.Errorf("saving the sandbox's record: %v", err)
 	}

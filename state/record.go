@@ -17,18 +17,21 @@ import (
 // the run's runtime directory; a named sandbox also keeps its last one
 // with its layers, so ps -a, logs and start work after it exited.
 type Record struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name,omitempty"`
-	Detached   bool       `json:"detached,omitempty"`
-	Remove     bool       `json:"remove,omitempty"`
-	InitPID    int        `json:"pid,omitempty"`
-	MonitorPID int        `json:"monitorPid,omitempty"`
-	Created    time.Time  `json:"created"`
-	Started    time.Time  `json:"startedAt,omitempty"`
-	Finished   time.Time  `json:"finishedAt,omitempty"`
-	ExitCode   *int       `json:"exitCode"`
-	Cgroup     string     `json:"cgroup,omitempty"`
-	Spec       *spec.Spec `json:"spec"`
+	ID         string    `json:"id"`
+	Name       string    `json:"name,omitempty"`
+	Detached   bool      `json:"detached,omitempty"`
+	Remove     bool      `json:"remove,omitempty"`
+	InitPID    int       `json:"pid,omitempty"`
+	MonitorPID int       `json:"monitorPid,omitempty"`
+	Created    time.Time `json:"created"`
+	Started    time.Time `json:"startedAt,omitempty"`
+	Finished   time.Time `json:"finishedAt,omitempty"`
+	ExitCode   *int      `json:"exitCode"`
+	Cgroup     string    `json:"cgroup,omitempty"`
+	// Pending is set on the record of a sandbox made by create, until
+	// its first start writes one of its own.
+	Pending bool       `json:"pending,omitempty"`
+	Spec    *spec.Spec `json:"spec"`
 }
 
 // Statuses a sandbox is shown in.
@@ -188,7 +191,7 @@ func (e *Entry) Status() string {
 		return StatusRunning
 	case e.ExitCode != nil:
 		return StatusExited
-	case e.Started.IsZero() && e.Finished.IsZero():
+	case e.Pending:
 		return StatusCreated
 	default:
 		return StatusUnknown
