@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -46,6 +47,20 @@ func psStatus(t *testing.T, s *store, name string) string {
 		}
 	}
 	return ""
+}
+
+// startsAfter waits until the command of the running sandbox name has
+// written its line to /tmp/starts n times (it runs a moment after start
+// returns) and returns the file.
+func startsAfter(t *testing.T, s *store, name string, n int) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = s.run("", "exec", name, "cat", "/tmp/starts").Stdout; strings.Count(got, "\n") >= n {
+			break
+		}
+	}
+	return got
 }
 
 // A sandbox of an image made by create and started later runs the image's
@@ -95,11 +110,19 @@ func TestImageCreateStart(t *testing.T) {
 	if st := psStatus(t, s, "box"); st != "running" {
 		t.Errorf("ps -a after start: %q", st)
 	}
+	startsAfter(t, s, "box", 1)
 	if res := s.mustRun("exec", "-u", "0", "box", "sh", "-c", "cat /tmp/starts /app/in; echo changed >> /etc/motd"); res.Stdout != "hi /app 1000:1000\nfrom the host\n" {
 		t.Errorf("the started image sandbox: %q", res.Stdout)
 	}
-	if logs := s.mustRun("logs", "box"); logs.Stdout != "hi /app 1000:1000\n" {
-		t.Errorf("logs: %q", logs.Stdout)
+	if res := s.mustRun("exec", "-u", "nobody:staff", "box", "sh", "-c", "id -u; id -g"); res.Stdout != "65534\n50\n" {
+		t.Errorf("exec -u nobody:staff: %q", res.Stdout)
+	}
+	logs := ""
+	for deadline := time.Now().Add(5 * time.Second); logs == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		logs = s.mustRun("logs", "box").Stdout
+	}
+	if logs != "hi /app 1000:1000\n" {
+		t.Errorf("logs: %q", logs)
 	}
 	s.mustRun("stop", "box")
 	if st := psStatus(t, s, "box"); !strings.HasPrefix(st, "exited") {
@@ -127,8 +150,8 @@ func TestImageCreateStart(t *testing.T) {
 
 	// restart runs it again as created, its changes kept.
 	s.mustRun("restart", "box")
-	if res := s.mustRun("exec", "box", "cat", "/tmp/starts"); res.Stdout != "hi /app 1000:1000\nhi /app 1000:1000\n" {
-		t.Errorf("after restart: %q", res.Stdout)
+	if got := startsAfter(t, s, "box", 2); got != "hi /app 1000:1000\nhi /app 1000:1000\n" {
+		t.Errorf("after restart: %q", got)
 	}
 	s.mustRun("kill", "box")
 	s.mustRun("wait", "box")

@@ -130,3 +130,18 @@ func (r *runCmd) imageUser(img *runImage) (*spec.User, error) {
 	}
 	return &u, nil
 }
+
+// userOfImage resolves -u USER[:GROUP] of exec in a sandbox of the image
+// img, names by the image's /etc/passwd and /etc/group, as run does.
+func userOfImage(img *spec.Image, user string) (spec.User, error) {
+	s, err := lockedStore(false)
+	if err != nil {
+		return spec.User{}, err
+	}
+	defer s.Unlock()
+	rec, err := s.Lookup(img.ID)
+	if err != nil {
+		return spec.User{}, err
+	}
+	return s.ResolveUser(rec, user)
+}
