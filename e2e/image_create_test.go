@@ -93,8 +93,15 @@ func TestImageCreateStart(t *testing.T) {
 	if res := s.run("", "create", "--net", "none", "--name", "box", ref); res.Code != 125 || !strings.Contains(res.Stderr, "exists") {
 		t.Errorf("a second create of the name: %v", res)
 	}
-	if res := s.run("", "create", "-d", "--net", "none", "--name", "other", ref); res.Code != 125 || psStatus(t, s, "other") != "" {
-		t.Errorf("create -d: %v", res)
+	// Refusals leave nothing behind.
+	for _, args := range [][]string{{"-d", ref}, {"--memory", "lots", ref}, {"-u", "nosuch", ref}, {"--pull", "never", reg.host + "/test/none:1"}} {
+		args = append([]string{"create", "--net", "none", "--name", "other"}, args...)
+		if res := s.run("", args...); res.Code != 125 || strings.Count(res.Stderr, "\n") != 1 || psStatus(t, s, "other") != "" {
+			t.Errorf("ursb %q: %v", args, res)
+		}
+		if _, err := os.Stat(s.sandboxDir("other")); err == nil {
+			t.Errorf("ursb %q left the sandbox's directory", args)
+		}
 	}
 
 	// Copied in before the first start.

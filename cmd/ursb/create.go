@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -36,10 +35,6 @@ func (c *createCmd) Run() error {
 		fmt.Fprintln(os.Stderr, "ursb: notice:", plan.Notice)
 	}
 	if err := sandbox.Create(sandbox.Job{Spec: s, Overlay: r.Overlay, Remove: r.Rm}); err != nil {
-		var ee *sandbox.ExitError
-		if errors.As(err, &ee) {
-			return err
-		}
 		return &exitError{code: 125, msg: err.Error()}
 	}
 	fmt.Println(s.ID)
