@@ -121,9 +121,10 @@ func EnterStored(lowers []string, upper, work string) error {
 }
 
 // MergeLowers shows, in the calling process's private mount namespace, the
-// merged read-only view of lowers (topmost first) on the bottom one, so
-// that what a stopped sandbox wrote over an image is compared with the
-// whole image and not its bottom layer alone. One lower is left as it is.
+// merged read-only view of lowers (topmost first) on the bottom one: what a
+// sandbox wrote over an image is compared with the whole image, not its
+// bottom layer alone, and an image's layers are read as one to merge them.
+// One lower is left as it is.
 func MergeLowers(lowers []string) error {
 	if len(lowers) < 2 {
 		return nil
