@@ -566,15 +566,19 @@ func TestImageConcurrentPulls(t *testing.T) {
 	}
 }
 
-// As deep an image as one overlay stacks runs; one layer more is refused
-// with one line.
+// As deep an image as one overlay stacks runs as it is; a deeper one has
+// its bottom layers merged, a chunk at a time, into fewer, which keep what
+// they hid and stay hidden where a higher layer deletes them.
 func TestImageDeep(t *testing.T) {
 	s := imageStore(t)
 	reg := newRegistry(t)
-	layers := []v1.Layer{busyboxLayer(t)}
-	for i := 1; len(layers) < 201; i++ {
+	// The second layer deletes one of busybox's: both are merged below.
+	layers := []v1.Layer{busyboxLayer(t), layerOf(t, compression.GZip, regFile("l001", "1"), dirEntry("bin/"), regFile("bin/.wh.vi", ""))}
+	for i := 2; len(layers) < 230; i++ {
 		layers = append(layers, layerOf(t, compression.GZip, regFile(fmt.Sprintf("l%03d", i), strconv.Itoa(i))))
 	}
+	// The top layer deletes a file of the merged bottom.
+	layers = append(layers, layerOf(t, compression.GZip, regFile(".wh.l002", "")))
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	var major, minor int
@@ -583,12 +587,31 @@ func TestImageDeep(t *testing.T) {
 		t.Skip("more than 13 lowers in one kernel overlay needs lowerdir+ (Linux 6.8)")
 	}
 	deep := reg.push(t, "test/deep:200", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"cat", "/l199"}}, layers[:200]...))
-	if res := s.mustRun("run", "--net", "none", "--tls-verify=false", deep); res.Stdout != "199" {
-		t.Errorf("an image of 200 layers: %q", res.Stdout)
+	res := s.mustRun("run", "--net", "none", "--tls-verify=false", deep)
+	if res.Stdout != "199" || strings.Contains(res.Stderr, "merged") {
+		t.Errorf("an image of 200 layers: %v", res)
 	}
-	deeper := reg.push(t, "test/deep:201", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"true"}}, layers...))
-	res := s.run("", "run", "--net", "none", "--tls-verify=false", deeper)
-	if res.Code != 125 || !strings.Contains(res.Stderr, "201 layers") {
-		t.Errorf("an image of 201 layers: %v", res)
+	script := "cat /l001 /l229; test -e /l002 || echo l002-gone; test -e /bin/vi || echo vi-gone; ls /bin/sh"
+	deeper := reg.push(t, "test/deep:231", imageOf(t, hostPlatform(), v1.Config{Cmd: []string{"sh", "-c", script}}, layers...))
+	res = s.mustRun("run", "--net", "none", "--tls-verify=false", deeper)
+	if want := "1229l002-gone\nvi-gone\n/bin/sh\n"; res.Stdout != want {
+		t.Errorf("an image of 231 layers: got %q, want %q (stderr %q)", res.Stdout, want, res.Stderr)
+	}
+	if n := strings.Count(res.Stderr, "231 layers"); n != 1 {
+		t.Errorf("ursb said %d times that it merges the bottom layers, want once: %q", n, res.Stderr)
+	}
+	var insp []struct {
+		LayerDirs []string `json:"layerDirs"`
+	}
+	if err := json.Unmarshal([]byte(s.mustRun("image", "inspect", deeper).Stdout), &insp); err != nil || len(insp) != 1 || len(insp[0].LayerDirs) > 200 {
+		t.Errorf("image inspect of the deep image: %v, %+v", err, insp)
+	}
+	// Run again, from the store as it is, and as its files say.
+	if res := s.mustRun("run", "--net", "none", "--pull", "never", deeper); res.Stdout != "1229l002-gone\nvi-gone\n/bin/sh\n" {
+		t.Errorf("the deep image again: %q", res.Stdout)
+	}
+	s.mustRun("rmi", deep, deeper)
+	if n := layerDirCount(t, s); n != 0 {
+		t.Errorf("%d layer directories left after rmi", n)
 	}
 }

@@ -26,6 +26,8 @@ const fuseSuperMagic = 0x65735546
 // the handle, so nothing has to find the mount again by a path that may
 // lead through what the sandbox wrote. The directories are opened first
 // and named by descriptor, so no path needs escaping for the options.
+// Without an upper the overlay is read-only: the merged view of its lowers
+// (at least two, the kernel's rule).
 func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 	var opts [][2]string
 	var dirs [][2]string
@@ -35,11 +37,14 @@ func MountKernel(r spec.Root, l spec.Layer, attr uint64) (*os.File, error) {
 	for _, d := range l.Lowers {
 		dirs = append(dirs, [2]string{"lowerdir", d})
 	}
-	dirs = append(dirs, [2]string{"lowerdir", l.Lower}, [2]string{"upperdir", l.Upper}, [2]string{"workdir", l.Work})
+	dirs = append(dirs, [2]string{"lowerdir", l.Lower})
 	// fsconfig(2) takes a value of at most 256 bytes: some thirteen
 	// lowers named by descriptor in one lowerdir. Deeper stacks give each
 	// its own lowerdir+ (Linux 6.8).
-	one := len(dirs)-2 <= maxJoinedLowers
+	one := len(dirs) <= maxJoinedLowers
+	if l.Upper != "" {
+		dirs = append(dirs, [2]string{"upperdir", l.Upper}, [2]string{"workdir", l.Work})
+	}
 	for _, d := range dirs {
 		fd, err := unix.Open(d[1], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ursb/ursb/idmap"
@@ -291,36 +292,68 @@ func (s *Store) Commit(ctx context.Context, name string, o CommitOptions) (*Reco
 	return s.addLayers(ctx, base, cf, layers, history, name, o.AddOptions)
 }
 
-// Save writes the stored image r to file as an OCI archive (a tar of an
-// OCI layout) holding the image under its name, with its manifest, config
-// and layer blobs byte for byte, so every digest holds.
-func (s *Store) Save(r *Record, file string) error {
+// Archive formats Save writes.
+const (
+	// FormatOCIArchive is a tar of an OCI layout.
+	FormatOCIArchive = "oci-archive"
+	// FormatDockerArchive is docker save's tar.
+	FormatDockerArchive = "docker-archive"
+)
+
+// Save writes the stored image r to file in format. An OCI archive (a tar
+// of an OCI layout) holds the image under its name, with its manifest,
+// config and layer blobs byte for byte, so every digest holds. A docker
+// archive (docker save's tar: manifest.json, the config, one tar per
+// layer) has no manifest of the image's; its config and layers are kept
+// byte for byte, so the image's id holds.
+func (s *Store) Save(r *Record, file, format string) error {
 	img, err := s.Image(r, nil)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(s.sub("tmp"), "save-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return err
-	}
-	var ann map[string]string
-	if len(r.Names) > 0 {
-		ann = map[string]string{refNameAnnotation: r.Names[0]}
-	}
-	if err := p.AppendImage(img, layout.WithAnnotations(ann)); err != nil {
-		return fmt.Errorf("writing image %s: %v", r.ShortID(), err)
+	var write func(io.Writer) error
+	switch format {
+	case FormatOCIArchive:
+		dir, err := os.MkdirTemp(s.sub("tmp"), "save-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		p, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			return err
+		}
+		var ann map[string]string
+		if len(r.Names) > 0 {
+			ann = map[string]string{refNameAnnotation: r.Names[0]}
+		}
+		if err := p.AppendImage(img, layout.WithAnnotations(ann)); err != nil {
+			return fmt.Errorf("writing image %s: %v", r.ShortID(), err)
+		}
+		write = func(w io.Writer) error { return tarDir(w, dir) }
+	case FormatDockerArchive:
+		refs := map[name.Reference]v1.Image{}
+		for _, n := range r.Names {
+			if t, err := name.NewTag(n); err == nil {
+				refs[t] = img
+			}
+		}
+		write = func(w io.Writer) error {
+			if len(refs) == 0 {
+				// Untagged: the archive lists the image with no name.
+				return tarball.Write(nil, img, w)
+			}
+			return tarball.MultiRefWrite(refs, w)
+		}
+	default:
+		return fmt.Errorf("unknown archive format %q; use %s or %s", format, FormatOCIArchive, FormatDockerArchive)
 	}
 	tmp := file + ".part"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	err = tarDir(f, dir)
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

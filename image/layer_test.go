@@ -309,3 +309,16 @@ func TestUnpackNeedsAnEmptyDirectory(t *testing.T) {
 		t.Fatalf("got %v, want a refusal of a non-empty directory", err)
 	}
 }
+
+func TestUnpackRootWithoutItsEntryIsOpen(t *testing.T) {
+	l := newLab(t)
+	if err := os.Chmod(l.layer, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unpack(bytes.NewReader(layerOf(t, ent{name: "bin/sh", body: "x", mode: 0o755})), l.layer, UnpackOptions{Squash: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(l.layer); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("the root of a layer with no ./ entry: %v, %v; want mode 0755", st.Mode(), err)
+	}
+}

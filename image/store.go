@@ -45,7 +45,9 @@ type Record struct {
 	Names []string `json:"names,omitempty"`
 	// Digest is its manifest's digest (sha256:...).
 	Digest string `json:"digest"`
-	// Layers are the keys of its layer directories, bottom first.
+	// Layers are the keys of its layer directories, bottom first: fewer
+	// than DiffIDs when its bottom layers were merged, for an image deeper
+	// than one overlay stacks.
 	Layers []string `json:"layers"`
 	// DiffIDs are the digests of its uncompressed layers, bottom first.
 	DiffIDs []string `json:"diffIds"`
@@ -371,6 +373,9 @@ func (s *Store) Add(ctx context.Context, img v1.Image, name string, o AddOptions
 				return nil, e
 			}
 		}
+	}
+	if keys, err = u.flatten(keys, o.Notice); err != nil {
+		return nil, err
 	}
 	r := &Record{ID: m.Config.Digest.Hex, Layers: keys, Stored: time.Now().UTC(), Created: cf.Created.Time, Squashed: u.squash}
 	if p := cf.Platform(); p != nil {

@@ -61,6 +61,12 @@ func (u *layerWriter) openRoot(dir string) error {
 	if len(names) > 0 {
 		return fmt.Errorf("cannot unpack a layer into %s: the directory is not empty", dir)
 	}
+	// A layer without a "./" entry leaves its root as implied
+	// directories are, 0755; a scratch directory's 0700 would be the
+	// mode of the sandbox's / and lock every user but root out.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot unpack a layer into %s: %w", dir, err)
+	}
 	u.root, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("cannot unpack a layer into %s: %w", dir, err)

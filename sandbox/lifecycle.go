@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/ursb/ursb/cgroupv2"
+	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
 	"github.com/ursb/ursb/userns"
@@ -38,6 +41,67 @@ func Start(name string) error {
 	}
 	_, err = Detach(Job{Spec: &s, Overlay: overlay, Remove: e.Remove, Created: e.Created})
 	return err
+}
+
+// Create makes the named sandbox of j without starting it, as podman
+// create does: its storage, the overlay its layers will be written by and
+// its record, whose spec 'ursb start' runs. A name in use is refused and
+// left as it is.
+func Create(j Job) error {
+	s := j.Spec
+	if s.Name == "" {
+		return errors.New("a sandbox to create needs a name")
+	}
+	if _, err := state.Lookup(s.Name); err == nil {
+		return fmt.Errorf("a sandbox named %s exists; remove it ('ursb rm %s') or choose another name", s.Name, s.Name)
+	}
+	storage, err := state.Named(s.Name, true)
+	if err != nil {
+		return err
+	}
+	defer storage.Unlock()
+	made := false
+	defer func() {
+		if !made {
+			_ = RemoveStorage(storage.Dir)
+		}
+	}()
+	if _, ok := ReadStoredRoot(storage); ok {
+		// Made by another create or run in the meantime.
+		made = true
+		return fmt.Errorf("a sandbox named %s exists; remove it ('ursb rm %s') or choose another name", s.Name, s.Name)
+	}
+	mode, notice, err := chooseOverlay(j.Overlay, s.Name, StoredRoot{}, false, s.Rootfs, imageID(s))
+	if err != nil {
+		return err
+	}
+	if notice != "" {
+		fmt.Fprintln(os.Stderr, "ursb: notice:", notice)
+	}
+	if s.Image != nil || s.Rootfs != "" {
+		// Laid out now, so that cp can copy into the sandbox before its
+		// first start; the host's / is planned only when it starts.
+		dirs := fuseoverlay.Dirs{Upper: storage.Upper(), Work: storage.Work()}
+		root := fuseoverlay.PlanRootfs(mode, s.Rootfs, dirs)
+		if s.Image != nil {
+			if root, err = fuseoverlay.PlanImage(mode, s.Image.Layers, dirs); err != nil {
+				return err
+			}
+		}
+		if err := fuseoverlay.MakeDirs(root); err != nil {
+			return fmt.Errorf("preparing the root filesystem: %v", err)
+		}
+	}
+	data, _ := json.Marshal(StoredRoot{Rootfs: s.Rootfs, Overlay: mode, Image: imageID(s)})
+	if err := storage.WriteFile(rootFile, data); err != nil {
+		return fmt.Errorf("saving sandbox %s: %v", s.Name, err)
+	}
+	rec := &state.Record{ID: s.ID, Name: s.Name, Remove: j.Remove, Created: time.Now(), Spec: s, Pending: true}
+	if err := state.WriteRecord(nil, rec); err != nil {
+		return fmt.Errorf("saving the sandbox's record: %v", err)
+	}
+	made = true
+	return nil
 }
 
 // storedRootOf reads the remembered root of a named sandbox.

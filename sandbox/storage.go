@@ -35,6 +35,16 @@ func imageID(s *spec.Spec) string {
 
 const rootFile = "root.json"
 
+// Lowers are the trees a stopped sandbox's layers were written over,
+// topmost first: every layer of its image (named in rec, the sandbox's
+// record), or its --rootfs tree, or "" for the host's /.
+func (r StoredRoot) Lowers(rec *state.Record) []string {
+	if r.Image != "" && rec != nil && rec.Spec != nil && rec.Spec.Image != nil && rec.Spec.Image.ID == r.Image && len(rec.Spec.Image.Layers) > 0 {
+		return rec.Spec.Image.Layers
+	}
+	return []string{r.Rootfs}
+}
+
 // ReadStoredRoot returns the remembered root of a named sandbox, if any.
 func ReadStoredRoot(st *state.Storage) (StoredRoot, bool) {
 	var r StoredRoot

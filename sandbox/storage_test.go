@@ -1,8 +1,12 @@
 package sandbox
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ursb/ursb/spec"
+	"github.com/ursb/ursb/state"
 )
 
 // A named sandbox's layers are only ever read over the lower and by the
@@ -29,5 +33,24 @@ func TestChooseOverlayKeepsStoredRoot(t *testing.T) {
 	_, _, err = chooseOverlay("auto", "web", StoredRoot{Overlay: "kernel", Rootfs: "/l/base", Image: "aaaaaaaaaaaaaaaa"}, true, "/l/base", "bbbbbbbbbbbbbbbb")
 	if err == nil || !strings.Contains(err.Error(), "was made of image aaaaaaaaaaaa") {
 		t.Errorf("a sandbox made of another image: got %v", err)
+	}
+}
+
+// A stopped image sandbox's lowers are every layer of its image, topmost
+// first; a --rootfs one's, its tree; a record of another image does not
+// lend its layers.
+func TestStoredRootLowers(t *testing.T) {
+	rec := &state.Record{Spec: &spec.Spec{Image: &spec.Image{ID: "abc", Layers: []string{"/l/top", "/l/mid", "/l/bottom"}}}}
+	if got := (StoredRoot{Rootfs: "/l/bottom", Image: "abc"}).Lowers(rec); !slices.Equal(got, []string{"/l/top", "/l/mid", "/l/bottom"}) {
+		t.Errorf("image sandbox: %q", got)
+	}
+	if got := (StoredRoot{Rootfs: "/l/bottom", Image: "def"}).Lowers(rec); !slices.Equal(got, []string{"/l/bottom"}) {
+		t.Errorf("a record of another image: %q", got)
+	}
+	if got := (StoredRoot{Rootfs: "/srv/root"}).Lowers(nil); !slices.Equal(got, []string{"/srv/root"}) {
+		t.Errorf("--rootfs sandbox: %q", got)
+	}
+	if got := (StoredRoot{}).Lowers(nil); !slices.Equal(got, []string{""}) {
+		t.Errorf("host-root sandbox: %q", got)
 	}
 }

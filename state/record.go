@@ -17,18 +17,21 @@ import (
 // the run's runtime directory; a named sandbox also keeps its last one
 // with its layers, so ps -a, logs and start work after it exited.
 type Record struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name,omitempty"`
-	Detached   bool       `json:"detached,omitempty"`
-	Remove     bool       `json:"remove,omitempty"`
-	InitPID    int        `json:"pid,omitempty"`
-	MonitorPID int        `json:"monitorPid,omitempty"`
-	Created    time.Time  `json:"created"`
-	Started    time.Time  `json:"startedAt,omitempty"`
-	Finished   time.Time  `json:"finishedAt,omitempty"`
-	ExitCode   *int       `json:"exitCode"`
-	Cgroup     string     `json:"cgroup,omitempty"`
-	Spec       *spec.Spec `json:"spec"`
+	ID         string    `json:"id"`
+	Name       string    `json:"name,omitempty"`
+	Detached   bool      `json:"detached,omitempty"`
+	Remove     bool      `json:"remove,omitempty"`
+	InitPID    int       `json:"pid,omitempty"`
+	MonitorPID int       `json:"monitorPid,omitempty"`
+	Created    time.Time `json:"created"`
+	Started    time.Time `json:"startedAt,omitempty"`
+	Finished   time.Time `json:"finishedAt,omitempty"`
+	ExitCode   *int      `json:"exitCode"`
+	Cgroup     string    `json:"cgroup,omitempty"`
+	// Pending is set on the record of a sandbox made by create, until
+	// its first start writes one of its own.
+	Pending bool       `json:"pending,omitempty"`
+	Spec    *spec.Spec `json:"spec"`
 }
 
 // Statuses a sandbox is shown in.
@@ -36,6 +39,8 @@ const (
 	StatusRunning = "running"
 	StatusPaused  = "paused"
 	StatusExited  = "exited"
+	// StatusCreated is a sandbox made by create that never started.
+	StatusCreated = "created"
 	// StatusUnknown is a run whose ursb died without recording how it
 	// ended.
 	StatusUnknown = "unknown"
@@ -178,13 +183,16 @@ func Find(name string) (*Entry, error) {
 }
 
 // Status is how the sandbox is doing: running (or paused, which needs the
-// cgroup to tell), exited, or unknown when its ursb died without saying.
+// cgroup to tell), exited, created and never started, or unknown when its
+// ursb died without saying.
 func (e *Entry) Status() string {
 	switch {
 	case e.Running:
 		return StatusRunning
 	case e.ExitCode != nil:
 		return StatusExited
+	case e.Pending:
+		return StatusCreated
 	default:
 		return StatusUnknown
 	}

@@ -62,3 +62,23 @@ func TestRenameMovesTheNetLog(t *testing.T) {
 		t.Errorf("after rename the log is %q (%v), want %q", r.Spec.Network.DeniedLog, err, want)
 	}
 }
+
+// A created sandbox shows as created until a run writes a record of its
+// own; a run whose ursb died before it recorded the end stays unknown,
+// started or not.
+func TestStatusCreated(t *testing.T) {
+	code := 0
+	for _, c := range []struct {
+		e    Entry
+		want string
+	}{
+		{Entry{Record: Record{Pending: true}}, StatusCreated},
+		{Entry{Record: Record{}}, StatusUnknown},
+		{Entry{Record: Record{ExitCode: &code}}, StatusExited},
+		{Entry{Record: Record{}, Running: true}, StatusRunning},
+	} {
+		if got := c.e.Status(); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.e.Record, got, c.want)
+		}
+	}
+}

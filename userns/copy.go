@@ -98,24 +98,54 @@ func copyBelowRoot(args []string, in, out, errs *os.File) error {
 }
 
 // EnterStored mounts a stopped sandbox's kept root, the kernel overlay of
-// upper over lower, on lower in the calling process's private mount
+// upper over lowers (topmost first: an image's layers, or the one --rootfs
+// tree), on the bottom lower in the calling process's private mount
 // namespace, and makes it the process's root: paths resolve inside the
 // sandbox's tree as they would in the sandbox.
-func EnterStored(lower, upper, work string) error {
+func EnterStored(lowers []string, upper, work string) error {
+	if len(lowers) == 0 {
+		return errors.New("the sandbox's root has no lower tree")
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mount propagation private: %w", err)
 	}
-	l := spec.Layer{Target: "/", Lower: lower, Upper: upper, Work: work}
-	top, err := fuseoverlay.MountKernel(spec.Root{}, l, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-	if err == nil {
-		err = unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH)
-		top.Close()
-	}
-	if err != nil {
+	bottom := lowers[len(lowers)-1]
+	l := spec.Layer{Target: "/", Lower: bottom, Lowers: lowers[:len(lowers)-1], Upper: upper, Work: work}
+	if err := attachOverlay(l, bottom, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
 		return fmt.Errorf("mounting the sandbox's root: %w", err)
 	}
-	if err := unix.Chroot(lower); err != nil {
+	if err := unix.Chroot(bottom); err != nil {
 		return err
 	}
 	return unix.Chdir("/")
+}
+
+// MergeLowers shows, in the calling process's private mount namespace, the
+// merged read-only view of lowers (topmost first) on the bottom one: what a
+// sandbox wrote over an image is compared with the whole image, not its
+// bottom layer alone, and an image's layers are read as one to merge them.
+// One lower is left as it is.
+func MergeLowers(lowers []string) error {
+	if len(lowers) < 2 {
+		return nil
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mount propagation private: %w", err)
+	}
+	bottom := lowers[len(lowers)-1]
+	l := spec.Layer{Target: "/", Lower: bottom, Lowers: lowers[:len(lowers)-1]}
+	if err := attachOverlay(l, bottom, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+		return fmt.Errorf("mounting the image's layers: %w", err)
+	}
+	return nil
+}
+
+// attachOverlay makes the kernel overlay l and attaches it at path.
+func attachOverlay(l spec.Layer, path string, attr uint64) error {
+	top, err := fuseoverlay.MountKernel(spec.Root{}, l, attr)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	return unix.MoveMount(int(top.Fd()), "", unix.AT_FDCWD, path, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }

@@ -122,7 +122,7 @@ func sandboxSide(e *state.Entry) (inside, func(), error) {
 	plan.UID, plan.GID = e.Spec.UIDMap, e.Spec.GIDMap
 	plan.Helper = !host.RunsAsRoot && !ownSingle(e.Spec.UIDMap, host.UID)
 	run := func(args []string, in, out *os.File) error {
-		args = append([]string{"cp", stored.Rootfs, filepath.Join(st.Upper(), "root"), filepath.Join(st.Work(), "root")}, args...)
+		args = append(append(append([]string{"cp"}, lowersArgs(stored.Lowers(&e.Record))...), filepath.Join(st.Upper(), "root"), filepath.Join(st.Work(), "root")), args...)
 		return userns.AsRootPrivateMounts(plan, host, in, out, args...)
 	}
 	return run, st.Unlock, nil

@@ -45,8 +45,13 @@ func (c *diffCmd) Run() error {
 		defer file.abort()
 		out, op = file.File, "tar"
 	}
-	args := append([]string{"diff", op, st.Upper(), stored.Rootfs}, mountPoints(c.Name)...)
-	if err := userns.AsRoot(plan, host, out, args...); err != nil {
+	var rec *state.Record
+	if e, err := state.Find(c.Name); err == nil {
+		rec = &e.Record
+	}
+	args := append(append([]string{"diff", op, st.Upper()}, lowersArgs(stored.Lowers(rec))...), mountPoints(c.Name)...)
+	// Private mounts: an image's layers are merged by an overlay there.
+	if err := userns.AsRootPrivateMounts(plan, host, nil, out, args...); err != nil {
 		return &exitError{code: 125, msg: fmt.Sprintf("diff of %s: %v", c.Name, err)}
 	}
 	if file != nil {

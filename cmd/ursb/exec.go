@@ -17,7 +17,7 @@ type execCmd struct {
 	Detach      bool     `short:"d" help:"Leave the process running in the background, its output discarded."`
 	Env         []string `short:"e" sep:"none" help:"Set an environment variable (KEY=VALUE, or KEY to copy the caller's)." placeholder:"K=V"`
 	Workdir     string   `short:"w" help:"Working directory inside the sandbox (default: the command's)." placeholder:"DIR"`
-	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox (default: the command's)." placeholder:"UID[:GID]"`
+	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox (default: the command's); of an image, also USER[:GROUP] by the names in its /etc/passwd and /etc/group." placeholder:"UID[:GID]"`
 	Name        string   `arg:"" help:"The running sandbox (name or id)."`
 	Command     []string `arg:"" passthrough:"partial" help:"The command and its arguments."`
 }
@@ -51,8 +51,13 @@ func (c *execCmd) Run() error {
 		x.Cwd = filepath.Clean(c.Workdir)
 	}
 	if c.User != "" {
-		if x.User, err = spec.ParseUser(c.User); err != nil {
-			return fail("%v", err)
+		if s.Image != nil {
+			x.User, err = userOfImage(s.Image, c.User)
+		} else {
+			x.User, err = spec.ParseUser(c.User)
+		}
+		if err != nil {
+			return fail("-u %s: %v", c.User, err)
 		}
 		if !idmap.Contains(s.UIDMap, x.User.UID) || !idmap.Contains(s.GIDMap, x.User.GID) {
 			return fail("user %d:%d is not mapped in sandbox %s", x.User.UID, x.User.GID, c.Name)

@@ -60,9 +60,9 @@ func parsePSFilters(flags []string) ([]psFilter, error) {
 			pf.re = re
 		case "status":
 			switch value {
-			case "running", "paused", "exited", "unknown":
+			case "created", "running", "paused", "exited", "unknown":
 			default:
-				return nil, fmt.Errorf("--filter %s: status is one of running, paused, exited, unknown", f)
+				return nil, fmt.Errorf("--filter %s: status is one of created, running, paused, exited, unknown", f)
 			}
 		case "id":
 		default:

@@ -109,12 +109,13 @@ func (c *commitCmd) Run() error {
 
 type saveCmd struct {
 	Output string `short:"o" required:"" help:"The archive to write." placeholder:"FILE"`
-	Format string `default:"oci-archive" enum:"oci-archive" help:"Archive format: oci-archive (a tar of an OCI layout)."`
+	Format string `default:"oci-archive" enum:"oci-archive,docker-archive" help:"Archive format: oci-archive (a tar of an OCI layout, every digest kept) or docker-archive (docker save's, the image id kept)."`
 	Image  string `arg:"" help:"The stored image: a name, an id or a digest."`
 }
 
-// Run writes a stored image as an OCI archive, digests kept; pull or run
-// it back with oci-archive:FILE.
+// Run writes a stored image as an OCI archive, digests kept, or as a
+// docker archive; pull or run it back with oci-archive:FILE or
+// docker-archive:FILE.
 func (c *saveCmd) Run() error {
 	s, err := lockedStore(false)
 	if err != nil {
@@ -125,7 +126,7 @@ func (c *saveCmd) Run() error {
 	if err != nil {
 		return imageFail(err)
 	}
-	if err := s.Save(r, c.Output); err != nil {
+	if err := s.Save(r, c.Output, c.Format); err != nil {
 		return imageFail(fmt.Errorf("save of %s: %v", c.Image, err))
 	}
 	return nil

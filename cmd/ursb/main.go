@@ -23,6 +23,7 @@ import (
 // cli is the whole command line; each command lives in its own file.
 type cli struct {
 	Run     runCmd     `cmd:"" help:"Run a command in a new sandbox."`
+	Create  createCmd  `cmd:"" help:"Make a named sandbox as run would, without starting it; 'ursb start' starts it."`
 	Exec    execCmd    `cmd:"" help:"Run a command in a running sandbox."`
 	Ps      psCmd      `cmd:"" help:"List sandboxes."`
 	Stop    stopCmd    `cmd:"" help:"Stop sandboxes: their stop signal (SIGTERM), then SIGKILL after a grace period."`
@@ -49,7 +50,7 @@ type cli struct {
 	System  systemCmd  `cmd:"" help:"Show the disk used by images and sandboxes (system df)."`
 	Import  importCmd  `cmd:"" help:"Store a root filesystem tarball as a one-layer image (podman import)."`
 	Commit  commitCmd  `cmd:"" help:"Store what a named sandbox wrote as a new image, on top of its image or --rootfs tree."`
-	Save    saveCmd    `cmd:"" help:"Write a stored image to an OCI archive, digests kept (load it with oci-archive:FILE)."`
+	Save    saveCmd    `cmd:"" help:"Write a stored image to an OCI archive, digests kept, or a docker archive (load it with oci-archive:FILE or docker-archive:FILE)."`
 	Push    pushCmd    `cmd:"" help:"Send a stored image to a registry."`
 	Login   loginCmd   `cmd:"" help:"Store credentials for a registry in auth.json."`
 	Logout  logoutCmd  `cmd:"" help:"Remove a registry's credentials from auth.json."`

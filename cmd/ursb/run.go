@@ -30,7 +30,7 @@ type runCmd struct {
 	EnvHost     bool     `name:"env-host" help:"Start from the caller's whole environment instead of a clean one."`
 	Unsetenv    []string `help:"Remove a variable from the environment, a default one included." placeholder:"KEY"`
 	Workdir     string   `short:"w" help:"Working directory inside the sandbox." placeholder:"DIR"`
-	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox." placeholder:"UID[:GID]"`
+	User        string   `short:"u" help:"Run as UID[:GID] inside the sandbox; of an image, also USER[:GROUP] by the names in its /etc/passwd and /etc/group." placeholder:"UID[:GID]"`
 	GroupAdd    []string `name:"group-add" help:"Add a supplementary group id inside the sandbox; keep-groups keeps the caller's own groups (to reach host files shared with them)." placeholder:"GID"`
 	Hostname    string   `help:"Host name inside the sandbox (default: generated)."`
 	Volume      []string `short:"v" sep:"none" help:"Bind a host path: SRC:DST[:OPTIONS], OPTIONS being ro, rw, O (copy-on-write: changes end with the run), noexec, nosuid, nodev." placeholder:"SRC:DST[:OPTS]"`
@@ -188,6 +188,10 @@ func (r *runCmd) spec(host idmap.Host) (*spec.Spec, idmap.Plan, error) {
 		// same flags over the host's / make the same refusals.
 		probe := *r
 		probe.Command = []string{"--", "true"}
+		if _, err := spec.ParseUser(r.User); err != nil {
+			// A name, which only the image's /etc/passwd can tell.
+			probe.User = ""
+		}
 		if _, _, err := probe.spec(host); err != nil {
 			return nil, idmap.Plan{}, err
 		}
@@ -301,7 +305,13 @@ func (r *runCmd) identity(s *spec.Spec, host idmap.Host, peer *state.Entry) (idm
 	} else if u != nil {
 		s.User = *u
 	}
-	if r.User != "" {
+	switch {
+	case r.User != "" && r.img != nil:
+		// Names are the image's, as podman reads them.
+		if s.User, err = r.img.store.ResolveUser(r.img.record, r.User); err != nil {
+			return idmap.Plan{}, fmt.Errorf("-u %s: %v", r.User, err)
+		}
+	case r.User != "":
 		if s.User, err = spec.ParseUser(r.User); err != nil {
 			return idmap.Plan{}, err
 		}

@@ -40,24 +40,30 @@ func (r *runCmd) imageOf(ref, id string) (*runImage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What was pulled is found again by its id: a file source
+	// (oci-archive:FILE, docker-archive:FILE) is no name in the store.
+	find := ref
 	if r.Pull == pullAlways {
-		if _, err := pull(ref, r.TLSVerify, r.Platform, false); err != nil {
+		pulled, err := pull(ref, r.TLSVerify, r.Platform, false)
+		if err != nil {
 			return nil, err
 		}
+		find = pulled.ID
 	}
 	if err := s.Lock(false); err != nil {
 		return nil, err
 	}
-	rec, err := s.Lookup(ref)
+	rec, err := s.Lookup(find)
 	if errors.Is(err, image.ErrNoImage) && r.Pull == pullMissing {
 		s.Unlock()
-		if _, err := pull(ref, r.TLSVerify, r.Platform, false); err != nil {
-			return nil, err
+		pulled, perr := pull(ref, r.TLSVerify, r.Platform, false)
+		if perr != nil {
+			return nil, perr
 		}
 		if err := s.Lock(false); err != nil {
 			return nil, err
 		}
-		rec, err = s.Lookup(ref)
+		rec, err = s.Lookup(pulled.ID)
 	}
 	defer s.Unlock()
 	if errors.Is(err, image.ErrNoImage) && r.Pull == pullNever {
@@ -123,4 +129,19 @@ func (r *runCmd) imageUser(img *runImage) (*spec.User, error) {
 		return nil, fmt.Errorf("the image's USER: %v", err)
 	}
 	return &u, nil
+}
+
+// userOfImage resolves -u USER[:GROUP] of exec in a sandbox of the image
+// img, names by the image's /etc/passwd and /etc/group, as run does.
+func userOfImage(img *spec.Image, user string) (spec.User, error) {
+	s, err := lockedStore(false)
+	if err != nil {
+		return spec.User{}, err
+	}
+	defer s.Unlock()
+	rec, err := s.Lookup(img.ID)
+	if err != nil {
+		return spec.User{}, err
+	}
+	return s.ResolveUser(rec, user)
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/ursb/ursb/fuseoverlay"
 	"github.com/ursb/ursb/image"
@@ -23,6 +25,8 @@ func storageTool(args []string) error {
 		return unshareExec(args[1:])
 	case image.UnpackOp:
 		return image.UnpackTool(args[1:], os.Stdin)
+	case image.FlattenOp:
+		return image.FlattenTool(args[1:], os.Stdout)
 	case image.DiffOp:
 		out := bufio.NewWriterSize(os.Stdout, 1<<16)
 		if err := image.DiffTool(args[1:], out); err != nil {
@@ -37,20 +41,27 @@ func storageTool(args []string) error {
 		}
 		return nil
 	case "cp":
-		if len(args) < 4 {
-			return fmt.Errorf("storage tool: cp wants a lower, an upper, a work directory and the copy")
+		lowers, rest, err := lowersArg(args[1:])
+		if err != nil || len(rest) < 2 {
+			return fmt.Errorf("storage tool: cp wants lowers, an upper, a work directory and the copy")
 		}
-		if err := userns.EnterStored(args[1], args[2], args[3]); err != nil {
+		if err := userns.EnterStored(lowers, rest[0], rest[1]); err != nil {
 			return err
 		}
 		warn := func(msg string) { fmt.Fprintln(os.Stderr, "warning:", msg) }
-		return tarcopy.Serve(args[4:], os.Stdin, os.Stdout, warn)
+		return tarcopy.Serve(rest[2:], os.Stdin, os.Stdout, warn)
 	case "diff":
-		if len(args) < 4 {
-			return fmt.Errorf("storage tool: diff wants a format, an upper, a rootfs and mount points")
+		if len(args) < 3 {
+			return fmt.Errorf("storage tool: diff wants a format, an upper, lowers and mount points")
 		}
-		mountpoints := args[4:]
-		layers, err := fuseoverlay.StoredLayers(args[2], args[3])
+		lowers, mountpoints, err := lowersArg(args[3:])
+		if err != nil {
+			return fmt.Errorf("storage tool: diff wants a format, an upper, lowers and mount points")
+		}
+		if err := userns.MergeLowers(lowers); err != nil {
+			return err
+		}
+		layers, err := fuseoverlay.StoredLayers(args[2], lowers[len(lowers)-1])
 		if err != nil {
 			return err
 		}
@@ -75,4 +86,23 @@ func storageTool(args []string) error {
 		return out.Flush()
 	}
 	return fmt.Errorf("storage tool: unknown operation %q", args[0])
+}
+
+// lowersArgs is how the storage tool is given a stopped sandbox's lower
+// trees, topmost first: their count, then each ("" for the host's /).
+func lowersArgs(lowers []string) []string {
+	return append([]string{strconv.Itoa(len(lowers))}, lowers...)
+}
+
+// lowersArg reads what lowersArgs wrote at the start of args and returns
+// the lowers and the arguments after them.
+func lowersArg(args []string) ([]string, []string, error) {
+	if len(args) == 0 {
+		return nil, nil, errors.New("no lowers")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > len(args)-1 {
+		return nil, nil, errors.New("bad lowers")
+	}
+	return args[1 : 1+n], args[1+n:], nil
 }
