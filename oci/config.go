@@ -153,15 +153,22 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		s.Rlimits = append(s.Rlimits, spec.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
 	}
 	s.Security = spec.Security{Seccomp: spec.SeccompUnconfined, NoNewPrivileges: p.NoNewPrivileges}
-	if p.Capabilities != nil {
-		s.Security.Capabilities = p.Capabilities.Bounding
-	}
-	for _, c := range []string{"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"} {
-		if slices.Contains(s.Security.Capabilities, c) {
-			// Such a command runs under a nested init of its own,
-			// which the start gate does not reach yet.
-			return fail("config.json keeps %s: not supported by ursb's OCI commands yet; drop it from process.capabilities", c)
+	if pc := p.Capabilities; pc != nil {
+		// The permitted and effective sets follow from these at execve
+		// (see spec.Security), as they do for every runtime: the kernel
+		// recomputes both there from the bounding, inheritable and
+		// ambient sets.
+		s.Security.Capabilities, s.Security.Inheritable = pc.Bounding, pc.Inheritable
+		// The kernel raises an ambient capability only while it is
+		// inheritable too.
+		for _, c := range pc.Ambient {
+			if slices.Contains(pc.Inheritable, c) {
+				s.Security.Ambient = append(s.Security.Ambient, c)
+			}
 		}
+	}
+	if err := userns.CheckConfinable(s.Security.Capabilities); err != nil {
+		return nil, idmap.Plan{}, err
 	}
 	if l := c.Linux; l != nil {
 		s.Security.MaskedPaths, s.Security.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths

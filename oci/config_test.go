@@ -69,9 +69,6 @@ func TestToSpecRefuses(t *testing.T) {
 		{"no userns", func(c *specs.Spec) { c.Linux.Namespaces = c.Linux.Namespaces[:6] }, "user namespace"},
 		{"ipc path", func(c *specs.Spec) { c.Linux.Namespaces[2].Path = "/proc/1/ns/ipc" }, "only a network namespace by path"},
 		{"userns path", func(c *specs.Spec) { c.Linux.Namespaces[6].Path = "/proc/1/ns/user" }, "user namespace by path"},
-		{"sys_admin", func(c *specs.Spec) {
-			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
-		}, "CAP_SYS_ADMIN"},
 		{"mount type", func(c *specs.Spec) {
 			c.Mounts = append(c.Mounts, specs.Mount{Destination: "/x", Type: "nfs", Source: "srv:/x"})
 		}, "not supported"},
@@ -176,5 +173,28 @@ func TestAskedResources(t *testing.T) {
 	}
 	if got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{}}); len(got) != 0 {
 		t.Errorf("an empty memory section: %q", got)
+	}
+}
+
+// process.capabilities reaches the spec set by set: the bounding set, the
+// inheritable one as given, and of the ambient ones those the kernel can
+// raise, the inheritable ones.
+func TestToSpecCapabilitySets(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.Terminal = false
+	c.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding:    []string{"CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"},
+		Inheritable: []string{"CAP_CHOWN", "CAP_KILL"},
+		Ambient:     []string{"CAP_KILL", "CAP_SYS_ADMIN"},
+	}
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := s.Security
+	if !slices.Equal(sec.Capabilities, c.Process.Capabilities.Bounding) || !slices.Equal(sec.Inheritable, []string{"CAP_CHOWN", "CAP_KILL"}) || !slices.Equal(sec.Ambient, []string{"CAP_KILL"}) {
+		t.Errorf("bounding %q inheritable %q ambient %q", sec.Capabilities, sec.Inheritable, sec.Ambient)
 	}
 }

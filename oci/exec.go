@@ -81,10 +81,16 @@ func execSpec(c *spec.Spec, p *specs.Process) (*spec.Spec, spec.Exec, error) {
 		s.Groups = p.User.AdditionalGids
 	}
 	s.Security.NoNewPrivileges = c.Security.NoNewPrivileges || p.NoNewPrivileges
-	if p.Capabilities != nil {
-		s.Security.Capabilities = slices.DeleteFunc(slices.Clone(c.Security.Capabilities), func(cap string) bool {
-			return !slices.Contains(p.Capabilities.Bounding, cap)
-		})
+	if pc := p.Capabilities; pc != nil {
+		keep := func(set, in []string) []string {
+			return slices.DeleteFunc(slices.Clone(set), func(cap string) bool { return !slices.Contains(in, cap) })
+		}
+		s.Security.Capabilities = keep(c.Security.Capabilities, pc.Bounding)
+		// The process's own inheritable and ambient sets, as the
+		// container's command has its config's, within what the
+		// container keeps.
+		s.Security.Inheritable = keep(pc.Inheritable, s.Security.Capabilities)
+		s.Security.Ambient = keep(pc.Ambient, s.Security.Inheritable)
 	}
 	if len(p.Rlimits) > 0 {
 		s.Rlimits = nil

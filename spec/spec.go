@@ -292,6 +292,13 @@ type WinSize struct {
 type Security struct {
 	// Capabilities kept in the bounding set, named like CAP_CHOWN.
 	Capabilities []string `json:"capabilities"`
+	// Inheritable and Ambient are the command's inheritable and ambient
+	// capability sets, as an OCI config.json's process.capabilities asks;
+	// ursb's own sandboxes leave both empty. Its permitted and effective
+	// sets follow from them at execve: every capability of the three sets
+	// for root, the ambient ones for any other user.
+	Inheritable []string `json:"inheritable,omitempty"`
+	Ambient     []string `json:"ambient,omitempty"`
 	// MaskedPaths are hidden (empty file or tmpfs) inside the sandbox.
 	MaskedPaths []string `json:"maskedPaths"`
 	// ReadonlyPaths are made read-only inside the sandbox.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/slirp"
@@ -311,6 +312,17 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 	// there whatever is asked; elsewhere the groups are exactly those
 	// given, none by default.
 	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: single(s) || s.KeepGroups}
+	if p.user.UID != 0 && len(s.Security.Ambient) > 0 {
+		// setuid away from root empties the permitted and ambient sets;
+		// the child keeps them (PR_SET_KEEPCAPS) and raises the ambient
+		// ones again, which execve then makes its permitted and
+		// effective sets, as an OCI config's process.capabilities asks.
+		last, err := capability.LastCap()
+		if err != nil {
+			return 0, err
+		}
+		attr.Sys.AmbientCaps = capNumbers(s.Security.Ambient, last)
+	}
 	var slave *os.File
 	if p.tty {
 		slave = p.slave
