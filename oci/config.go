@@ -102,6 +102,9 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	if p == nil || len(p.Args) == 0 {
 		return fail("config.json has no process.args: nothing to run")
 	}
+	if p.OOMScoreAdj != nil && (*p.OOMScoreAdj < -1000 || *p.OOMScoreAdj > 1000) {
+		return fail("process.oomScoreAdj %d is out of range: the kernel takes -1000 to 1000", *p.OOMScoreAdj)
+	}
 	if c.Root == nil || c.Root.Path == "" {
 		return fail("config.json has no root.path")
 	}

@@ -23,6 +23,9 @@ type CreateOptions struct {
 	// ConsoleSocket is the unix socket that gets the master of the
 	// container's terminal, which config.json's process.terminal asks for.
 	ConsoleSocket string
+	// Warn, if set, gets what config.json asks that ursb could not do
+	// but that the container runs well enough without.
+	Warn func(msg string)
 }
 
 // Create sets up container id from the bundle at bundle and returns once
@@ -151,6 +154,22 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil, fmt.Errorf("reading the start time of init: %w", err)
 	}
+	if adj := c.Process.OOMScoreAdj; adj != nil {
+		// Written here, by the caller, rather than by init: lowering
+		// the score needs CAP_SYS_RESOURCE in the host's user
+		// namespace, which root calling ursb has and init never does.
+		// Every process of the container is forked from init and
+		// inherits it.
+		if err := setOOMScoreAdj(pid, *adj); err != nil {
+			if !errors.Is(err, os.ErrPermission) {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				return nil, err
+			}
+			if o.Warn != nil {
+				o.Warn(fmt.Sprintf("process.oomScoreAdj %d is not applied: %v (only root may lower it)", *adj, err))
+			}
+		}
+	}
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
@@ -249,4 +268,17 @@ func Delete(root, id string, force bool) error {
 		}
 	}
 	return os.RemoveAll(dir)
+}
+
+// setOOMScoreAdj sets the oom_score_adj of process pid.
+func setOOMScoreAdj(pid, adj int) error {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("setting process.oomScoreAdj: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(strconv.Itoa(adj)); err != nil {
+		return fmt.Errorf("setting process.oomScoreAdj: %w", err)
+	}
+	return nil
 }
