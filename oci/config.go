@@ -174,6 +174,9 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		return nil, idmap.Plan{}, err
 	}
 	if l := c.Linux; l != nil {
+		if _, err := deviceNodes(l.Devices); err != nil {
+			return nil, idmap.Plan{}, err
+		}
 		s.Security.MaskedPaths, s.Security.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 		if l.Seccomp != nil {
 			// Until the spec's own profile is compiled, the engine's

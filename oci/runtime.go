@@ -104,6 +104,11 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	if c.Linux != nil {
+		if err := makeDevices(dir, c.Linux.Devices, s); err != nil {
+			return nil, err
+		}
+	}
 	gatePath := filepath.Join(dir, gateFile)
 	if err := unix.Mkfifo(gatePath, 0o600); err != nil {
 		return nil, fmt.Errorf("creating the start gate: %w", err)

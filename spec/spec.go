@@ -185,7 +185,8 @@ type MountKind string
 const (
 	MountBind  MountKind = "bind"
 	MountTmpfs MountKind = "tmpfs"
-	// MountDevice is a bind mount of a host device node.
+	// MountDevice is a bind mount of a device node (or a FIFO) the
+	// host or ursb made.
 	MountDevice MountKind = "device"
 )
 

@@ -93,7 +93,7 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 				if err := unix.Fstat(int(sources[i].Fd()), &st); err != nil {
 					return err
 				}
-				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK {
+				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK && t != unix.S_IFIFO {
 					return errors.New("not a device node")
 				}
 				return r.bind(sources[i], m.Target, 0)
