@@ -113,6 +113,15 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	if err := unix.Mkfifo(gatePath, 0o600); err != nil {
 		return nil, fmt.Errorf("creating the start gate: %w", err)
 	}
+	// init opens the gate as root of the container, which is not the
+	// caller where config.json's maps leave the caller out.
+	uid, uok := idmap.ToHost(s.UIDMap, 0)
+	gid, gok := idmap.ToHost(s.GIDMap, 0)
+	if uok && gok && (int(uid) != os.Geteuid() || int(gid) != os.Getegid()) {
+		if err := os.Lchown(gatePath, int(uid), int(gid)); err != nil {
+			return nil, fmt.Errorf("giving the start gate to the container's root: %w", err)
+		}
+	}
 	gate, err := os.OpenFile(gatePath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err

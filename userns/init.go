@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,40 @@ func Init() {
 		superviseNested(s, ch, sigs)
 	}
 	runCommand(s, ch, sigs)
+}
+
+// rootIfUnmapped makes init root of its user namespace when the ids it
+// was cloned with, the caller's, have no mapping there, as when root runs
+// an OCI config whose maps leave root out. The kernel shows such ids as
+// the overflow ids (/proc/sys/kernel/overflowuid) and refuses to create a
+// file owned by one (EOVERFLOW), so not even /dev could be made. Where the
+// caller is mapped, init keeps the ids it maps to. It runs once the
+// sources of binds are open: those in the caller's directories are the
+// caller's to reach, and not always the ids' init gets.
+func rootIfUnmapped() error {
+	if unix.Getgid() == overflowID("gid") {
+		if err := syscall.Setresgid(0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if unix.Getuid() == overflowID("uid") {
+		return syscall.Setresuid(0, 0, 0)
+	}
+	return nil
+}
+
+// overflowID is the id the kernel shows for an unmapped uid or gid (kind),
+// 65534 unless the host changed it.
+func overflowID(kind string) int {
+	data, err := os.ReadFile("/proc/sys/kernel/overflow" + kind)
+	if err != nil {
+		return 65534
+	}
+	id, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 65534
+	}
+	return id
 }
 
 // exeFD is where init finds the executable it was started from.

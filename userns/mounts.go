@@ -58,6 +58,7 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 			return err
 		})
 	}
+	add("becoming root of the user namespace", rootIfUnmapped)
 	add("mounting /proc", r.mountProc)
 	if sysctls := sandboxSysctls(s); len(sysctls) > 0 {
 		add("setting kernel parameters", func() error { return setSysctls(sysctls) })
