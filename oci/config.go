@@ -10,6 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
@@ -139,7 +140,15 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	if s.Network.Mode, err = network(c); err != nil {
 		return nil, idmap.Plan{}, err
 	}
-	if s.Hostname == "" {
+	// An IPC or UTS namespace config.json leaves out is the runtime's,
+	// as one it joins by path is that one.
+	ipcPath, ownIPC := nsEntry(c, specs.IPCNamespace)
+	utsPath, ownUTS := nsEntry(c, specs.UTSNamespace)
+	s.KeepIPC, s.KeepUTS = !ownIPC || ipcPath != "", !ownUTS || utsPath != ""
+	if !ownUTS && s.Hostname != "" {
+		return fail("config.json sets hostname %q but leaves out the UTS namespace: it would rename the host; add a uts namespace or drop hostname", s.Hostname)
+	}
+	if s.Hostname == "" && !s.KeepUTS {
 		s.Hostname = id
 	}
 	for _, m := range c.Mounts {
@@ -187,7 +196,11 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 			if s.Sysctls == nil {
 				s.Sysctls = map[string]string{}
 			}
-			s.Sysctls[strings.ReplaceAll(k, ".", "/")] = v
+			key := strings.ReplaceAll(k, ".", "/")
+			if !ownIPC && ipcSysctl(key) {
+				return fail("config.json sets %s but leaves out the IPC namespace: it would change the host's; add an ipc namespace or drop the sysctl", k)
+			}
+			s.Sysctls[key] = v
 		}
 	}
 	return s, plan, nil
@@ -259,32 +272,54 @@ func ownMaps(proc string) (idmap.Plan, error) {
 // network is the container's network: its own namespace with a loopback
 // only (the engine brings its own network), the host's, or one the engine
 // made, joined by path (then the host's as far as init knows: Create
-// enters it before init is cloned).
+// enters it before init is cloned). It refuses a config that joins a
+// namespace ursb cannot join by path.
 func network(c *specs.Spec) (spec.NetMode, error) {
 	mode := spec.NetHost
+	if c.Linux == nil {
+		return mode, nil
+	}
 	for _, n := range c.Linux.Namespaces {
 		switch {
 		case n.Type == specs.NetworkNamespace && n.Path == "":
 			mode = spec.NetNone
-		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace:
-		case n.Path != "":
-			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins only a network namespace by path; let the container have its own %s namespace", n.Type, n.Path, n.Type)
+		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace, n.Path == "":
+		case joinFlags[n.Type] == 0:
+			// init mounts the root, /proc and /sys from the container's
+			// user namespace, which may do so only in mount and pid
+			// namespaces it owns, not in those of another.
+			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins network, IPC and UTS namespaces by path, not %s ones; let the container have its own", n.Type, n.Path, n.Type)
 		}
 	}
 	return mode, nil
 }
 
-// netnsPath is the network namespace config.json joins, if any.
-func netnsPath(c *specs.Spec) string {
+// joinFlags are the namespaces a container may join by path, entered by
+// ursb before init is cloned, which then shares them.
+var joinFlags = map[specs.LinuxNamespaceType]int{
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+}
+
+// nsPath is the path of the namespace of type t config.json joins, if any.
+func nsPath(c *specs.Spec, t specs.LinuxNamespaceType) string {
+	path, _ := nsEntry(c, t)
+	return path
+}
+
+// nsEntry is config.json's namespace of type t: listed tells whether it is
+// there at all, path whether it is joined.
+func nsEntry(c *specs.Spec, t specs.LinuxNamespaceType) (path string, listed bool) {
 	if c.Linux == nil {
-		return ""
+		return "", false
 	}
 	for _, n := range c.Linux.Namespaces {
-		if n.Type == specs.NetworkNamespace {
-			return n.Path
+		if n.Type == t {
+			return n.Path, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // mount converts one of config.json's mounts beyond those init makes.

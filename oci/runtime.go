@@ -80,14 +80,25 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	if err != nil {
 		return nil, err
 	}
-	if path := netnsPath(c); path != "" {
-		// init is cloned from this thread, into its network namespace.
-		runtime.LockOSThread()
-		if err := setns(path, unix.CLONE_NEWNET); err != nil {
-			return nil, fmt.Errorf("joining the network namespace %s: %w", path, err)
+	// init is cloned from this thread, into the namespaces it joined.
+	for _, t := range []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace} {
+		path := nsPath(c, t)
+		if path == "" {
+			continue
 		}
-		if err := setNetSysctls(s); err != nil {
-			return nil, err
+		runtime.LockOSThread()
+		if err := setns(path, joinFlags[t]); err != nil {
+			return nil, fmt.Errorf("joining the %s namespace %s: %w", t, path, err)
+		}
+	}
+	if err := setJoinedSysctls(s, nsPath(c, specs.NetworkNamespace) != "", nsPath(c, specs.IPCNamespace) != ""); err != nil {
+		return nil, err
+	}
+	if s.KeepUTS && s.Hostname != "" {
+		// init's user namespace does not own a UTS namespace joined by
+		// path, so ursb names it, as config.json asks.
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return nil, fmt.Errorf("setting the hostname in the UTS namespace the container joins: %w", err)
 		}
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {

@@ -40,6 +40,13 @@ type Spec struct {
 	GIDMap []IDMapping `json:"gidMap,omitempty"`
 	// Network describes the sandbox's network.
 	Network Network `json:"network"`
+	// KeepIPC and KeepUTS start the sandbox in the IPC and UTS namespaces
+	// ursb runs in rather than new ones: an OCI config joins such a
+	// namespace by path, and ursb enters it before init is cloned. The
+	// sandbox's user namespace does not own them, so init sets neither
+	// the host name nor an IPC parameter there and mounts no /dev/mqueue.
+	KeepIPC bool `json:"keepIPC,omitempty"`
+	KeepUTS bool `json:"keepUTS,omitempty"`
 	// Limits are the cgroup limits; zero values mean unlimited.
 	Limits Limits `json:"limits"`
 	// TTY gives the command a pseudo-terminal.
