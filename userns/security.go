@@ -175,8 +175,8 @@ func confine(s *spec.Spec) error {
 }
 
 // capNumbers returns the numbers of the capabilities named like CAP_CHOWN
-// that this kernel knows (up to last): one it does not know is in no set,
-// and runtimes leave it out, as runc does.
+// that this kernel knows (up to last): capset and prctl would refuse the
+// others, which an engine may list for newer kernels.
 func capNumbers(names []string, last capability.Cap) []uintptr {
 	var out []uintptr
 	for _, c := range capability.ListKnown() {

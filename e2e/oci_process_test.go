@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestOCIProcessSettings: the command of an OCI container gets the
+// capability sets and the OOM score its config.json asks for, where
+// ursb's own sandboxes keep no inheritable or ambient capability; a score
+// the caller may not lower is a warning, and the container still runs.
+func TestOCIProcessSettings(t *testing.T) {
+	requireUnprivileged(t)
+	l := ociLab{t: t, root: filepath.Join(t.TempDir(), "state")}
+	rootfs := busyboxRootfs(t)
+	bundle := t.TempDir()
+	l.must("spec", "--rootless", "--bundle", bundle)
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["root"] = map[string]any{"path": rootfs, "readonly": true}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"sh", "-c", `grep -E '^Cap(Inh|Prm|Eff|Amb|Bnd):' /proc/self/status; echo "CapOOM: $(cat /proc/self/oom_score_adj)"`}
+	all := []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"}
+	proc["capabilities"] = map[string]any{
+		"bounding": all, "effective": all, "permitted": all,
+		"inheritable": []string{"CAP_CHOWN", "CAP_KILL"}, "ambient": []string{"CAP_KILL"},
+	}
+	run := func(id string, adj int) result {
+		t.Helper()
+		proc["oomScoreAdj"] = adj
+		data, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return l.must("run", "--bundle", bundle, id)
+	}
+	const chown, kill, netRaw = 1 << capChown, 1 << 5, 1 << capNetRaw
+	res := run("c1", 500)
+	for field, want := range map[string]uint64{"CapBnd": chown | kill | netRaw, "CapInh": chown | kill, "CapAmb": kill, "CapPrm": chown | kill | netRaw, "CapEff": chown | kill | netRaw} {
+		if got := capBits(t, res.Stdout, field); got != want {
+			t.Errorf("%s = %x, want %x", field, got, want)
+		}
+	}
+	if got := statusField(t, res.Stdout, "CapOOM"); got != "500" {
+		t.Errorf("oom_score_adj %s, want 500", got)
+	}
+
+	own, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := strconv.Atoi(strings.TrimSpace(string(own)))
+	if mine > -1000 {
+		res = run("c2", mine-1)
+		if !strings.Contains(res.Stderr, "warning: process.oomScoreAdj") || statusField(t, res.Stdout, "CapOOM") != strconv.Itoa(mine) {
+			t.Errorf("lowering oom_score_adj without privilege: %s", res)
+		}
+	}
+
+	sb := mustRun(t, "run", "--rootfs", rootfs, "--", "grep", "-E", "^Cap(Inh|Amb):", "/proc/self/status")
+	if capBits(t, sb.Stdout, "CapInh") != 0 || capBits(t, sb.Stdout, "CapAmb") != 0 {
+		t.Errorf("ursb run keeps inheritable or ambient capabilities: %s", sb.Stdout)
+	}
+}
