@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
@@ -99,9 +101,15 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	fail := func(format string, a ...any) (*spec.Spec, idmap.Plan, error) {
 		return nil, idmap.Plan{}, fmt.Errorf(format, a...)
 	}
+	if err := checkVersion(c.Version); err != nil {
+		return nil, idmap.Plan{}, err
+	}
 	p := c.Process
 	if p == nil || len(p.Args) == 0 {
 		return fail("config.json has no process.args: nothing to run")
+	}
+	if err := checkCapabilities(p.Capabilities); err != nil {
+		return nil, idmap.Plan{}, err
 	}
 	if p.OOMScoreAdj != nil && (*p.OOMScoreAdj < -1000 || *p.OOMScoreAdj > 1000) {
 		return fail("process.oomScoreAdj %d is out of range: the kernel takes -1000 to 1000", *p.OOMScoreAdj)
@@ -204,6 +212,52 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		}
 	}
 	return s, plan, nil
+}
+
+// checkVersion refuses an ociVersion that is not a version of the
+// runtime spec this runtime implements (1.x.y, a pre-release suffix
+// allowed). An empty one is taken as the current one, as engines' older
+// configs had none.
+func checkVersion(v string) error {
+	if v == "" {
+		return nil
+	}
+	core, _, _ := strings.Cut(v, "-")
+	parts := strings.Split(core, ".")
+	ok := len(parts) == 3 && parts[0] == "1"
+	for _, n := range parts {
+		if _, err := strconv.ParseUint(n, 10, 32); err != nil {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("config.json's ociVersion %q is not a version of the runtime spec 1.x.y that ursb implements (%s)", v, specs.Version)
+	}
+	return nil
+}
+
+// checkCapabilities refuses a capability name that no kernel has. One of
+// a newer kernel than this is left out of every set (userns.capNumbers):
+// engines list what their own tables know.
+func checkCapabilities(pc *specs.LinuxCapabilities) error {
+	if pc == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, c := range capability.ListKnown() {
+		known["CAP_"+strings.ToUpper(c.String())] = true
+	}
+	for _, set := range []struct {
+		name  string
+		names []string
+	}{{"bounding", pc.Bounding}, {"effective", pc.Effective}, {"inheritable", pc.Inheritable}, {"permitted", pc.Permitted}, {"ambient", pc.Ambient}} {
+		for _, n := range set.names {
+			if !known[n] {
+				return fmt.Errorf("config.json's process.capabilities.%s has %q, which is no capability; see capabilities(7)", set.name, n)
+			}
+		}
+	}
+	return nil
 }
 
 // idMaps reads the user namespace's mappings. A lone mapping of the caller

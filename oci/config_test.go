@@ -73,6 +73,11 @@ func TestToSpecRefuses(t *testing.T) {
 			c.Linux.Namespaces = slices.DeleteFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UTSNamespace })
 		}, "would rename the host"},
 		{"userns path", func(c *specs.Spec) { c.Linux.Namespaces[6].Path = "/proc/1/ns/user" }, "user namespace by path"},
+		{"version", func(c *specs.Spec) { c.Version = "invalid" }, "ociVersion"},
+		{"version 2", func(c *specs.Spec) { c.Version = "2.0.0" }, "ociVersion"},
+		{"capability", func(c *specs.Spec) {
+			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_TEST")
+		}, `"CAP_TEST", which is no capability`},
 		{"mount type", func(c *specs.Spec) {
 			c.Mounts = append(c.Mounts, specs.Mount{Destination: "/x", Type: "nfs", Source: "srv:/x"})
 		}, "not supported"},
@@ -249,5 +254,19 @@ func TestToSpecInheritsLeftOutNamespaces(t *testing.T) {
 	}
 	if !s.KeepIPC || !s.KeepUTS || s.Hostname != "" {
 		t.Errorf("left out: keep ipc %v uts %v, hostname %q", s.KeepIPC, s.KeepUTS, s.Hostname)
+	}
+}
+
+// Engines write versions of the 1.x spec, pre-releases among them.
+func TestCheckVersion(t *testing.T) {
+	for _, v := range []string{"1.0.0", "1.0.2-dev", "1.3.0", ""} {
+		if err := checkVersion(v); err != nil {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"invalid", "2.0.0", "1.0", "1.x.0"} {
+		if checkVersion(v) == nil {
+			t.Errorf("%q accepted", v)
+		}
 	}
 }
