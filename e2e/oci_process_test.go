@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -75,5 +76,55 @@ func TestOCIProcessSettings(t *testing.T) {
 	sb := mustRun(t, "run", "--rootfs", rootfs, "--", "grep", "-E", "^Cap(Inh|Amb):", "/proc/self/status")
 	if capBits(t, sb.Stdout, "CapInh") != 0 || capBits(t, sb.Stdout, "CapAmb") != 0 {
 		t.Errorf("ursb run keeps inheritable or ambient capabilities: %s", sb.Stdout)
+	}
+}
+
+// TestOCIJoinsUTSAndIPC: a container joins the UTS and IPC namespaces its
+// config.json names by path, as a pod's containers do, and ursb sets the
+// hostname there. The caller is root in a user namespace that owns both,
+// as rootless podman runs its runtime.
+func TestOCIJoinsUTSAndIPC(t *testing.T) {
+	requireUnprivileged(t)
+	rootfs := busyboxRootfs(t)
+	bundle := t.TempDir()
+	cfg := map[string]any{
+		"ociVersion": "1.0.2",
+		"process": map[string]any{
+			"args": []string{"sh", "-c", `readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc; hostname`},
+			"cwd":  "/", "env": []string{"PATH=/bin:/usr/bin"},
+		},
+		"root":     map[string]any{"path": rootfs, "readonly": true},
+		"hostname": "pod-host",
+		"linux": map[string]any{
+			"namespaces": []map[string]string{
+				{"type": "pid"}, {"type": "mount"}, {"type": "network"}, {"type": "user"},
+				{"type": "uts", "path": "/proc/self/ns/uts"}, {"type": "ipc", "path": "/proc/self/ns/ipc"},
+			},
+			"uidMappings": []map[string]int{{"containerID": 0, "hostID": 0, "size": 1}},
+			"gidMappings": []map[string]int{{"containerID": 0, "hostID": 0, "size": 1}},
+		},
+	}
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc; echo ---; "$0" oci --root "$1" run --bundle "$2" c1 || exit; echo ---; hostname`
+	out, err := exec.Command("unshare", "--user", "--map-root-user", "--uts", "--ipc", "sh", "-c", script,
+		ursbBin(t), filepath.Join(t.TempDir(), "state"), bundle).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	parts := strings.Split(string(out), "---\n")
+	if len(parts) != 3 {
+		t.Fatalf("output %q", out)
+	}
+	if want := parts[0] + "pod-host\n"; parts[1] != want {
+		t.Errorf("the container's namespaces and hostname:\n%s\nwant those of its caller:\n%s", parts[1], want)
+	}
+	if parts[2] != "pod-host\n" {
+		t.Errorf("the joined UTS namespace is named %q, want pod-host", parts[2])
 	}
 }
