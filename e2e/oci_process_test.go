@@ -61,6 +61,14 @@ func TestOCIProcessSettings(t *testing.T) {
 		t.Errorf("oom_score_adj %s, want 500", got)
 	}
 
+	// A command that keeps CAP_SYS_ADMIN runs under an init of its own,
+	// which exists before the score is set.
+	proc["capabilities"] = map[string]any{"bounding": []string{"CAP_SYS_ADMIN"}}
+	res = run("c3", 400)
+	if got := statusField(t, res.Stdout, "CapOOM"); got != "400" || capBits(t, res.Stdout, "CapBnd") != 1<<capSysAdmin {
+		t.Errorf("with CAP_SYS_ADMIN: %s", res.Stdout)
+	}
+
 	own, err := os.ReadFile("/proc/self/oom_score_adj")
 	if err != nil {
 		t.Fatal(err)

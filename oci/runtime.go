@@ -183,9 +183,10 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		// Written here, by the caller, rather than by init: lowering
 		// the score needs CAP_SYS_RESOURCE in the host's user
 		// namespace, which root calling ursb has and init never does.
-		// Every process of the container is forked from init and
-		// inherits it.
-		if err := setOOMScoreAdj(pid, *adj); err != nil {
+		// Every later process of the container is forked from init or
+		// from the nested init it started already (for a command that
+		// keeps CAP_SYS_ADMIN), and inherits it.
+		if err := setOOMScoreAdj(append([]int{pid}, children(pid)...), *adj); err != nil {
 			if !errors.Is(err, os.ErrPermission) {
 				_ = unix.Kill(pid, unix.SIGKILL)
 				return nil, err
@@ -295,15 +296,29 @@ func Delete(root, id string, force bool) error {
 	return os.RemoveAll(dir)
 }
 
-// setOOMScoreAdj sets the oom_score_adj of process pid.
-func setOOMScoreAdj(pid, adj int) error {
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("setting process.oomScoreAdj: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(strconv.Itoa(adj)); err != nil {
-		return fmt.Errorf("setting process.oomScoreAdj: %w", err)
+// setOOMScoreAdj sets the oom_score_adj of the processes pids.
+func setOOMScoreAdj(pids []int, adj int) error {
+	for _, pid := range pids {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(adj)), 0); err != nil {
+			return fmt.Errorf("setting process.oomScoreAdj: %w", err)
+		}
 	}
 	return nil
+}
+
+// children are the processes whose parent is pid, found by their stat:
+// /proc/PID/task/TID/children needs a kernel built with it.
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := statFields(child); err == nil && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
