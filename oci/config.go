@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
@@ -98,9 +101,18 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	fail := func(format string, a ...any) (*spec.Spec, idmap.Plan, error) {
 		return nil, idmap.Plan{}, fmt.Errorf(format, a...)
 	}
+	if err := checkVersion(c.Version); err != nil {
+		return nil, idmap.Plan{}, err
+	}
 	p := c.Process
 	if p == nil || len(p.Args) == 0 {
 		return fail("config.json has no process.args: nothing to run")
+	}
+	if err := checkCapabilities(p.Capabilities); err != nil {
+		return nil, idmap.Plan{}, err
+	}
+	if p.OOMScoreAdj != nil && (*p.OOMScoreAdj < -1000 || *p.OOMScoreAdj > 1000) {
+		return fail("process.oomScoreAdj %d is out of range: the kernel takes -1000 to 1000", *p.OOMScoreAdj)
 	}
 	if c.Root == nil || c.Root.Path == "" {
 		return fail("config.json has no root.path")
@@ -136,7 +148,15 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	if s.Network.Mode, err = network(c); err != nil {
 		return nil, idmap.Plan{}, err
 	}
-	if s.Hostname == "" {
+	// An IPC or UTS namespace config.json leaves out is the runtime's,
+	// as one it joins by path is that one.
+	ipcPath, ownIPC := nsEntry(c, specs.IPCNamespace)
+	utsPath, ownUTS := nsEntry(c, specs.UTSNamespace)
+	s.KeepIPC, s.KeepUTS = !ownIPC || ipcPath != "", !ownUTS || utsPath != ""
+	if !ownUTS && s.Hostname != "" {
+		return fail("config.json sets hostname %q but leaves out the UTS namespace: it would rename the host; add a uts namespace or drop hostname", s.Hostname)
+	}
+	if s.Hostname == "" && !s.KeepUTS {
 		s.Hostname = id
 	}
 	for _, m := range c.Mounts {
@@ -153,17 +173,27 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		s.Rlimits = append(s.Rlimits, spec.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard})
 	}
 	s.Security = spec.Security{Seccomp: spec.SeccompUnconfined, NoNewPrivileges: p.NoNewPrivileges}
-	if p.Capabilities != nil {
-		s.Security.Capabilities = p.Capabilities.Bounding
-	}
-	for _, c := range []string{"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"} {
-		if slices.Contains(s.Security.Capabilities, c) {
-			// Such a command runs under a nested init of its own,
-			// which the start gate does not reach yet.
-			return fail("config.json keeps %s: not supported by ursb's OCI commands yet; drop it from process.capabilities", c)
+	if pc := p.Capabilities; pc != nil {
+		// The permitted and effective sets follow from these at execve
+		// (see spec.Security), as they do for every runtime: the kernel
+		// recomputes both there from the bounding, inheritable and
+		// ambient sets.
+		s.Security.Capabilities, s.Security.Inheritable = pc.Bounding, pc.Inheritable
+		// The kernel raises an ambient capability only while it is
+		// inheritable too.
+		for _, c := range pc.Ambient {
+			if slices.Contains(pc.Inheritable, c) {
+				s.Security.Ambient = append(s.Security.Ambient, c)
+			}
 		}
 	}
+	if err := userns.CheckConfinable(s.Security.Capabilities); err != nil {
+		return nil, idmap.Plan{}, err
+	}
 	if l := c.Linux; l != nil {
+		if _, err := deviceNodes(l.Devices); err != nil {
+			return nil, idmap.Plan{}, err
+		}
 		s.Security.MaskedPaths, s.Security.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 		if l.Seccomp != nil {
 			// Until the spec's own profile is compiled, the engine's
@@ -174,10 +204,60 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 			if s.Sysctls == nil {
 				s.Sysctls = map[string]string{}
 			}
-			s.Sysctls[strings.ReplaceAll(k, ".", "/")] = v
+			key := strings.ReplaceAll(k, ".", "/")
+			if !ownIPC && ipcSysctl(key) {
+				return fail("config.json sets %s but leaves out the IPC namespace: it would change the host's; add an ipc namespace or drop the sysctl", k)
+			}
+			s.Sysctls[key] = v
 		}
 	}
 	return s, plan, nil
+}
+
+// checkVersion refuses an ociVersion that is not a version of the
+// runtime spec this runtime implements (1.x.y, a pre-release suffix
+// allowed). An empty one is taken as the current one, as engines' older
+// configs had none.
+func checkVersion(v string) error {
+	if v == "" {
+		return nil
+	}
+	core, _, _ := strings.Cut(v, "-")
+	parts := strings.Split(core, ".")
+	ok := len(parts) == 3 && parts[0] == "1"
+	for _, n := range parts {
+		if _, err := strconv.ParseUint(n, 10, 32); err != nil {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("config.json's ociVersion %q is not a version of the runtime spec 1.x.y that ursb implements (%s)", v, specs.Version)
+	}
+	return nil
+}
+
+// checkCapabilities refuses a capability name that no kernel has. One of
+// a newer kernel than this is left out of every set (userns.capNumbers):
+// engines list what their own tables know.
+func checkCapabilities(pc *specs.LinuxCapabilities) error {
+	if pc == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, c := range capability.ListKnown() {
+		known["CAP_"+strings.ToUpper(c.String())] = true
+	}
+	for _, set := range []struct {
+		name  string
+		names []string
+	}{{"bounding", pc.Bounding}, {"effective", pc.Effective}, {"inheritable", pc.Inheritable}, {"permitted", pc.Permitted}, {"ambient", pc.Ambient}} {
+		for _, n := range set.names {
+			if !known[n] {
+				return fmt.Errorf("config.json's process.capabilities.%s has %q, which is no capability; see capabilities(7)", set.name, n)
+			}
+		}
+	}
+	return nil
 }
 
 // idMaps reads the user namespace's mappings. A lone mapping of the caller
@@ -246,32 +326,54 @@ func ownMaps(proc string) (idmap.Plan, error) {
 // network is the container's network: its own namespace with a loopback
 // only (the engine brings its own network), the host's, or one the engine
 // made, joined by path (then the host's as far as init knows: Create
-// enters it before init is cloned).
+// enters it before init is cloned). It refuses a config that joins a
+// namespace ursb cannot join by path.
 func network(c *specs.Spec) (spec.NetMode, error) {
 	mode := spec.NetHost
+	if c.Linux == nil {
+		return mode, nil
+	}
 	for _, n := range c.Linux.Namespaces {
 		switch {
 		case n.Type == specs.NetworkNamespace && n.Path == "":
 			mode = spec.NetNone
-		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace:
-		case n.Path != "":
-			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins only a network namespace by path; let the container have its own %s namespace", n.Type, n.Path, n.Type)
+		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace, n.Path == "":
+		case joinFlags[n.Type] == 0:
+			// init mounts the root, /proc and /sys from the container's
+			// user namespace, which may do so only in mount and pid
+			// namespaces it owns, not in those of another.
+			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins network, IPC and UTS namespaces by path, not %s ones; let the container have its own", n.Type, n.Path, n.Type)
 		}
 	}
 	return mode, nil
 }
 
-// netnsPath is the network namespace config.json joins, if any.
-func netnsPath(c *specs.Spec) string {
+// joinFlags are the namespaces a container may join by path, entered by
+// ursb before init is cloned, which then shares them.
+var joinFlags = map[specs.LinuxNamespaceType]int{
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+}
+
+// nsPath is the path of the namespace of type t config.json joins, if any.
+func nsPath(c *specs.Spec, t specs.LinuxNamespaceType) string {
+	path, _ := nsEntry(c, t)
+	return path
+}
+
+// nsEntry is config.json's namespace of type t: listed tells whether it is
+// there at all, path whether it is joined.
+func nsEntry(c *specs.Spec, t specs.LinuxNamespaceType) (path string, listed bool) {
 	if c.Linux == nil {
-		return ""
+		return "", false
 	}
 	for _, n := range c.Linux.Namespaces {
-		if n.Type == specs.NetworkNamespace {
-			return n.Path
+		if n.Type == t {
+			return n.Path, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // mount converts one of config.json's mounts beyond those init makes.

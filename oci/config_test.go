@@ -67,11 +67,17 @@ func TestToSpecRefuses(t *testing.T) {
 		{"no args", func(c *specs.Spec) { c.Process.Args = nil }, "process.args"},
 		{"no root", func(c *specs.Spec) { c.Root.Path = "missing" }, "not a directory"},
 		{"no userns", func(c *specs.Spec) { c.Linux.Namespaces = c.Linux.Namespaces[:6] }, "user namespace"},
-		{"ipc path", func(c *specs.Spec) { c.Linux.Namespaces[2].Path = "/proc/1/ns/ipc" }, "only a network namespace by path"},
+		{"pid path", func(c *specs.Spec) { c.Linux.Namespaces[0].Path = "/proc/1/ns/pid" }, "not pid ones"},
+		{"mount path", func(c *specs.Spec) { c.Linux.Namespaces[4].Path = "/proc/1/ns/mnt" }, "not mount ones"},
+		{"host's uts", func(c *specs.Spec) {
+			c.Linux.Namespaces = slices.DeleteFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UTSNamespace })
+		}, "would rename the host"},
 		{"userns path", func(c *specs.Spec) { c.Linux.Namespaces[6].Path = "/proc/1/ns/user" }, "user namespace by path"},
-		{"sys_admin", func(c *specs.Spec) {
-			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
-		}, "CAP_SYS_ADMIN"},
+		{"version", func(c *specs.Spec) { c.Version = "invalid" }, "ociVersion"},
+		{"version 2", func(c *specs.Spec) { c.Version = "2.0.0" }, "ociVersion"},
+		{"capability", func(c *specs.Spec) {
+			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_TEST")
+		}, `"CAP_TEST", which is no capability`},
 		{"mount type", func(c *specs.Spec) {
 			c.Mounts = append(c.Mounts, specs.Mount{Destination: "/x", Type: "nfs", Source: "srv:/x"})
 		}, "not supported"},
@@ -133,8 +139,8 @@ func TestToSpecTerminalAndJoinedNetwork(t *testing.T) {
 	if !s.TTY || s.WinSize == nil || s.WinSize.Rows != 24 || s.WinSize.Cols != 80 {
 		t.Errorf("tty %v size %+v", s.TTY, s.WinSize)
 	}
-	if s.Network.Mode != spec.NetHost || netnsPath(c) != "/run/netns/x" {
-		t.Errorf("network %q, path %q", s.Network.Mode, netnsPath(c))
+	if s.Network.Mode != spec.NetHost || nsPath(c, specs.NetworkNamespace) != "/run/netns/x" {
+		t.Errorf("network %q, path %q", s.Network.Mode, nsPath(c, specs.NetworkNamespace))
 	}
 }
 
@@ -176,5 +182,91 @@ func TestAskedResources(t *testing.T) {
 	}
 	if got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{}}); len(got) != 0 {
 		t.Errorf("an empty memory section: %q", got)
+	}
+}
+
+// process.capabilities reaches the spec set by set: the bounding set, the
+// inheritable one as given, and of the ambient ones those the kernel can
+// raise, the inheritable ones.
+func TestToSpecCapabilitySets(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.Terminal = false
+	c.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding:    []string{"CAP_CHOWN", "CAP_KILL", "CAP_SYS_ADMIN"},
+		Inheritable: []string{"CAP_CHOWN", "CAP_KILL"},
+		Ambient:     []string{"CAP_KILL", "CAP_SYS_ADMIN"},
+	}
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := s.Security
+	if !slices.Equal(sec.Capabilities, c.Process.Capabilities.Bounding) || !slices.Equal(sec.Inheritable, []string{"CAP_CHOWN", "CAP_KILL"}) || !slices.Equal(sec.Ambient, []string{"CAP_KILL"}) {
+		t.Errorf("bounding %q inheritable %q ambient %q", sec.Capabilities, sec.Inheritable, sec.Ambient)
+	}
+}
+
+// IPC and UTS namespaces joined by path are kept by init, which then
+// names no host: config.json's hostname is set by the caller, and none is
+// made up for a namespace the container shares.
+func TestToSpecJoinsIPCAndUTS(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.Terminal = false
+	c.Hostname = ""
+	c.Linux.Namespaces[2].Path = "/proc/1/ns/ipc"
+	c.Linux.Namespaces[3].Path = "/proc/1/ns/uts"
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.KeepIPC || !s.KeepUTS || s.Hostname != "" {
+		t.Errorf("keep ipc %v uts %v, hostname %q", s.KeepIPC, s.KeepUTS, s.Hostname)
+	}
+	if nsPath(c, specs.IPCNamespace) != "/proc/1/ns/ipc" || nsPath(c, specs.PIDNamespace) != "" {
+		t.Errorf("nsPath: ipc %q pid %q", nsPath(c, specs.IPCNamespace), nsPath(c, specs.PIDNamespace))
+	}
+}
+
+// A config that leaves out the IPC and UTS namespaces shares the
+// runtime's; one that lists them gets its own.
+func TestToSpecInheritsLeftOutNamespaces(t *testing.T) {
+	b := bundleWith(t)
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	c := Example(true)
+	c.Process.Terminal = false
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KeepIPC || s.KeepUTS || s.Hostname != "ursb" {
+		t.Errorf("listed: keep ipc %v uts %v, hostname %q", s.KeepIPC, s.KeepUTS, s.Hostname)
+	}
+	c.Hostname = ""
+	c.Linux.Namespaces = slices.DeleteFunc(c.Linux.Namespaces, func(n specs.LinuxNamespace) bool {
+		return n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace
+	})
+	if s, _, err = ToSpec("c1", b, c, host); err != nil {
+		t.Fatal(err)
+	}
+	if !s.KeepIPC || !s.KeepUTS || s.Hostname != "" {
+		t.Errorf("left out: keep ipc %v uts %v, hostname %q", s.KeepIPC, s.KeepUTS, s.Hostname)
+	}
+}
+
+// Engines write versions of the 1.x spec, pre-releases among them.
+func TestCheckVersion(t *testing.T) {
+	for _, v := range []string{"1.0.0", "1.0.2-dev", "1.3.0", ""} {
+		if err := checkVersion(v); err != nil {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"invalid", "2.0.0", "1.0", "1.x.0"} {
+		if checkVersion(v) == nil {
+			t.Errorf("%q accepted", v)
+		}
 	}
 }

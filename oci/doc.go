@@ -9,5 +9,8 @@
 // that a reused pid is not taken for the container. exec starts a process
 // by entering the container's namespaces (userns.Enter), so it descends
 // from the caller as runc's does; run, ps and the console socket (a
-// terminal's master sent over a unix socket) are here too.
+// terminal's master sent over a unix socket) are here too. What init
+// cannot do from the container's user namespace, create does as the
+// caller: joining namespaces by path, naming a joined UTS namespace,
+// making device nodes (devices.go) and setting the OOM score.
 package oci

@@ -81,10 +81,16 @@ func execSpec(c *spec.Spec, p *specs.Process) (*spec.Spec, spec.Exec, error) {
 		s.Groups = p.User.AdditionalGids
 	}
 	s.Security.NoNewPrivileges = c.Security.NoNewPrivileges || p.NoNewPrivileges
-	if p.Capabilities != nil {
-		s.Security.Capabilities = slices.DeleteFunc(slices.Clone(c.Security.Capabilities), func(cap string) bool {
-			return !slices.Contains(p.Capabilities.Bounding, cap)
-		})
+	if pc := p.Capabilities; pc != nil {
+		keep := func(set, in []string) []string {
+			return slices.DeleteFunc(slices.Clone(set), func(cap string) bool { return !slices.Contains(in, cap) })
+		}
+		s.Security.Capabilities = keep(c.Security.Capabilities, pc.Bounding)
+		// The process's own inheritable and ambient sets, as the
+		// container's command has its config's, within what the
+		// container keeps.
+		s.Security.Inheritable = keep(pc.Inheritable, s.Security.Capabilities)
+		s.Security.Ambient = keep(pc.Ambient, s.Security.Inheritable)
 	}
 	if len(p.Rlimits) > 0 {
 		s.Rlimits = nil
@@ -120,22 +126,33 @@ func setns(path string, kind int) error {
 	return unix.Setns(int(f.Fd()), kind)
 }
 
-// setNetSysctls writes s's net.* parameters into the network namespace
-// the calling thread joined, and leaves the others to init. An engine's
-// namespace belongs to the caller's user namespace, in which init's own,
-// nested, has no rights.
-func setNetSysctls(s *spec.Spec) error {
+// setJoinedSysctls writes s's parameters of the network namespace (net)
+// and the IPC namespace (ipc) the calling thread joined, and leaves the
+// others to init. An engine's namespace belongs to the caller's user
+// namespace, in which init's own, nested, has no rights.
+func setJoinedSysctls(s *spec.Spec, net, ipc bool) error {
 	for k, v := range s.Sysctls {
-		if !strings.HasPrefix(k, "net/") {
+		if !(net && strings.HasPrefix(k, "net/") || ipc && ipcSysctl(k)) {
 			continue
 		}
 		if filepath.Clean(k) != k || strings.Contains(k, "..") {
 			return fmt.Errorf("config.json's sysctl %s is not a kernel parameter", k)
 		}
 		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0); err != nil {
-			return fmt.Errorf("setting %s in the network namespace the container joins: %w", strings.ReplaceAll(k, "/", "."), err)
+			return fmt.Errorf("setting %s in the namespace the container joins: %w", strings.ReplaceAll(k, "/", "."), err)
 		}
 		delete(s.Sysctls, k)
 	}
 	return nil
+}
+
+// ipcSysctl tells whether the parameter at /proc/sys/k belongs to the IPC
+// namespace.
+func ipcSysctl(k string) bool {
+	for _, p := range []string{"kernel/msg", "kernel/sem", "kernel/shm", "fs/mqueue/"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -23,6 +23,9 @@ type CreateOptions struct {
 	// ConsoleSocket is the unix socket that gets the master of the
 	// container's terminal, which config.json's process.terminal asks for.
 	ConsoleSocket string
+	// Warn, if set, gets what config.json asks that ursb could not do
+	// but that the container runs well enough without.
+	Warn func(msg string)
 }
 
 // Create sets up container id from the bundle at bundle and returns once
@@ -77,14 +80,25 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	if err != nil {
 		return nil, err
 	}
-	if path := netnsPath(c); path != "" {
-		// init is cloned from this thread, into its network namespace.
-		runtime.LockOSThread()
-		if err := setns(path, unix.CLONE_NEWNET); err != nil {
-			return nil, fmt.Errorf("joining the network namespace %s: %w", path, err)
+	// init is cloned from this thread, into the namespaces it joined.
+	for _, t := range []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace} {
+		path := nsPath(c, t)
+		if path == "" {
+			continue
 		}
-		if err := setNetSysctls(s); err != nil {
-			return nil, err
+		runtime.LockOSThread()
+		if err := setns(path, joinFlags[t]); err != nil {
+			return nil, fmt.Errorf("joining the %s namespace %s: %w", t, path, err)
+		}
+	}
+	if err := setJoinedSysctls(s, nsPath(c, specs.NetworkNamespace) != "", nsPath(c, specs.IPCNamespace) != ""); err != nil {
+		return nil, err
+	}
+	if s.KeepUTS && s.Hostname != "" {
+		// init's user namespace does not own a UTS namespace joined by
+		// path, so ursb names it, as config.json asks.
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return nil, fmt.Errorf("setting the hostname in the UTS namespace the container joins: %w", err)
 		}
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -101,9 +115,23 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 			_ = os.RemoveAll(dir)
 		}
 	}()
+	if c.Linux != nil {
+		if err := makeDevices(dir, c.Linux.Devices, s); err != nil {
+			return nil, err
+		}
+	}
 	gatePath := filepath.Join(dir, gateFile)
 	if err := unix.Mkfifo(gatePath, 0o600); err != nil {
 		return nil, fmt.Errorf("creating the start gate: %w", err)
+	}
+	// init opens the gate as root of the container, which is not the
+	// caller where config.json's maps leave the caller out.
+	uid, uok := idmap.ToHost(s.UIDMap, 0)
+	gid, gok := idmap.ToHost(s.GIDMap, 0)
+	if uok && gok && (int(uid) != os.Geteuid() || int(gid) != os.Getegid()) {
+		if err := os.Lchown(gatePath, int(uid), int(gid)); err != nil {
+			return nil, fmt.Errorf("giving the start gate to the container's root: %w", err)
+		}
 	}
 	gate, err := os.OpenFile(gatePath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -150,6 +178,23 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil, fmt.Errorf("reading the start time of init: %w", err)
+	}
+	if adj := c.Process.OOMScoreAdj; adj != nil {
+		// Written here, by the caller, rather than by init: lowering
+		// the score needs CAP_SYS_RESOURCE in the host's user
+		// namespace, which root calling ursb has and init never does.
+		// Every later process of the container is forked from init or
+		// from the nested init it started already (for a command that
+		// keeps CAP_SYS_ADMIN), and inherits it.
+		if err := setOOMScoreAdj(append([]int{pid}, children(pid)...), *adj); err != nil {
+			if !errors.Is(err, os.ErrPermission) {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				return nil, err
+			}
+			if o.Warn != nil {
+				o.Warn(fmt.Sprintf("process.oomScoreAdj %d is not applied: %v (only root may lower it)", *adj, err))
+			}
+		}
 	}
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
@@ -249,4 +294,31 @@ func Delete(root, id string, force bool) error {
 		}
 	}
 	return os.RemoveAll(dir)
+}
+
+// setOOMScoreAdj sets the oom_score_adj of the processes pids.
+func setOOMScoreAdj(pids []int, adj int) error {
+	for _, pid := range pids {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(adj)), 0); err != nil {
+			return fmt.Errorf("setting process.oomScoreAdj: %w", err)
+		}
+	}
+	return nil
+}
+
+// children are the processes whose parent is pid, found by their stat:
+// /proc/PID/task/TID/children needs a kernel built with it.
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := statFields(child); err == nil && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }

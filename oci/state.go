@@ -133,22 +133,31 @@ func status(r *record, dir string) specs.ContainerState {
 // startTime reads the start time of pid (field 22 of /proc/PID/stat) and
 // whether it is a zombie.
 func startTime(pid int) (uint64, bool, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, false, err
 	}
-	// The command name, field 2, may hold spaces and parentheses: the
-	// fields that follow start after its last ')'.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, false, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 20 {
 		return 0, false, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	t, err := strconv.ParseUint(f[19], 10, 64)
 	return t, f[0] == "Z", err
+}
+
+// statFields are the fields of /proc/PID/stat from the third (the state)
+// on.
+func statFields(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// The command name, field 2, may hold spaces and parentheses: the
+	// fields that follow start after its last ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strings.Fields(string(data[i+1:])), nil
 }
 
 func alive(pid int, start uint64) bool {

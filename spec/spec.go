@@ -40,6 +40,13 @@ type Spec struct {
 	GIDMap []IDMapping `json:"gidMap,omitempty"`
 	// Network describes the sandbox's network.
 	Network Network `json:"network"`
+	// KeepIPC and KeepUTS start the sandbox in the IPC and UTS namespaces
+	// ursb runs in rather than new ones: an OCI config joins such a
+	// namespace by path, and ursb enters it before init is cloned. The
+	// sandbox's user namespace does not own them, so init sets neither
+	// the host name nor an IPC parameter there and mounts no /dev/mqueue.
+	KeepIPC bool `json:"keepIPC,omitempty"`
+	KeepUTS bool `json:"keepUTS,omitempty"`
 	// Limits are the cgroup limits; zero values mean unlimited.
 	Limits Limits `json:"limits"`
 	// TTY gives the command a pseudo-terminal.
@@ -185,7 +192,8 @@ type MountKind string
 const (
 	MountBind  MountKind = "bind"
 	MountTmpfs MountKind = "tmpfs"
-	// MountDevice is a bind mount of a host device node.
+	// MountDevice is a bind mount of a device node (or a FIFO) the
+	// host or ursb made.
 	MountDevice MountKind = "device"
 )
 
@@ -292,6 +300,13 @@ type WinSize struct {
 type Security struct {
 	// Capabilities kept in the bounding set, named like CAP_CHOWN.
 	Capabilities []string `json:"capabilities"`
+	// Inheritable and Ambient are the command's inheritable and ambient
+	// capability sets, as an OCI config.json's process.capabilities asks;
+	// ursb's own sandboxes leave both empty. Its permitted and effective
+	// sets follow from them at execve: every capability of the three sets
+	// for root, the ambient ones for any other user.
+	Inheritable []string `json:"inheritable,omitempty"`
+	Ambient     []string `json:"ambient,omitempty"`
 	// MaskedPaths are hidden (empty file or tmpfs) inside the sandbox.
 	MaskedPaths []string `json:"maskedPaths"`
 	// ReadonlyPaths are made read-only inside the sandbox.

@@ -2,8 +2,10 @@
 //
 // The parent side (Run) validates nothing itself: it takes a
 // validated spec, clones the child with a new user namespace and, in the same
-// clone, new pid, mount, uts, ipc, net and cgroup namespaces, writes the id
-// maps, sends the spec and forwards signals until the sandbox ends.
+// clone, new pid, mount, uts, ipc, net and cgroup namespaces (not the uts,
+// ipc or net namespace the spec keeps: an OCI config's, entered by the
+// caller before), writes the id maps, sends the spec and forwards signals
+// until the sandbox ends.
 //
 // The child side (Init) runs as the re-executed ursb binary, PID 1 of the new
 // pid namespace and root in the new user namespace. It turns the spec into an
@@ -19,8 +21,8 @@
 // of the command's reach; Init then relays between ursb and it (nested.go).
 //
 // For an OCI create (Options.StartGate, Options.Orphan), init sets up
-// everything, then waits at a FIFO until start opens it, and outlives the
-// ursb that started it; a terminal is made and its master handed out
+// everything, then waits at a FIFO until start opens it (the nested init,
+// where there is one), and outlives the ursb that started it; a terminal is made and its master handed out
 // (Options.Console) before it waits. An OCI exec does not go through init:
 // Enter (enter.go, in ursb) has nsenter enter the container's user
 // namespace, and the enter stage (enter_child.go) joins the mount and pid

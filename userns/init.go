@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/slirp"
@@ -40,6 +42,40 @@ func Init() {
 		superviseNested(s, ch, sigs)
 	}
 	runCommand(s, ch, sigs)
+}
+
+// rootIfUnmapped makes init root of its user namespace when the ids it
+// was cloned with, the caller's, have no mapping there, as when root runs
+// an OCI config whose maps leave root out. The kernel shows such ids as
+// the overflow ids (/proc/sys/kernel/overflowuid) and refuses to create a
+// file owned by one (EOVERFLOW), so not even /dev could be made. Where the
+// caller is mapped, init keeps the ids it maps to. It runs once the
+// sources of binds are open: those in the caller's directories are the
+// caller's to reach, and not always the ids' init gets.
+func rootIfUnmapped() error {
+	if unix.Getgid() == overflowID("gid") {
+		if err := syscall.Setresgid(0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if unix.Getuid() == overflowID("uid") {
+		return syscall.Setresuid(0, 0, 0)
+	}
+	return nil
+}
+
+// overflowID is the id the kernel shows for an unmapped uid or gid (kind),
+// 65534 unless the host changed it.
+func overflowID(kind string) int {
+	data, err := os.ReadFile("/proc/sys/kernel/overflow" + kind)
+	if err != nil {
+		return 65534
+	}
+	id, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 65534
+	}
+	return id
 }
 
 // exeFD is where init finds the executable it was started from.
@@ -311,6 +347,17 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 	// there whatever is asked; elsewhere the groups are exactly those
 	// given, none by default.
 	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: single(s) || s.KeepGroups}
+	if p.user.UID != 0 && len(s.Security.Ambient) > 0 {
+		// setuid away from root empties the permitted and ambient sets;
+		// the child keeps them (PR_SET_KEEPCAPS) and raises the ambient
+		// ones again, which execve then makes its permitted and
+		// effective sets, as an OCI config's process.capabilities asks.
+		last, err := capability.LastCap()
+		if err != nil {
+			return 0, err
+		}
+		attr.Sys.AmbientCaps = capNumbers(s.Security.Ambient, last)
+	}
 	var slave *os.File
 	if p.tty {
 		slave = p.slave

@@ -58,6 +58,7 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 			return err
 		})
 	}
+	add("becoming root of the user namespace", rootIfUnmapped)
 	add("mounting /proc", r.mountProc)
 	if sysctls := sandboxSysctls(s); len(sysctls) > 0 {
 		add("setting kernel parameters", func() error { return setSysctls(sysctls) })
@@ -93,7 +94,7 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 				if err := unix.Fstat(int(sources[i].Fd()), &st); err != nil {
 					return err
 				}
-				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK {
+				if t := st.Mode & unix.S_IFMT; t != unix.S_IFCHR && t != unix.S_IFBLK && t != unix.S_IFIFO {
 					return errors.New("not a device node")
 				}
 				return r.bind(sources[i], m.Target, 0)
@@ -139,7 +140,9 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 		}
 		return openSandboxRoot()
 	})
-	add("setting the hostname", func() error { return setHostname(s.Hostname) })
+	if !s.KeepUTS {
+		add("setting the hostname", func() error { return setHostname(s.Hostname) })
+	}
 	add("entering the working directory "+s.Cwd, func() error {
 		// Like podman, a missing working directory is created.
 		err := os.MkdirAll(s.Cwd, 0o755)
@@ -572,8 +575,12 @@ func (r *rootfs) setupDev(s *spec.Spec) error {
 	if err := mountOn(devfd, "shm", true, "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, shm); err != nil {
 		return fmt.Errorf("/dev/shm: %w", err)
 	}
-	if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("/dev/mqueue: %w", err)
+	// An mqueue file system belongs to the IPC namespace it is mounted
+	// in, and only its owner's root may mount it.
+	if !s.KeepIPC {
+		if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("/dev/mqueue: %w", err)
+		}
 	}
 	links := [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
 	for _, l := range links {

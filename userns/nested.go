@@ -107,9 +107,14 @@ func superviseNested(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		failStart(ch, 125, fmt.Errorf("making init non-dumpable: %w", err))
 	}
-	pid, inner, err := startNested()
+	pid, inner, err := startNested(s.StartGate)
 	if err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
+	}
+	if s.StartGate {
+		// The nested init waits at the gate; this one keeps nothing of
+		// the host's state directory.
+		unix.Close(gateFD)
 	}
 	if err := inner.send(syncMsg{Kind: msgStart, Spec: s}); err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
@@ -138,8 +143,9 @@ func superviseNested(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 }
 
 // startNested starts the nested init from the executable at exeFD, with a
-// socket to it.
-func startNested() (int, syncChannel, error) {
+// socket to it, and with the start gate when gate is set: the nested init
+// is the one that starts the command.
+func startNested(gate bool) (int, syncChannel, error) {
 	uids, err := identityMap("/proc/self/uid_map")
 	if err != nil {
 		return 0, syncChannel{}, err
@@ -173,6 +179,9 @@ func startNested() (int, syncChannel, error) {
 			GidMappingsEnableSetgroups: strings.TrimSpace(string(setgroups)) == "allow",
 			Pdeathsig:                  unix.SIGKILL,
 		},
+	}
+	if gate {
+		attr.Files = append(attr.Files, gateFD)
 	}
 	// Resolved by the child once its descriptors are in place, through
 	// the sandbox's /proc, which nothing in the sandbox has touched yet.

@@ -147,6 +147,12 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	if !s.Network.Mode.Host() {
 		flags |= unix.CLONE_NEWNET
 	}
+	if s.KeepIPC {
+		flags &^= unix.CLONE_NEWIPC
+	}
+	if s.KeepUTS {
+		flags &^= unix.CLONE_NEWUTS
+	}
 	path, args := "/proc/self/fd/4", []string{InitArg0}
 	if o.JoinPID > 0 {
 		// Joining another sandbox's user and network namespaces: a Go

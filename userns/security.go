@@ -141,7 +141,8 @@ func confine(s *spec.Spec) error {
 	}
 	// init was started with every capability inheritable and ambient
 	// (see Start); for root, execve grants inheritable ones regardless of
-	// the bounding set, so both sets must be emptied too.
+	// the bounding set, so both sets become exactly the spec's, empty
+	// unless an OCI config asks for them.
 	if err := t.prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
@@ -151,13 +152,39 @@ func confine(s *spec.Spec) error {
 		return fmt.Errorf("reading init's capabilities: %w", err)
 	}
 	// Every thread of init holds the same permitted and effective sets
-	// (all it was started with), so this thread's, less the inheritable
-	// ones, suit them all.
+	// (all it was started with), so this thread's, with the inheritable
+	// ones replaced, suit them all.
 	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := t.syscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0]))); err != nil {
-		return fmt.Errorf("clearing inheritable capabilities: %w", err)
+	for _, c := range capNumbers(s.Security.Inheritable, last) {
+		data[c/32].Inheritable |= 1 << (c % 32)
+	}
+	if err := t.syscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
+		return fmt.Errorf("setting inheritable capabilities: %w", err)
+	}
+	// A capability is raised in the ambient set only while it is
+	// permitted and inheritable, which oci.ToSpec checked. The command
+	// inherits the set through fork, and keeps it across execve; one
+	// running as another user than root gets it back after setuid (see
+	// spawnWith).
+	for _, c := range capNumbers(s.Security.Ambient, last) {
+		if err := t.syscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c); err != nil {
+			return fmt.Errorf("raising ambient capability %s: %w", capability.Cap(c), err)
+		}
 	}
 	return nil
+}
+
+// capNumbers returns the numbers of the capabilities named like CAP_CHOWN
+// that this kernel knows (up to last): capset and prctl would refuse the
+// others, which an engine may list for newer kernels.
+func capNumbers(names []string, last capability.Cap) []uintptr {
+	var out []uintptr
+	for _, c := range capability.ListKnown() {
+		if c <= last && slices.Contains(names, "CAP_"+strings.ToUpper(c.String())) {
+			out = append(out, uintptr(c))
+		}
+	}
+	return out
 }
 
 // CheckConfinable fails when this binary cannot confine a sandbox that
@@ -179,9 +206,9 @@ func CheckConfinable(caps []string) error {
 // binary refuses SYS_PTRACE), or only on the calling one.
 type threads struct{ onlyThis bool }
 
-func (t *threads) syscall(trap, a1, a2 uintptr) error {
+func (t *threads) syscall(trap, a1, a2, a3 uintptr) error {
 	if !t.onlyThis {
-		_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, 0)
+		_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3)
 		if errno != unix.ENOTSUP {
 			if errno != 0 {
 				return errno
@@ -190,12 +217,12 @@ func (t *threads) syscall(trap, a1, a2 uintptr) error {
 		}
 		t.onlyThis = true
 	}
-	if _, _, errno := unix.RawSyscall(trap, a1, a2, 0); errno != 0 {
+	if _, _, errno := unix.RawSyscall(trap, a1, a2, a3); errno != 0 {
 		return errno
 	}
 	return nil
 }
 
 func (t *threads) prctl(option, arg uintptr) error {
-	return t.syscall(unix.SYS_PRCTL, option, arg)
+	return t.syscall(unix.SYS_PRCTL, option, arg, 0)
 }

@@ -56,22 +56,36 @@ func (o *ociCmd) AfterApply(ctx *kong.Context) error {
 // done writes a failure to --log as well, in --log-format, and says it
 // the way ursb does on stderr.
 func (o *ociCmd) done(err error) error {
-	if err == nil || o.Log == "" || err.Error() == "" {
+	if err == nil || err.Error() == "" {
 		return err
 	}
-	f, ferr := os.OpenFile(o.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if ferr != nil {
-		return err
+	o.log("error", err.Error())
+	return err
+}
+
+// warn says on stderr, and in --log, what the container goes without.
+func (o *ociCmd) warn(msg string) {
+	fmt.Fprintf(os.Stderr, "ursb: warning: %s\n", msg)
+	o.log("warning", msg)
+}
+
+// log writes one line to --log, if given, in --log-format.
+func (o *ociCmd) log(level, msg string) {
+	if o.Log == "" {
+		return
+	}
+	f, err := os.OpenFile(o.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
 	}
 	defer f.Close()
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	if o.LogFormat == "json" {
-		line, _ := json.Marshal(map[string]string{"level": "error", "msg": err.Error(), "time": now})
+		line, _ := json.Marshal(map[string]string{"level": level, "msg": msg, "time": now})
 		fmt.Fprintf(f, "%s\n", line)
 	} else {
-		fmt.Fprintf(f, "time=%q level=error msg=%q\n", now, err.Error())
+		fmt.Fprintf(f, "time=%q level=%s msg=%q\n", now, level, msg)
 	}
-	return err
 }
 
 // ociVersion is what `ursb oci --version` prints: runc's shape, the

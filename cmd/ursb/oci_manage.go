@@ -23,7 +23,7 @@ type ociRunCmd struct {
 // Run creates and starts the container, then waits for it and removes it,
 // ending with its command's exit code, as runc run does.
 func (c *ociRunCmd) Run(g *ociCmd) error {
-	o, err := c.options()
+	o, err := c.options(g)
 	if err != nil {
 		return g.done(err)
 	}
