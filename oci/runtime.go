@@ -23,6 +23,11 @@ type CreateOptions struct {
 	// ConsoleSocket is the unix socket that gets the master of the
 	// container's terminal, which config.json's process.terminal asks for.
 	ConsoleSocket string
+	// SystemdCgroup reads linux.cgroupsPath in systemd's notation, as
+	// runc's --systemd-cgroup.
+	SystemdCgroup bool
+	// Warn, if set, gets what create left out but went on without.
+	Warn func(msg string)
 }
 
 // Create sets up container id from the bundle at bundle and returns once
@@ -117,8 +122,19 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		return nil, err
 	}
 	defer os.Remove(stage)
+	leaf, err := makeCgroup(id, c, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = leaf.Remove()
+		} else {
+			_ = leaf.Close()
+		}
+	}()
 	opts := userns.Options{
-		Plan: plan, Host: host, Stage: stage, CgroupFD: -1,
+		Plan: plan, Host: host, Stage: stage, CgroupFD: leaf.FD(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StartGate: gate, Orphan: true, LongLived: true,
 	}
@@ -154,7 +170,7 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
-	}, PidStart: start, Spec: s}
+	}, PidStart: start, Spec: s, Cgroup: leaf.Path()}
 	if err := save(dir, r); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil, fmt.Errorf("saving the state of %s: %w", id, err)
@@ -240,12 +256,22 @@ func Delete(root, id string, force bool) error {
 		if !force {
 			return fmt.Errorf("container %s is %s: stop it first, or delete --force", id, r.Status)
 		}
+		if leaf := r.cgroup(); leaf != nil {
+			// Exec'd processes too, and at once.
+			_ = leaf.Kill()
+			_ = leaf.Close()
+		}
 		_ = unix.Kill(r.Pid, unix.SIGKILL)
 		for deadline := time.Now().Add(10 * time.Second); alive(r.Pid, r.PidStart); {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("container %s did not end after SIGKILL", id)
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if leaf := r.cgroup(); leaf != nil {
+		if err := leaf.Remove(); err != nil {
+			return fmt.Errorf("deleting container %s: %w", id, err)
 		}
 	}
 	return os.RemoveAll(dir)

@@ -22,7 +22,7 @@ type ociCmd struct {
 	Log           string `help:"Also write errors to this file." placeholder:"FILE"`
 	LogFormat     string `name:"log-format" default:"text" enum:"text,json" help:"Format of --log: text, or json lines as containerd and conmon read them."`
 	Debug         bool   `help:"Accepted for runc's sake; ursb logs nothing more."`
-	SystemdCgroup bool   `name:"systemd-cgroup" help:"Accepted for runc's sake; ursb does not manage cgroups here yet."`
+	SystemdCgroup bool   `name:"systemd-cgroup" help:"Read linux.cgroupsPath as slice:prefix:name, as runc does; ursb makes the cgroup where systemd would put that unit, without asking systemd."`
 
 	Spec     ociSpecCmd     `cmd:"" help:"Write a config.json for a bundle in the current directory."`
 	Create   ociCreateCmd   `cmd:"" help:"Create a container from a bundle; its command waits for start."`
@@ -72,6 +72,27 @@ func (o *ociCmd) done(err error) error {
 		fmt.Fprintf(f, "time=%q level=error msg=%q\n", now, err.Error())
 	}
 	return err
+}
+
+// warn says what a command went on without, on stderr and in --log as a
+// warning, as runc logs what its rootless mode leaves out.
+func (o *ociCmd) warn(msg string) {
+	fmt.Fprintln(os.Stderr, "ursb: warning: "+msg)
+	if o.Log == "" {
+		return
+	}
+	f, err := os.OpenFile(o.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if o.LogFormat == "json" {
+		line, _ := json.Marshal(map[string]string{"level": "warning", "msg": msg, "time": now})
+		fmt.Fprintf(f, "%s\n", line)
+	} else {
+		fmt.Fprintf(f, "time=%q level=warning msg=%q\n", now, msg)
+	}
 }
 
 // ociVersion is what `ursb oci --version` prints: runc's shape, the

@@ -23,11 +23,11 @@ type ociCreateFlags struct {
 }
 
 // options checks the flags and gives the library's create options.
-func (f *ociCreateFlags) options() (oci.CreateOptions, error) {
+func (f *ociCreateFlags) options(g *ociCmd) (oci.CreateOptions, error) {
 	if f.PreserveFDs != 0 {
 		return oci.CreateOptions{}, fmt.Errorf("--preserve-fds is not supported yet")
 	}
-	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket}, nil
+	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket, SystemdCgroup: g.SystemdCgroup, Warn: g.warn}, nil
 }
 
 type ociCreateCmd struct {
@@ -36,7 +36,7 @@ type ociCreateCmd struct {
 
 // Run creates the container; its init waits for start.
 func (c *ociCreateCmd) Run(g *ociCmd) error {
-	o, err := c.options()
+	o, err := c.options(g)
 	if err != nil {
 		return g.done(err)
 	}
