@@ -215,6 +215,15 @@ func makeCgroup(id string, c *specs.Spec, o CreateOptions) (*cgroupv2.Leaf, erro
 		}
 		return nil, nil
 	}
+	if errors.Is(err, cgroupv2.ErrNoDelegation) {
+		var names []string
+		for _, w := range writes {
+			if !w.Default {
+				names = append(names, w.Asked)
+			}
+		}
+		return nil, fmt.Errorf("cannot apply %s: %w", strings.Join(names, ", "), err)
+	}
 	if err != nil {
 		return nil, err
 	}
