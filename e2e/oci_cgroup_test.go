@@ -148,6 +148,20 @@ func TestOCICgroupLimits(t *testing.T) {
 		t.Errorf("ps lists %v, cgroup.procs %v", listed, got)
 	}
 
+	var ev struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Data struct {
+			Memory struct {
+				Usage struct{ Usage uint64 } `json:"usage"`
+			} `json:"memory"`
+			Pids struct{ Current uint64 } `json:"pids"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(l.must("events", "--stats", "c1").Stdout), &ev); err != nil || ev.Type != "stats" || ev.ID != "c1" || ev.Data.Pids.Current < 3 || ev.Data.Memory.Usage.Usage == 0 {
+		t.Errorf("events --stats: %+v, %v; want the cgroup's usage", ev, err)
+	}
+
 	l.oci("exec", "c1", "sh", "-c", "for i in $(seq 80); do sleep 1 >/dev/null & done 2>/dev/null; wait")
 	if cur := atoi(readCgroupFile(t, dir, "pids.current")); cur > 64 {
 		t.Errorf("pids.current %d exceeds the pids limit of 64", cur)

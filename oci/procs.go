@@ -137,3 +137,19 @@ func UpdateResources(root, id string, res *specs.LinuxResources, warn func(strin
 	}
 	return nil
 }
+
+// Usage reads what container id's cgroup counts: its usage now, and the
+// kernel's events (OOM kills, refused forks) so far.
+func Usage(root, id string) (cgroupv2.Stats, cgroupv2.Events, error) {
+	leaf, err := withCgroup(root, id, "reading its usage", specs.StateRunning, specs.StateCreated, statePaused)
+	if err != nil {
+		return cgroupv2.Stats{}, cgroupv2.Events{}, err
+	}
+	defer leaf.Close()
+	st, err := leaf.Stats()
+	if err != nil {
+		return cgroupv2.Stats{}, cgroupv2.Events{}, err
+	}
+	ev, err := leaf.Events()
+	return st, ev, err
+}

@@ -33,9 +33,10 @@ type ociCmd struct {
 	Exec     ociExecCmd     `cmd:"" help:"Run a process in a running container."`
 	Run      ociRunCmd      `cmd:"" help:"Create and start a container, wait for it and remove it."`
 	Ps       ociPsCmd       `cmd:"" help:"List a container's processes."`
-	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container (needs a cgroup of its own)."`
+	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container through its cgroup."`
 	Resume   ociResumeCmd   `cmd:"" help:"Thaw a paused container."`
 	Update   ociUpdateCmd   `cmd:"" help:"Change a container's resource limits."`
+	Events   ociEventsCmd   `cmd:"" help:"Print a container's usage from its cgroup (--stats: once)."`
 	List     ociListCmd     `cmd:"" help:"List containers."`
 	Features ociFeaturesCmd `cmd:"" help:"Print what this runtime supports, as JSON."`
 }
