@@ -103,8 +103,9 @@ func mustBeGone(t *testing.T, dir string) {
 // TestOCICgroupLimits: config.json's cgroupsPath and resources give the
 // container a cgroup of its own, with its limits written before the
 // command runs and init in it; exec'd processes are born in it and held
-// by its pids limit; pause freezes it, update changes its limits, ps
-// reads it, and delete removes it.
+// by its pids limit; pause freezes it, kill --all reaches all of it,
+// update changes its limits, ps and events read it, and delete removes
+// it.
 func TestOCICgroupLimits(t *testing.T) {
 	requireCgroupLane(t)
 	top := delegatedDir(t)
@@ -184,6 +185,15 @@ func TestOCICgroupLimits(t *testing.T) {
 	if ev := readCgroupFile(t, dir, "cgroup.events"); !strings.Contains(ev, "frozen 0") {
 		t.Errorf("cgroup.events after resume: %q", ev)
 	}
+
+	// kill --all reaches every process of the cgroup, exec'd ones too.
+	l.must("kill", "--all", "c1", "STOP")
+	for _, pid := range cgroupPids(t, dir) {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") T ") && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("process %d is not stopped after kill --all STOP: %s", pid, stat)
+		}
+	}
+	l.must("kill", "--all", "c1", "CONT")
 
 	l.must("update", "--memory", "128m", "--pids-limit", "128", "c1")
 	if got := readCgroupFile(t, dir, "memory.max"); got != "134217728" {

@@ -233,8 +233,10 @@ func Start(root, id string) error {
 }
 
 // Kill sends sig to container id's init, which passes it on to the
-// command; SIGKILL ends the whole container.
-func Kill(root, id string, sig unix.Signal) error {
+// command; SIGKILL ends the whole container. With all, every process of
+// the container's cgroup gets it too, exec'd ones included, as with runc
+// kill --all.
+func Kill(root, id string, sig unix.Signal, all bool) error {
 	r, _, err := load(root, id)
 	if err != nil {
 		return err
@@ -242,7 +244,23 @@ func Kill(root, id string, sig unix.Signal) error {
 	if r.Status == specs.StateStopped {
 		return fmt.Errorf("container %s is not running", id)
 	}
-	return unix.Kill(r.Pid, sig)
+	if err := unix.Kill(r.Pid, sig); err != nil {
+		return err
+	}
+	if leaf := r.cgroup(); all && leaf != nil {
+		defer leaf.Close()
+		pids, err := leaf.Procs()
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			// One that ended meanwhile is no failure.
+			if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("signalling process %d of container %s: %w", pid, id, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Delete removes container id's state. A container that has not stopped
