@@ -214,7 +214,9 @@ func container(e env, dir string, writes []Write) (*Leaf, []Write, error) {
 	if err := enableFor(e, top, filepath.Dir(dir), writes); err != nil {
 		return nil, nil, err
 	}
-	if err := mkdir(dir); err != nil && !errors.Is(err, os.ErrExist) {
+	err = mkdir(dir)
+	made := err == nil
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, nil, fmt.Errorf("cannot create the cgroup %s: %v", e.h.cgroup(dir), errnoText(err))
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -224,7 +226,13 @@ func container(e env, dir string, writes []Write) (*Leaf, []Write, error) {
 	leaf := &Leaf{path: dir, fd: fd}
 	skipped, err := applyWrites(e, dir, writes)
 	if err != nil {
-		_ = leaf.Remove()
+		// A cgroup that was there before, and what runs in it, are
+		// someone else's.
+		if made {
+			_ = leaf.Remove()
+		} else {
+			_ = leaf.Close()
+		}
 		return nil, nil, err
 	}
 	return leaf, skipped, nil
