@@ -103,7 +103,7 @@ func mustBeGone(t *testing.T, dir string) {
 // TestOCICgroupLimits: config.json's cgroupsPath and resources give the
 // container a cgroup of its own, with its limits written before the
 // command runs and init in it; exec'd processes are born in it and held
-// by its pids limit; pause freezes it, kill --all reaches all of it,
+// by its pids and memory limits; pause freezes it, kill --all reaches all of it,
 // update changes its limits, ps and events read it, and delete removes
 // it.
 func TestOCICgroupLimits(t *testing.T) {
@@ -171,6 +171,15 @@ func TestOCICgroupLimits(t *testing.T) {
 		t.Errorf("no fork was refused by pids.max: pids.events %q", ev)
 	}
 
+	// The memory limit holds: dd's 100 MiB buffer does not fit in 64 MiB.
+	hog := []string{"exec", "c1", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"}
+	if res := l.oci(hog...); res.Code != 137 {
+		t.Errorf("a 100 MiB buffer under a 64 MiB limit: %s, want exit 137 (SIGKILL by the OOM killer)", res)
+	}
+	if ev := readCgroupFile(t, dir, "memory.events"); strings.Contains(ev, "oom_kill 0") {
+		t.Errorf("memory.events shows no OOM kill: %q", ev)
+	}
+
 	l.must("pause", "c1")
 	if st := l.state("c1"); st.Status != "paused" {
 		t.Errorf("status after pause: %s", st.Status)
@@ -211,6 +220,10 @@ func TestOCICgroupLimits(t *testing.T) {
 	}
 	if got := readCgroupFile(t, dir, "cpu.max"); got != "20000 100000" {
 		t.Errorf("cpu.max after update: %q", got)
+	}
+	// Without the limit, the same buffer fits.
+	if res := l.oci(hog...); res.Code != 0 {
+		t.Errorf("a 100 MiB buffer after the memory limit was lifted: %s, want exit 0", res)
 	}
 
 	l.must("kill", "c1", "KILL")
