@@ -286,7 +286,9 @@ func enable(e env, p placement, want, extra []string, settings []setting) error 
 		if err != nil {
 			return fmt.Errorf("cannot read the processes of %s: %v", e.h.cgroup(dir), errnoText(err))
 		}
-		if len(pids) > 0 {
+		// The root cgroup is exempt from the rule against processes in a
+		// cgroup whose children have controllers.
+		if len(pids) > 0 && dir != e.h.mountpoint {
 			switch {
 			case len(must) == 0:
 				// Stats are not worth moving anyone's processes for.

@@ -43,6 +43,11 @@
 // cgroup.kill first. Afterwards Leaf.Events and Describe turn the kernel's
 // counters (an OOM kill, a refused fork) into lines a user understands.
 //
+// An OCI container's cgroup is not a leaf of this kind: its engine names
+// it (ContainerPath reads linux.cgroupsPath), Container makes it with the
+// values given as Writes, and it outlives ursb's process, until the
+// engine deletes the container.
+//
 // The leaf's directory is locked (flock) by the ursb process that made it
 // for as long as that process holds it; Sweep removes leaves that are
 // neither locked nor populated, which is what a crash leaves behind.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,7 +107,8 @@ func readUntil(t *testing.T, f *os.File, want string) string {
 // ends with its own exit code; --detach returns at once with its pid in
 // --pid-file, a process in the container; a terminal's master reaches the
 // console socket for create and for exec; run ends with the command's
-// code and removes the container; pause and update say why they cannot.
+// code and removes the container; pause and update act on the container's
+// cgroup, or say why they cannot.
 func TestOCIExec(t *testing.T) {
 	requireUnprivileged(t)
 	nsenter := requireTool(t, "nsenter")
@@ -168,8 +170,10 @@ func TestOCIExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := l.state("c1")
-	if len(ps) != 3 || ps[0] != st.Pid {
-		t.Errorf("ps --format json: %v, want init %d, the command, and the detached sleep", ps, st.Pid)
+	// With a cgroup, ps lists its processes: the detached sleep's enter
+	// stage, which waits for it, too.
+	if len(ps) < 3 || len(ps) > 4 || ps[0] != st.Pid || !slices.Contains(ps, pid) {
+		t.Errorf("ps --format json: %v, want init %d, the command, and the detached sleep %d", ps, st.Pid, pid)
 	}
 	if res := l.must("ps", "c1"); !strings.Contains(res.Stdout, "sleep 999") || !strings.Contains(res.Stdout, "PID") {
 		t.Errorf("ps: %s", res.Stdout)
@@ -195,13 +199,20 @@ func TestOCIExec(t *testing.T) {
 	if err := ttyExec.Wait(); err != nil {
 		t.Errorf("exec --tty: %v", err)
 	}
-	if res := l.oci("pause", "c1"); res.Code != 125 || !strings.Contains(res.Stderr, "cgroup") {
-		t.Errorf("pause without a cgroup: %s, want a refusal that says why", res)
+	// Where the caller may make the container a cgroup (a delegated
+	// subtree), pause freezes it; elsewhere it says why it cannot.
+	if res := l.oci("pause", "c1"); res.Code == 0 {
+		if st := l.state("c1"); st.Status != "paused" {
+			t.Errorf("state after pause: %s", st.Status)
+		}
+		l.must("resume", "c1")
+	} else if res.Code != 125 || !strings.Contains(res.Stderr, "cgroup") {
+		t.Errorf("pause: %s, want it done or a refusal that says why", res)
 	}
 	upd := ursbCommand(t, nil, "oci", "--root", l.root, "update", "--resources", "-", "c1")
 	upd.Stdin = strings.NewReader(`{"memory":{"limit":10485760}}`)
-	if b, err := upd.CombinedOutput(); err == nil || !strings.Contains(string(b), "not applied: memory") {
-		t.Errorf("update --resources of a memory limit: %v: %s, want it reported not applied", err, b)
+	if b, err := upd.CombinedOutput(); err != nil && !strings.Contains(string(b), "linux.resources.memory.limit") {
+		t.Errorf("update --resources of a memory limit: %v: %s, want it applied or the limit named", err, b)
 	}
 	l.must("delete", "--force", "c1")
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {

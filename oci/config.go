@@ -396,7 +396,7 @@ func mount(bundle string, m specs.Mount) (spec.Mount, error) {
 // Features is what `features` prints: what this runtime honours of a
 // config today, so an engine asks for nothing more.
 func Features() features.Features {
-	no := false
+	no, yes := false, true
 	return features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -407,7 +407,9 @@ func Features() features.Features {
 				caps, _ := userns.Capabilities([]string{"ALL"}, nil)
 				return caps
 			}(),
-			Cgroup:   &features.Cgroup{V1: &no, V2: &no, Systemd: &no, SystemdUser: &no},
+			// cgroup v2 only; systemd's notation is read, but the
+			// cgroup is made without asking systemd.
+			Cgroup:   &features.Cgroup{V1: &no, V2: &yes, Systemd: &no, SystemdUser: &no},
 			Apparmor: &features.Apparmor{Enabled: &no},
 			Selinux:  &features.Selinux{Enabled: &no},
 		},

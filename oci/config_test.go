@@ -172,19 +172,6 @@ func TestOwnMaps(t *testing.T) {
 	}
 }
 
-// update names each limit it was asked for; an empty set asks for none.
-func TestAskedResources(t *testing.T) {
-	limit := int64(1 << 20)
-	shares := uint64(2)
-	got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}, CPU: &specs.LinuxCPU{Shares: &shares}, Pids: &specs.LinuxPids{Limit: &limit}})
-	if !slices.Equal(got, []string{"memory", "cpu", "pids"}) {
-		t.Errorf("got %q", got)
-	}
-	if got := askedResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{}}); len(got) != 0 {
-		t.Errorf("an empty memory section: %q", got)
-	}
-}
-
 // process.capabilities reaches the spec set by set: the bounding set, the
 // inheritable one as given, and of the ambient ones those the kernel can
 // raise, the inheritable ones.

@@ -6,7 +6,10 @@
 // directory; start opens it. No ursb process stays with the container:
 // its init is reparented to the caller's subreaper when create exits, and
 // its state is read from /proc, the pid checked against its start time so
-// that a reused pid is not taken for the container. exec starts a process
+// that a reused pid is not taken for the container. Each container has a
+// cgroup v2 of its own, named by linux.cgroupsPath, which carries
+// linux.resources and which pause, resume, update, ps and delete act on
+// (cgroup.go decides what engines' defaults are). exec starts a process
 // by entering the container's namespaces (userns.Enter), so it descends
 // from the caller as runc's does; run, ps and the console socket (a
 // terminal's master sent over a unix socket) are here too. What init

@@ -55,7 +55,9 @@ func Exec(root, id string, p *specs.Process, o ExecOptions) (*userns.Entered, er
 		o.Stdio = [3]*os.File{null, null, null}
 	}
 	console := func(master *os.File) error { return SendConsole(o.ConsoleSocket, master) }
-	return userns.Enter(r.Pid, s, e, o.Stdio, console)
+	leaf := r.cgroup()
+	defer leaf.Close()
+	return userns.Enter(r.Pid, leaf.FD(), s, e, o.Stdio, console)
 }
 
 // execSpec is the container's spec c narrowed for p, and p as ursb's exec.

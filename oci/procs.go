@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ursb/ursb/cgroupv2"
 )
 
-// Pids lists the host pids of container id's processes, init first. ursb's
-// OCI containers have no cgroup of their own, so they are the processes
-// of the container's pid namespace, which exec'd processes join too.
+// Pids lists the host pids of container id's processes, init first:
+// those of its cgroup, or, for a container without one, those of its pid
+// namespace, which exec'd processes join too.
 func Pids(root, id string) ([]int, error) {
 	r, _, err := load(root, id)
 	if err != nil {
@@ -23,6 +26,21 @@ func Pids(root, id string) ([]int, error) {
 	}
 	if r.Status == specs.StateStopped {
 		return []int{}, nil
+	}
+	if leaf := r.cgroup(); leaf != nil {
+		defer leaf.Close()
+		all, err := leaf.Procs()
+		if err != nil {
+			return nil, err
+		}
+		pids := []int{r.Pid}
+		for _, pid := range all {
+			if pid != r.Pid {
+				pids = append(pids, pid)
+			}
+		}
+		sort.Ints(pids[1:])
+		return pids, nil
 	}
 	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", r.Pid))
 	if err != nil {
@@ -46,77 +64,92 @@ func Pids(root, id string) ([]int, error) {
 	return pids, nil
 }
 
-// errNoCgroup is why pause, resume and update cannot act.
-func errNoCgroup(id, what string) error {
-	return fmt.Errorf("container %s has no cgroup of its own (ursb does not apply config.json's cgroupsPath yet): %s needs one", id, what)
+// withCgroup loads container id, checks that its status is one of want
+// and gives its cgroup, which what needs.
+func withCgroup(root, id, what string, want ...specs.ContainerState) (*cgroupv2.Leaf, error) {
+	r, _, err := load(root, id)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(want, r.Status) {
+		return nil, fmt.Errorf("container %s is %s: %s needs it %s", id, r.Status, what, want[0])
+	}
+	leaf := r.cgroup()
+	if leaf == nil {
+		return nil, fmt.Errorf("container %s has no cgroup of its own (it was created where the caller may not make one): %s needs one", id, what)
+	}
+	return leaf, nil
 }
 
-// Pause freezes container id, which needs the cgroup v2 freezer of a
-// cgroup of its own.
+// Pause freezes container id through the cgroup v2 freezer.
 func Pause(root, id string) error {
-	if _, _, err := running(root, id); err != nil {
+	leaf, err := withCgroup(root, id, "pausing it", specs.StateRunning)
+	if err != nil {
 		return err
 	}
-	return errNoCgroup(id, "pausing it (the cgroup v2 freezer)")
+	defer leaf.Close()
+	return leaf.Freeze()
 }
 
-// Resume thaws container id; see Pause.
+// Resume thaws the paused container id.
 func Resume(root, id string) error {
-	if _, _, err := running(root, id); err != nil {
+	leaf, err := withCgroup(root, id, "resuming it", statePaused)
+	if err != nil {
 		return err
 	}
-	return errNoCgroup(id, "resuming it (the cgroup v2 freezer)")
+	defer leaf.Close()
+	return leaf.Thaw()
 }
 
 // Update applies the resources read from in (JSON, config.json's
-// linux.resources) to container id. Limits asked for that cannot be
-// enforced are an error naming them, never silently dropped; an empty
-// set is nothing to do.
-func Update(root, id string, in io.Reader) error {
-	if _, _, err := running(root, id); err != nil {
-		return err
-	}
+// linux.resources) to container id's cgroup. Limits that cannot be
+// enforced are an error naming them, never silently dropped; engines'
+// defaults the cgroup cannot take go to warn. An empty set is nothing to
+// do.
+func Update(root, id string, in io.Reader, warn func(string)) error {
 	var res specs.LinuxResources
 	dec := json.NewDecoder(in)
 	if err := dec.Decode(&res); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("reading the resources: %w", err)
 	}
-	asked := askedResources(&res)
-	if len(asked) == 0 {
-		return nil
-	}
-	return fmt.Errorf("not applied: %s: %w", strings.Join(asked, ", "), errNoCgroup(id, "a limit"))
+	return UpdateResources(root, id, &res, warn)
 }
 
-// askedResources names the limits res sets.
-func askedResources(res *specs.LinuxResources) []string {
-	var out []string
-	if m := res.Memory; m != nil && (m.Limit != nil || m.Reservation != nil || m.Swap != nil) {
-		out = append(out, "memory")
-	}
-	if c := res.CPU; c != nil && (c.Shares != nil || c.Quota != nil || c.Period != nil || c.Cpus != "" || c.Mems != "") {
-		out = append(out, "cpu")
-	}
-	if p := res.Pids; p != nil && p.Limit != nil {
-		out = append(out, "pids")
-	}
-	if b := res.BlockIO; b != nil && (b.Weight != nil || len(b.ThrottleReadBpsDevice)+len(b.ThrottleWriteBpsDevice)+len(b.ThrottleReadIOPSDevice)+len(b.ThrottleWriteIOPSDevice)+len(b.WeightDevice) > 0) {
-		out = append(out, "io")
-	}
-	if len(res.Unified) > 0 {
-		out = append(out, "unified")
-	}
-	return out
-}
-
-// running loads container id and fails unless it runs.
-func running(root, id string) (*record, string, error) {
-	r, dir, err := load(root, id)
+// UpdateResources is Update with the resources given.
+func UpdateResources(root, id string, res *specs.LinuxResources, warn func(string)) error {
+	writes, err := cgroupWrites(res)
 	if err != nil {
-		return nil, "", err
+		return err
 	}
-	if r.Status != specs.StateRunning {
-		return nil, "", fmt.Errorf("container %s is %s, not running", id, r.Status)
+	leaf, err := withCgroup(root, id, "updating its resources", specs.StateRunning, specs.StateCreated, statePaused)
+	if err != nil {
+		return err
 	}
-	return r, dir, nil
+	defer leaf.Close()
+	skipped, err := leaf.Update(writes)
+	if err != nil {
+		return err
+	}
+	for _, w := range skipped {
+		if warn != nil {
+			warn(fmt.Sprintf("%s not applied: the cgroup %s offers no %s controller", w.Asked, leaf.Path(), strings.SplitN(w.File, ".", 2)[0]))
+		}
+	}
+	return nil
+}
+
+// Usage reads what container id's cgroup counts: its usage now, and the
+// kernel's events (OOM kills, refused forks) so far.
+func Usage(root, id string) (cgroupv2.Stats, cgroupv2.Events, error) {
+	leaf, err := withCgroup(root, id, "reading its usage", specs.StateRunning, specs.StateCreated, statePaused)
+	if err != nil {
+		return cgroupv2.Stats{}, cgroupv2.Events{}, err
+	}
+	defer leaf.Close()
+	st, err := leaf.Stats()
+	if err != nil {
+		return cgroupv2.Stats{}, cgroupv2.Events{}, err
+	}
+	ev, err := leaf.Events()
+	return st, ev, err
 }

@@ -23,6 +23,9 @@ type CreateOptions struct {
 	// ConsoleSocket is the unix socket that gets the master of the
 	// container's terminal, which config.json's process.terminal asks for.
 	ConsoleSocket string
+	// SystemdCgroup reads linux.cgroupsPath in systemd's notation, as
+	// runc's --systemd-cgroup.
+	SystemdCgroup bool
 	// Warn, if set, gets what config.json asks that ursb could not do
 	// but that the container runs well enough without.
 	Warn func(msg string)
@@ -145,8 +148,19 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		return nil, err
 	}
 	defer os.Remove(stage)
+	leaf, err := makeCgroup(id, c, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = leaf.Remove()
+		} else {
+			_ = leaf.Close()
+		}
+	}()
 	opts := userns.Options{
-		Plan: plan, Host: host, Stage: stage, CgroupFD: -1,
+		Plan: plan, Host: host, Stage: stage, CgroupFD: leaf.FD(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StartGate: gate, Orphan: true, LongLived: true,
 	}
@@ -199,7 +213,7 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
-	}, PidStart: start, Spec: s}
+	}, PidStart: start, Spec: s, Cgroup: leaf.Path()}
 	if err := save(dir, r); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil, fmt.Errorf("saving the state of %s: %w", id, err)
@@ -262,8 +276,10 @@ func Start(root, id string) error {
 }
 
 // Kill sends sig to container id's init, which passes it on to the
-// command; SIGKILL ends the whole container.
-func Kill(root, id string, sig unix.Signal) error {
+// command; SIGKILL ends the whole container. With all, every process of
+// the container's cgroup gets it too, exec'd ones included, as with runc
+// kill --all.
+func Kill(root, id string, sig unix.Signal, all bool) error {
 	r, _, err := load(root, id)
 	if err != nil {
 		return err
@@ -271,7 +287,23 @@ func Kill(root, id string, sig unix.Signal) error {
 	if r.Status == specs.StateStopped {
 		return fmt.Errorf("container %s is not running", id)
 	}
-	return unix.Kill(r.Pid, sig)
+	if err := unix.Kill(r.Pid, sig); err != nil {
+		return err
+	}
+	if leaf := r.cgroup(); all && leaf != nil {
+		defer leaf.Close()
+		pids, err := leaf.Procs()
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			// One that ended meanwhile is no failure.
+			if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("signalling process %d of container %s: %w", pid, id, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Delete removes container id's state. A container that has not stopped
@@ -285,12 +317,22 @@ func Delete(root, id string, force bool) error {
 		if !force {
 			return fmt.Errorf("container %s is %s: stop it first, or delete --force", id, r.Status)
 		}
+		if leaf := r.cgroup(); leaf != nil {
+			// Exec'd processes too, and at once.
+			_ = leaf.Kill()
+			_ = leaf.Close()
+		}
 		_ = unix.Kill(r.Pid, unix.SIGKILL)
 		for deadline := time.Now().Add(10 * time.Second); alive(r.Pid, r.PidStart); {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("container %s did not end after SIGKILL", id)
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if leaf := r.cgroup(); leaf != nil {
+		if err := leaf.Remove(); err != nil {
+			return fmt.Errorf("deleting container %s: %w", id, err)
 		}
 	}
 	return os.RemoveAll(dir)

@@ -15,6 +15,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ursb/ursb/cgroupv2"
 	"github.com/ursb/ursb/idmap"
 	"github.com/ursb/ursb/spec"
 	"github.com/ursb/ursb/state"
@@ -25,6 +26,10 @@ const (
 	stateFile = "state.json"
 	gateFile  = "exec.fifo"
 )
+
+// statePaused is runc's status of a frozen container, which the runtime
+// spec leaves out and engines (podman, containerd) read.
+const statePaused specs.ContainerState = "paused"
 
 // State is what `state` prints: the runtime spec's state plus runc's
 // rootfs, created and owner, which engines read too.
@@ -48,6 +53,22 @@ type record struct {
 	PidStart uint64 `json:"pidStart"`
 	// Spec is the container's, which exec confines its processes by.
 	Spec *spec.Spec `json:"spec"`
+	// Cgroup is the directory of the container's cgroup; "" when it
+	// runs without one.
+	Cgroup string `json:"cgroup,omitempty"`
+}
+
+// cgroup opens the container's cgroup; nil when it has none, or none
+// any more.
+func (r *record) cgroup() *cgroupv2.Leaf {
+	if r.Cgroup == "" {
+		return nil
+	}
+	leaf, err := cgroupv2.Open(r.Cgroup)
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 // DefaultRoot is where container states live without --root: the
@@ -126,6 +147,12 @@ func status(r *record, dir string) specs.ContainerState {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, gateFile)); err == nil {
 		return specs.StateCreated
+	}
+	if leaf := r.cgroup(); leaf != nil {
+		defer leaf.Close()
+		if leaf.Frozen() {
+			return statePaused
+		}
 	}
 	return specs.StateRunning
 }

@@ -148,6 +148,9 @@ copy_bin() {
 # newuidmap/newgidmap keep their setuid bit: the archive is written as root.
 copy_bin "$(command -v newuidmap)" /usr/bin/newuidmap
 copy_bin "$(command -v newgidmap)" /usr/bin/newgidmap
+# util-linux's nsenter, which `ursb oci exec` runs: busybox's cannot enter
+# a cgroup namespace.
+copy_bin "$(command -v nsenter)" /usr/bin/nsenter
 # The bus a stand-in for the systemd user manager talks on.
 if command -v dbus-daemon >/dev/null; then
 	copy_bin "$(command -v dbus-daemon)" /usr/bin/dbus-daemon

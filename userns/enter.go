@@ -31,9 +31,10 @@ type Entered struct {
 // namespaces it owns, and the enter stage then joins the mount and pid
 // namespaces on its own thread, confines itself as init confines the
 // command, and starts e. stdio are the process's standard input, output and error
-// unless e.TTY is set; then console gets the terminal's master. Enter
+// unless e.TTY is set; then console gets the terminal's master. The
+// process is born in the cgroup cgroupFD when it is not -1. Enter
 // returns once e runs.
-func Enter(initPID int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console func(master *os.File) error) (*Entered, error) {
+func Enter(initPID, cgroupFD int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console func(master *os.File) error) (*Entered, error) {
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, fmt.Errorf("exec in a container needs nsenter: %v; sudo apt-get install util-linux", err)
@@ -75,6 +76,11 @@ func Enter(initPID int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console fu
 		Stderr:      stdio[2],
 		ExtraFiles:  []*os.File{theirs, exe, mnt, pidns}, // fds 3, 4, 5, 6
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if cgroupFD >= 0 {
+		// Born in the container's cgroup, so that its limits hold for
+		// the process from its first instruction and pause stops it.
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
 	err = cmd.Start()
 	theirs.Close()

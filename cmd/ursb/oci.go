@@ -22,7 +22,7 @@ type ociCmd struct {
 	Log           string `help:"Also write errors to this file." placeholder:"FILE"`
 	LogFormat     string `name:"log-format" default:"text" enum:"text,json" help:"Format of --log: text, or json lines as containerd and conmon read them."`
 	Debug         bool   `help:"Accepted for runc's sake; ursb logs nothing more."`
-	SystemdCgroup bool   `name:"systemd-cgroup" help:"Accepted for runc's sake; ursb does not manage cgroups here yet."`
+	SystemdCgroup bool   `name:"systemd-cgroup" help:"Read linux.cgroupsPath as slice:prefix:name, as runc does; ursb makes the cgroup where systemd would put that unit, without asking systemd."`
 
 	Spec     ociSpecCmd     `cmd:"" help:"Write a config.json for a bundle in the current directory."`
 	Create   ociCreateCmd   `cmd:"" help:"Create a container from a bundle; its command waits for start."`
@@ -33,9 +33,10 @@ type ociCmd struct {
 	Exec     ociExecCmd     `cmd:"" help:"Run a process in a running container."`
 	Run      ociRunCmd      `cmd:"" help:"Create and start a container, wait for it and remove it."`
 	Ps       ociPsCmd       `cmd:"" help:"List a container's processes."`
-	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container (needs a cgroup of its own)."`
+	Pause    ociPauseCmd    `cmd:"" help:"Freeze a container through its cgroup."`
 	Resume   ociResumeCmd   `cmd:"" help:"Thaw a paused container."`
 	Update   ociUpdateCmd   `cmd:"" help:"Change a container's resource limits."`
+	Events   ociEventsCmd   `cmd:"" help:"Print a container's usage from its cgroup (--stats: once)."`
 	List     ociListCmd     `cmd:"" help:"List containers."`
 	Features ociFeaturesCmd `cmd:"" help:"Print what this runtime supports, as JSON."`
 }

@@ -27,7 +27,7 @@ func (f *ociCreateFlags) options(g *ociCmd) (oci.CreateOptions, error) {
 	if f.PreserveFDs != 0 {
 		return oci.CreateOptions{}, fmt.Errorf("--preserve-fds is not supported yet")
 	}
-	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket, Warn: g.warn}, nil
+	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket, SystemdCgroup: g.SystemdCgroup, Warn: g.warn}, nil
 }
 
 type ociCreateCmd struct {
@@ -69,7 +69,7 @@ func (c *ociStateCmd) Run(g *ociCmd) error {
 }
 
 type ociKillCmd struct {
-	All    bool   `short:"a" help:"Accepted for runc's sake: signalling init reaches every process (SIGKILL ends them all)."`
+	All    bool   `short:"a" help:"Signal every process of the container's cgroup too, not init alone."`
 	ID     string `arg:"" name:"ID" help:"The container."`
 	Signal string `arg:"" optional:"" default:"TERM" help:"The signal, by name (TERM, SIGKILL) or number."`
 }
@@ -80,7 +80,7 @@ func (c *ociKillCmd) Run(g *ociCmd) error {
 	if err != nil {
 		return g.done(err)
 	}
-	return g.done(oci.Kill(g.Root, c.ID, sig))
+	return g.done(oci.Kill(g.Root, c.ID, sig, c.All))
 }
 
 type ociDeleteCmd struct {

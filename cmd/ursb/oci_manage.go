@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +13,10 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/ursb/ursb/oci"
+	"github.com/ursb/ursb/spec"
 )
 
 type ociRunCmd struct {
@@ -111,20 +115,106 @@ type ociResumeCmd struct {
 func (c *ociResumeCmd) Run(g *ociCmd) error { return g.done(oci.Resume(g.Root, c.ID)) }
 
 type ociUpdateCmd struct {
-	Resources string `short:"r" required:"" help:"A JSON file of linux.resources, or - for stdin." placeholder:"FILE"`
-	ID        string `arg:"" name:"ID" help:"The container."`
+	Resources         string  `short:"r" help:"A JSON file of linux.resources, or - for stdin; the flags below go over it." placeholder:"FILE"`
+	Memory            string  `help:"Memory limit (64m, 1g; -1 for none)." placeholder:"SIZE"`
+	MemoryReservation string  `name:"memory-reservation" help:"Memory the kernel reclaims only under pressure." placeholder:"SIZE"`
+	MemorySwap        string  `name:"memory-swap" help:"Memory and swap together (-1 for unlimited swap)." placeholder:"SIZE"`
+	PidsLimit         *int64  `name:"pids-limit" help:"Most processes and threads (-1 or 0 for no limit)." placeholder:"N"`
+	CPUShare          *uint64 `name:"cpu-share" help:"Relative CPU weight in cgroup v1 shares (2 to 262144)." placeholder:"N"`
+	CPUQuota          *int64  `name:"cpu-quota" help:"CPU time per period, microseconds (-1 for none)." placeholder:"USEC"`
+	CPUPeriod         *uint64 `name:"cpu-period" help:"The period of --cpu-quota, microseconds." placeholder:"USEC"`
+	CpusetCpus        string  `name:"cpuset-cpus" help:"CPUs the container may use (0-2,4)." placeholder:"LIST"`
+	CpusetMems        string  `name:"cpuset-mems" help:"Memory nodes the container may use." placeholder:"LIST"`
+	BlkioWeight       *uint16 `name:"blkio-weight" help:"Relative block I/O weight (10 to 1000)." placeholder:"N"`
+	ID                string  `arg:"" name:"ID" help:"The container."`
 }
 
-// Run applies new resource limits to the container.
+// Run applies new resource limits to the container, as runc update does.
 func (c *ociUpdateCmd) Run(g *ociCmd) error {
-	in := os.Stdin
-	if c.Resources != "-" {
-		f, err := os.Open(c.Resources)
-		if err != nil {
-			return g.done(fmt.Errorf("reading the resources: %w", err))
-		}
-		defer f.Close()
-		in = f
+	res, err := c.resources()
+	if err != nil {
+		return g.done(err)
 	}
-	return g.done(oci.Update(g.Root, c.ID, in))
+	return g.done(oci.UpdateResources(g.Root, c.ID, res, g.warn))
+}
+
+// resources reads --resources and lays the flags over it.
+func (c *ociUpdateCmd) resources() (*specs.LinuxResources, error) {
+	res := &specs.LinuxResources{}
+	if c.Resources != "" {
+		in := os.Stdin
+		if c.Resources != "-" {
+			f, err := os.Open(c.Resources)
+			if err != nil {
+				return nil, fmt.Errorf("reading the resources: %w", err)
+			}
+			defer f.Close()
+			in = f
+		}
+		if err := json.NewDecoder(in).Decode(res); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("reading the resources: %w", err)
+		}
+	}
+	size := func(flag, v string) (*int64, error) {
+		if v == "" {
+			return nil, nil
+		}
+		if v == "-1" {
+			n := int64(-1)
+			return &n, nil
+		}
+		n, err := spec.ParseSize(v)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", flag, v, err)
+		}
+		return &n, nil
+	}
+	mem := res.Memory
+	if mem == nil {
+		mem = &specs.LinuxMemory{}
+	}
+	for _, f := range []struct {
+		flag, v string
+		dst     **int64
+	}{{"memory", c.Memory, &mem.Limit}, {"memory-reservation", c.MemoryReservation, &mem.Reservation}, {"memory-swap", c.MemorySwap, &mem.Swap}} {
+		n, err := size(f.flag, f.v)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil {
+			*f.dst, res.Memory = n, mem
+		}
+	}
+	if c.PidsLimit != nil {
+		res.Pids = &specs.LinuxPids{Limit: c.PidsLimit}
+	}
+	cpu := res.CPU
+	if cpu == nil {
+		cpu = &specs.LinuxCPU{}
+	}
+	if c.CPUShare != nil || c.CPUQuota != nil || c.CPUPeriod != nil || c.CpusetCpus != "" || c.CpusetMems != "" {
+		res.CPU = cpu
+		if c.CPUShare != nil {
+			cpu.Shares = c.CPUShare
+		}
+		if c.CPUQuota != nil {
+			cpu.Quota = c.CPUQuota
+		}
+		if c.CPUPeriod != nil {
+			cpu.Period = c.CPUPeriod
+		}
+		if c.CpusetCpus != "" {
+			cpu.Cpus = c.CpusetCpus
+		}
+		if c.CpusetMems != "" {
+			cpu.Mems = c.CpusetMems
+		}
+	}
+	if c.BlkioWeight != nil {
+		if res.BlockIO == nil {
+			res.BlockIO = &specs.LinuxBlockIO{}
+		}
+		res.BlockIO.Weight = c.BlkioWeight
+	}
+	return res, nil
 }
