@@ -81,8 +81,12 @@ func main() {
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	// Re-executed from /proc/self/fd/N or /proc/self/exe, the kernel
 	// would name these processes "4" or "exe" in ps; name them by role.
+	// prctl names only the calling thread, and the main goroutine may
+	// already run on another than the leader, whose name ps shows: the
+	// leader is named through /proc/self/comm too.
 	if strings.HasPrefix(os.Args[0], "ursb-") {
 		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(unsafe.StringData(os.Args[0]+"\x00"))), 0, 0, 0)
+		_ = os.WriteFile("/proc/self/comm", []byte(os.Args[0]), 0)
 	}
 	if len(os.Args) > 1 && os.Args[1] == userns.JoinArg {
 		userns.JoinChild()
