@@ -77,12 +77,20 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	if err != nil {
 		return nil, err
 	}
-	if path := netnsPath(c); path != "" {
-		// init is cloned from this thread, into its network namespace.
-		runtime.LockOSThread()
-		if err := setns(path, unix.CLONE_NEWNET); err != nil {
-			return nil, fmt.Errorf("joining the network namespace %s: %w", path, err)
+	// init is cloned from this thread, into the namespaces config.json
+	// joins by path.
+	runtime.LockOSThread()
+	for _, ns := range []struct {
+		typ  specs.LinuxNamespaceType
+		flag int
+	}{{specs.IPCNamespace, unix.CLONE_NEWIPC}, {specs.UTSNamespace, unix.CLONE_NEWUTS}, {specs.NetworkNamespace, unix.CLONE_NEWNET}} {
+		if path := nsPath(c, ns.typ); path != "" {
+			if err := setns(path, ns.flag); err != nil {
+				return nil, fmt.Errorf("joining the %s namespace %s: %w", ns.typ, path, err)
+			}
 		}
+	}
+	if nsPath(c, specs.NetworkNamespace) != "" {
 		if err := setNetSysctls(s); err != nil {
 			return nil, err
 		}
@@ -224,7 +232,9 @@ func Kill(root, id string, sig unix.Signal) error {
 		return err
 	}
 	if r.Status == specs.StateStopped {
-		return fmt.Errorf("container %s is not running", id)
+		// runc's words: containerd's shim reads them as a process
+		// already gone, which a pod's stop expects of its sandbox.
+		return fmt.Errorf("container not running: %s has stopped", id)
 	}
 	return unix.Kill(r.Pid, sig)
 }
