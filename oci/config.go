@@ -139,6 +139,9 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 	if s.Hostname == "" {
 		s.Hostname = id
 	}
+	// A pod's containers join its sandbox's: Create enters them.
+	s.SharedIPC = nsPath(c, specs.IPCNamespace) != ""
+	s.SharedUTS = nsPath(c, specs.UTSNamespace) != ""
 	for _, m := range c.Mounts {
 		if slices.Contains(sandboxMounts, filepath.Clean(m.Destination)) {
 			continue
@@ -254,20 +257,20 @@ func network(c *specs.Spec) (spec.NetMode, error) {
 		case n.Type == specs.NetworkNamespace && n.Path == "":
 			mode = spec.NetNone
 		case n.Type == specs.NetworkNamespace, n.Type == specs.UserNamespace:
-		case n.Path != "":
-			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins only a network namespace by path; let the container have its own %s namespace", n.Type, n.Path, n.Type)
+		case n.Path != "" && n.Type != specs.IPCNamespace && n.Type != specs.UTSNamespace:
+			return "", fmt.Errorf("config.json joins the %s namespace %s: ursb joins only network, IPC and UTS namespaces by path; let the container have its own %s namespace", n.Type, n.Path, n.Type)
 		}
 	}
 	return mode, nil
 }
 
-// netnsPath is the network namespace config.json joins, if any.
-func netnsPath(c *specs.Spec) string {
+// nsPath is the namespace of type typ config.json joins, if any.
+func nsPath(c *specs.Spec, typ specs.LinuxNamespaceType) string {
 	if c.Linux == nil {
 		return ""
 	}
 	for _, n := range c.Linux.Namespaces {
-		if n.Type == specs.NetworkNamespace {
+		if n.Type == typ {
 			return n.Path
 		}
 	}

@@ -67,7 +67,7 @@ func TestToSpecRefuses(t *testing.T) {
 		{"no args", func(c *specs.Spec) { c.Process.Args = nil }, "process.args"},
 		{"no root", func(c *specs.Spec) { c.Root.Path = "missing" }, "not a directory"},
 		{"no userns", func(c *specs.Spec) { c.Linux.Namespaces = c.Linux.Namespaces[:6] }, "user namespace"},
-		{"ipc path", func(c *specs.Spec) { c.Linux.Namespaces[2].Path = "/proc/1/ns/ipc" }, "only a network namespace by path"},
+		{"pid path", func(c *specs.Spec) { c.Linux.Namespaces[0].Path = "/proc/1/ns/pid" }, "only network, IPC and UTS namespaces by path"},
 		{"userns path", func(c *specs.Spec) { c.Linux.Namespaces[6].Path = "/proc/1/ns/user" }, "user namespace by path"},
 		{"sys_admin", func(c *specs.Spec) {
 			c.Process.Capabilities.Bounding = append(c.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
@@ -133,8 +133,32 @@ func TestToSpecTerminalAndJoinedNetwork(t *testing.T) {
 	if !s.TTY || s.WinSize == nil || s.WinSize.Rows != 24 || s.WinSize.Cols != 80 {
 		t.Errorf("tty %v size %+v", s.TTY, s.WinSize)
 	}
-	if s.Network.Mode != spec.NetHost || netnsPath(c) != "/run/netns/x" {
-		t.Errorf("network %q, path %q", s.Network.Mode, netnsPath(c))
+	if s.Network.Mode != spec.NetHost || nsPath(c, specs.NetworkNamespace) != "/run/netns/x" {
+		t.Errorf("network %q, path %q", s.Network.Mode, nsPath(c, specs.NetworkNamespace))
+	}
+	if s.SharedIPC || s.SharedUTS {
+		t.Errorf("IPC and UTS namespaces of their own were asked, got shared IPC %v UTS %v", s.SharedIPC, s.SharedUTS)
+	}
+}
+
+// A pod's container joins its sandbox's IPC and UTS namespaces by path,
+// as the CRI writes them: create enters them, so init keeps them.
+func TestToSpecJoinedIPCAndUTS(t *testing.T) {
+	b := bundleWith(t)
+	c := Example(true)
+	c.Process.Terminal = false
+	for i, n := range c.Linux.Namespaces {
+		if n.Type == specs.IPCNamespace || n.Type == specs.UTSNamespace {
+			c.Linux.Namespaces[i].Path = "/proc/1/ns/" + string(n.Type)
+		}
+	}
+	host := idmap.Host{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	s, _, err := ToSpec("c1", b, c, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.SharedIPC || !s.SharedUTS {
+		t.Errorf("shared IPC %v UTS %v, want both", s.SharedIPC, s.SharedUTS)
 	}
 }
 

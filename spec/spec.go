@@ -16,6 +16,14 @@ type Spec struct {
 	User User `json:"user"`
 	// Hostname is the UTS name inside the sandbox.
 	Hostname string `json:"hostname"`
+	// SharedIPC and SharedUTS keep init in the IPC and UTS namespaces of
+	// the process that starts it rather than new ones: an OCI runtime
+	// enters those config.json joins by path (a pod's) before init is
+	// cloned. Hostname is then not set, and /dev/mqueue not mounted: an
+	// mqueue instance belongs to the owner of its IPC namespace, which is
+	// not the sandbox's user namespace.
+	SharedIPC bool `json:"sharedIPC,omitempty"`
+	SharedUTS bool `json:"sharedUTS,omitempty"`
 	// Rootfs is the absolute path of the root filesystem; empty means a
 	// read-only view of the host's /.
 	Rootfs string `json:"rootfs,omitempty"`

@@ -139,7 +139,9 @@ func setupSteps(s *spec.Spec, stage string, ch syncChannel) []step {
 		}
 		return openSandboxRoot()
 	})
-	add("setting the hostname", func() error { return setHostname(s.Hostname) })
+	if !s.SharedUTS {
+		add("setting the hostname", func() error { return setHostname(s.Hostname) })
+	}
 	add("entering the working directory "+s.Cwd, func() error {
 		// Like podman, a missing working directory is created.
 		err := os.MkdirAll(s.Cwd, 0o755)
@@ -572,8 +574,12 @@ func (r *rootfs) setupDev(s *spec.Spec) error {
 	if err := mountOn(devfd, "shm", true, "shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, shm); err != nil {
 		return fmt.Errorf("/dev/shm: %w", err)
 	}
-	if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("/dev/mqueue: %w", err)
+	// Mounting mqueue needs CAP_SYS_ADMIN over the user namespace that
+	// owns the IPC namespace, which a shared one's is not.
+	if !s.SharedIPC {
+		if err := mountOn(devfd, "mqueue", true, "mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("/dev/mqueue: %w", err)
+		}
 	}
 	links := [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
 	for _, l := range links {

@@ -143,9 +143,15 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
 
-	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP)
 	if !s.Network.Mode.Host() {
 		flags |= unix.CLONE_NEWNET
+	}
+	if !s.SharedIPC {
+		flags |= unix.CLONE_NEWIPC
+	}
+	if !s.SharedUTS {
+		flags |= unix.CLONE_NEWUTS
 	}
 	path, args := "/proc/self/fd/4", []string{InitArg0}
 	if o.JoinPID > 0 {
