@@ -87,6 +87,11 @@ state = "$dir/state"
 
 [$cri]
   sandbox_image = "localhost/ursb-e2e/pause:1"
+  # The CRI gives a pod's sandbox an oom_score_adj of -998, which root
+  # may set only with CAP_SYS_RESOURCE: a machine that is itself a
+  # container may not give it, and runc then fails. Bounded, it is
+  # containerd's own.
+  restrict_oom_score_adj = true
 
 [$cri.cni]
   bin_dir = "$dir/cni/bin"
