@@ -2,8 +2,10 @@
 //
 // The parent side (Run) validates nothing itself: it takes a
 // validated spec, clones the child with a new user namespace and, in the same
-// clone, new pid, mount, uts, ipc, net and cgroup namespaces, writes the id
-// maps, sends the spec and forwards signals until the sandbox ends.
+// clone, new pid, mount, uts, ipc, net and cgroup namespaces (the uts,
+// ipc and net ones of the caller's thread instead when the spec shares
+// them: an OCI runtime enters a pod's before), writes the id maps, sends
+// the spec and forwards signals until the sandbox ends.
 //
 // The child side (Init) runs as the re-executed ursb binary, PID 1 of the new
 // pid namespace and root in the new user namespace. It turns the spec into an
