@@ -62,7 +62,8 @@ func (l podmanLab) run(runtime string, opts []string, argv ...string) result {
 // TestOCIPodman: rootless podman drives ursb as its OCI runtime through
 // containers.conf, and sees what it sees with runc in the same run: exit
 // codes, a detached container with exec (with and without a terminal),
-// stop and rm, a terminal, a read-only volume and a read-only root.
+// another in its IPC and UTS namespaces, stop and rm, a terminal, a
+// read-only volume and a read-only root.
 func TestOCIPodman(t *testing.T) {
 	l := newPodmanLab(t)
 	if res := l.run("runc", nil, "true"); res.Code != 0 {
@@ -115,6 +116,14 @@ func TestOCIPodman(t *testing.T) {
 			}
 			if res := l.podman(rt, "exec", name, "sh", "-c", "ps -o comm | grep -c sleep"); res.Code != 0 || strings.TrimSpace(res.Stdout) != "1" {
 				t.Errorf("exec sees the container's processes: %s", res)
+			}
+			// Another container in its IPC and UTS namespaces, as a
+			// pod's containers are: the runtime joins them by path.
+			const nsOf = "readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts"
+			want := l.podman(rt, "exec", name, "sh", "-c", nsOf)
+			got := l.run(rt, []string{"--ipc", "container:" + name, "--uts", "container:" + name}, "sh", "-c", nsOf)
+			if want.Code != 0 || !strings.HasPrefix(want.Stdout, "ipc:[") || got.Code != 0 || got.Stdout != want.Stdout {
+				t.Errorf("--ipc and --uts container:%s: %s, want the container's %s", name, got, want)
 			}
 			if res := l.podman(rt, "stop", "-t", "2", name); res.Code != 0 {
 				t.Errorf("stop: %s", res)

@@ -285,7 +285,9 @@ func Kill(root, id string, sig unix.Signal, all bool) error {
 		return err
 	}
 	if r.Status == specs.StateStopped {
-		return fmt.Errorf("container %s is not running", id)
+		// runc's words: containerd's shim reads them as a process
+		// already gone, which a pod's stop expects of its sandbox.
+		return fmt.Errorf("container not running: %s has stopped", id)
 	}
 	if err := unix.Kill(r.Pid, sig); err != nil {
 		return err

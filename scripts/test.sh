@@ -10,6 +10,9 @@
 # (URSB_E2E_CGROUP=1 tells the tests), then the OCI runtime-tools validation
 # suite against runc and ursb (scripts/oci-validate.sh), and finally the QEMU
 # lane (a cgroup v2 kernel with controllers) when its script is present.
+# The tests of ursb under containerd (ctr and the CRI, through crictl) run
+# in a pass of their own as root, against a containerd this script starts
+# (scripts/containerd.sh): containerd runs its runtimes as root.
 #
 # Run as a normal user, it runs what it can and says what it skipped.
 #
@@ -47,7 +50,9 @@ say() { printf '== %s\n' "$*"; }
 work=$(mktemp -d)
 cgroup=
 made_run_user=
+containerd_dir=
 cleanup() {
+	if [ -n "$containerd_dir" ]; then scripts/containerd.sh stop "$containerd_dir"; fi
 	if [ -n "$made_run_user" ]; then rm -rf "$made_run_user"; fi
 	if [ "$(id -u)" = 0 ]; then
 		ip netns del "$NETNS" 2>/dev/null || true
@@ -107,7 +112,7 @@ if [ "$(id -u)" = 0 ]; then
 	apt_get install -y -qq --no-install-recommends \
 		uidmap busybox-static iproute2 procps util-linux passwd \
 		fuse-overlayfs fuse3 passt slirp4netns python3 dbus-daemon podman runc make \
-		debootstrap debian-archive-keyring
+		debootstrap debian-archive-keyring buildah containerd
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		useradd -m -s /bin/bash "$TEST_USER"
 	fi
@@ -208,12 +213,13 @@ fi
 say "unit tests"
 go test $(go list ./... | grep -v /e2e$) || failed=1
 
-# run_e2e runs the end-to-end suite (only the tests matching URSB_E2E_RUN,
-# when set) and prints a one-line summary, or why there is none.
+# run_e2e runs the end-to-end suite (only the tests matching e2e_run, by
+# default URSB_E2E_RUN, when set) and prints a one-line summary, or why
+# there is none.
 run_e2e() {
-	local log=$work/e2e.log
+	local log=$work/e2e.log run=${e2e_run-${URSB_E2E_RUN:-}}
 	set +e
-	"$@" "$work/e2e.test" -test.v -test.timeout 20m ${URSB_E2E_RUN:+-test.run "$URSB_E2E_RUN"} 2>&1 | tee "$log"
+	"$@" "$work/e2e.test" -test.v -test.timeout 20m ${run:+-test.run "$run"} 2>&1 | tee "$log"
 	local rc=${PIPESTATUS[0]}
 	set -e
 	local pass fail skip
@@ -231,6 +237,37 @@ run_e2e() {
 	fi
 	echo "e2e: $pass passed, $fail failed, $skip skipped"
 	if [ "$rc" != 0 ]; then failed=1; fi
+}
+
+# containerd_pass runs the containerd tests that URSB_E2E_RUN selects as
+# root, in the suite's network namespace, against a containerd of their
+# own with ursb as runtime handler "ursb", and crictl built from the Go
+# module proxy.
+containerd_pass() {
+	local t sel=() crictl_dir why
+	for t in TestOCIContainerd TestOCICRI; do
+		if [ -z "${URSB_E2E_RUN:-}" ] || [[ $t =~ $URSB_E2E_RUN ]]; then sel+=("$t"); fi
+	done
+	[ ${#sel[@]} -gt 0 ] || return 0
+	say "end-to-end tests under containerd, as root"
+	local env=(URSB_BIN="$work/ursb" TMPDIR=/tmp HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+	if crictl_dir=$(scripts/crictl.sh /var/cache/ursb-e2e 2>"$work/crictl.err"); then
+		env[3]=PATH=$crictl_dir:${env[3]#PATH=}
+	else
+		skipped+=("CRI tests: $(cat "$work/crictl.err")")
+	fi
+	ln -sf ursb "$work/ursb-runc"
+	if why=$(scripts/containerd.sh start "$work/containerd" "$work/ursb-runc" "$NETNS" 2>&1); then
+		containerd_dir=$work/containerd
+		env+=(URSB_E2E_CONTAINERD="$containerd_dir/containerd.sock")
+	else
+		env+=(URSB_E2E_CONTAINERD_WHY="scripts/containerd.sh cannot start containerd: $why")
+	fi
+	e2e_run="^($(IFS='|'; echo "${sel[*]}"))\$" run_e2e nsenter --net="/run/netns/$NETNS" env -i "${env[@]}"
+	if [ -n "$containerd_dir" ]; then
+		scripts/containerd.sh stop "$containerd_dir"
+		containerd_dir=
+	fi
 }
 
 say "end-to-end tests"
@@ -306,8 +343,10 @@ if [ "$(id -u)" = 0 ]; then
 	run_e2e "${enter[@]}" nsenter --net="/run/netns/$NETNS" runuser -u "$TEST_USER" -- env -i \
 		HOME="$home" USER="$TEST_USER" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		URSB_BIN="$work/ursb" TMPDIR=/tmp URSB_E2E_SUBMOUNT="$SUBMOUNT" URSB_E2E_FULLDISK="$FULLDISK" URSB_E2E_PRIVATE="$PRIVATE" URSB_E2E_BOUND="$SEARCH/a" URSB_E2E_DEEP="$DEEP/a/b/c/x" URSB_E2E_OTHER_FUSE="$OTHERFUSE/m" \
-		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}" "${debian_env[@]}"
+		URSB_E2E_ROOT_OWNED_ROOTFS="$rootowned" "${cgroup_env[@]}" "${debian_env[@]}" \
+		URSB_E2E_CONTAINERD_WHY="containerd runs its runtimes as root: this test runs in scripts/test.sh's root pass"
 	if [ -n "$cgroup" ]; then remove_cgroup; fi
+	containerd_pass
 else
 	skipped+=("netns harness and test user: run as root to get them; the suite runs as $(id -un) on this host's network")
 	URSB_BIN="$work/ursb" run_e2e env "${debian_env[@]}"
