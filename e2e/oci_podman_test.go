@@ -63,9 +63,13 @@ func (l podmanLab) run(runtime string, opts []string, argv ...string) result {
 // containers.conf, and sees what it sees with runc in the same run: exit
 // codes, a detached container with exec (with and without a terminal),
 // another in its IPC and UTS namespaces, stop and rm, a terminal, a
-// read-only volume and a read-only root.
+// read-only volume, a read-only root, and seccomp profiles.
 func TestOCIPodman(t *testing.T) {
 	l := newPodmanLab(t)
+	profile := filepath.Join(t.TempDir(), "seccomp.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if res := l.run("runc", nil, "true"); res.Code != 0 {
 		t.Skipf("rootless podman with runc, the baseline, cannot run a container here: %s", res)
 	}
@@ -101,6 +105,17 @@ func TestOCIPodman(t *testing.T) {
 			res = l.run(rt, []string{"-t"}, "sh", "-c", "tty")
 			if res.Code != 0 || !strings.HasPrefix(res.Stdout, "/dev/pts/") {
 				t.Errorf("run -t: %s, want a terminal", res)
+			}
+
+			// podman's profile, and one given to it, are what the
+			// command runs under: mkdir fails with the profile's errno.
+			res = l.run(rt, nil, "sh", "-c", "grep ^Seccomp: /proc/self/status; rmdir /tmp/d 2>/dev/null; mkdir /tmp/d && echo made")
+			if res.Code != 0 || !strings.Contains(res.Stdout, "Seccomp:\t2") || !strings.Contains(res.Stdout, "made") {
+				t.Errorf("podman's default profile: %s, want filter mode and mkdir allowed", res)
+			}
+			res = l.run(rt, []string{"--security-opt", "seccomp=" + profile}, "sh", "-c", "rmdir /tmp/d 2>/dev/null; mkdir /tmp/d && echo made")
+			if res.Code == 0 || strings.Contains(res.Stdout, "made") || !strings.Contains(res.Stderr, "Permission denied") {
+				t.Errorf("a profile denying mkdir with EACCES: %s", res)
 			}
 
 			name := "detached-" + rt

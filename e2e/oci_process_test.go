@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestOCIProcessSettings: the command of an OCI container gets the
@@ -134,5 +136,83 @@ func TestOCIJoinsUTSAndIPC(t *testing.T) {
 	}
 	if parts[2] != "pod-host\n" {
 		t.Errorf("the joined UTS namespace is named %q, want pod-host", parts[2])
+	}
+}
+
+// TestOCISeccompProfile: the filter config.json gives is the one the
+// command runs under, not ursb's own: a call it denies fails with its
+// errno, an argument test decides, and without the profile the same probes
+// succeed, so they can tell.
+func TestOCISeccompProfile(t *testing.T) {
+	requireUnprivileged(t)
+	l := ociLab{t: t, root: filepath.Join(t.TempDir(), "state")}
+	rootfs := busyboxRootfs(t)
+	bundle := t.TempDir()
+	l.must("spec", "--rootless", "--bundle", bundle)
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["root"] = map[string]any{"path": rootfs, "readonly": false}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	// chmod 0700 is refused (an argument test), 0755 allowed; mkdir is
+	// refused with EACCES, and Seccomp: 2 is filter mode.
+	proc["args"] = []string{"sh", "-c", `grep '^Seccomp:' /proc/self/status
+mkdir /tmp/d$$ && echo mkdir ok
+touch /tmp/f; chmod 0755 /tmp/f && echo chmod 0755 ok
+chmod 0700 /tmp/f && echo chmod 0700 ok; true`}
+	linux := cfg["linux"].(map[string]any)
+	write := func() {
+		t.Helper()
+		data, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	plain := l.must("run", "--bundle", bundle, "plain")
+	for _, want := range []string{"mkdir ok", "chmod 0755 ok", "chmod 0700 ok"} {
+		if !strings.Contains(plain.Stdout, want) {
+			t.Fatalf("without a profile the probe %q did not succeed: %s", want, plain)
+		}
+	}
+	eacces := int(unix.EACCES)
+	linux["seccomp"] = map[string]any{
+		"defaultAction": "SCMP_ACT_ALLOW",
+		"architectures": []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+		"syscalls": []map[string]any{
+			{"names": []string{"mkdir", "mkdirat"}, "action": "SCMP_ACT_ERRNO", "errnoRet": eacces},
+			{"names": []string{"chmod", "fchmod"}, "action": "SCMP_ACT_ERRNO",
+				"args": []map[string]any{{"index": 1, "value": 0o700, "op": "SCMP_CMP_EQ"}}},
+			{"names": []string{"fchmodat", "fchmodat2"}, "action": "SCMP_ACT_ERRNO",
+				"args": []map[string]any{{"index": 2, "value": 0o700, "op": "SCMP_CMP_EQ"}}},
+		},
+	}
+	write()
+	res := l.must("run", "--bundle", bundle, "filtered")
+	if statusField(t, res.Stdout, "Seccomp") != "2" {
+		t.Errorf("the command is not in seccomp filter mode: %s", res)
+	}
+	if strings.Contains(res.Stdout, "mkdir ok") || !strings.Contains(res.Stderr, "Permission denied") {
+		t.Errorf("mkdir should fail with EACCES: %s", res)
+	}
+	if !strings.Contains(res.Stdout, "chmod 0755 ok") || strings.Contains(res.Stdout, "chmod 0700 ok") || !strings.Contains(res.Stderr, "Operation not permitted") {
+		t.Errorf("chmod 0755 should pass and 0700 fail with EPERM: %s", res)
+	}
+
+	linux["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock"}
+	write()
+	bad := l.oci("run", "--bundle", bundle, "agent")
+	if bad.Code != 125 || !strings.Contains(bad.Stderr, "seccomp agents") {
+		t.Errorf("a profile for a seccomp agent: %s", bad)
 	}
 }

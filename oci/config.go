@@ -196,9 +196,11 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		}
 		s.Security.MaskedPaths, s.Security.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 		if l.Seccomp != nil {
-			// Until the spec's own profile is compiled, the engine's
-			// wish for a filter gets ursb's default one, never none.
-			s.Security.Seccomp = spec.SeccompDefault
+			p, err := seccompProfile(l.Seccomp)
+			if err != nil {
+				return nil, idmap.Plan{}, err
+			}
+			s.Security.Seccomp, s.Security.SeccompProfile = spec.SeccompGiven, p
 		}
 		for k, v := range l.Sysctl {
 			if s.Sysctls == nil {
@@ -410,8 +412,43 @@ func Features() features.Features {
 			// cgroup v2 only; systemd's notation is read, but the
 			// cgroup is made without asking systemd.
 			Cgroup:   &features.Cgroup{V1: &no, V2: &yes, Systemd: &no, SystemdUser: &no},
+			Seccomp:  userns.SeccompFeatures(),
 			Apparmor: &features.Apparmor{Enabled: &no},
 			Selinux:  &features.Selinux{Enabled: &no},
 		},
 	}
+}
+
+// seccompProfile is config.json's linux.seccomp as ursb applies it,
+// checked now so that create fails before anything exists.
+func seccompProfile(l *specs.LinuxSeccomp) (*spec.SeccompProfile, error) {
+	if l.ListenerPath != "" {
+		return nil, fmt.Errorf("config.json's seccomp profile sends calls to an agent at %s; ursb does not support seccomp agents, drop listenerPath", l.ListenerPath)
+	}
+	p := &spec.SeccompProfile{DefaultAction: string(l.DefaultAction), DefaultErrno: errnoRet(l.DefaultErrnoRet)}
+	for _, a := range l.Architectures {
+		p.Architectures = append(p.Architectures, string(a))
+	}
+	for _, f := range l.Flags {
+		p.Flags = append(p.Flags, string(f))
+	}
+	for _, sc := range l.Syscalls {
+		r := spec.SeccompRule{Names: sc.Names, Action: string(sc.Action), Errno: errnoRet(sc.ErrnoRet)}
+		for _, a := range sc.Args {
+			r.Args = append(r.Args, spec.SeccompArg{Index: a.Index, Value: a.Value, ValueTwo: a.ValueTwo, Op: string(a.Op)})
+		}
+		p.Syscalls = append(p.Syscalls, r)
+	}
+	if err := userns.CheckSeccompProfile(p); err != nil {
+		return nil, fmt.Errorf("config.json's seccomp profile: %w", err)
+	}
+	return p, nil
+}
+
+func errnoRet(e *uint) *uint32 {
+	if e == nil {
+		return nil
+	}
+	v := uint32(*e)
+	return &v
 }

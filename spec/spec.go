@@ -311,16 +311,55 @@ type Security struct {
 	MaskedPaths []string `json:"maskedPaths"`
 	// ReadonlyPaths are made read-only inside the sandbox.
 	ReadonlyPaths []string `json:"readonlyPaths"`
-	// Seccomp is SeccompDefault or SeccompUnconfined.
+	// Seccomp is SeccompDefault, SeccompUnconfined or SeccompGiven.
 	Seccomp string `json:"seccomp"`
+	// SeccompProfile is the filter SeccompGiven applies.
+	SeccompProfile *SeccompProfile `json:"seccompProfile,omitempty"`
 	// NoNewPrivileges sets no_new_privs: set-uid programs and file
 	// capabilities grant nothing.
 	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
 }
 
 // The system call filters of a sandbox: ursb's default, which denies what
-// podman's default profile denies, or none at all.
+// podman's default profile denies, none at all, or a profile given as data
+// (an OCI config's).
 const (
 	SeccompDefault    = "default"
 	SeccompUnconfined = "unconfined"
+	SeccompGiven      = "given"
 )
+
+// SeccompProfile is a system call filter in the shape of an OCI config's
+// linux.seccomp, with libseccomp's names (SCMP_ACT_*, SCMP_ARCH_*,
+// SCMP_CMP_*). A call is decided by the first rule that names it and whose
+// argument tests all hold, else by DefaultAction.
+type SeccompProfile struct {
+	DefaultAction string `json:"defaultAction"`
+	// DefaultErrno is what SCMP_ACT_ERRNO or SCMP_ACT_TRACE as the
+	// default returns; nil means EPERM.
+	DefaultErrno  *uint32       `json:"defaultErrno,omitempty"`
+	Architectures []string      `json:"architectures,omitempty"`
+	Flags         []string      `json:"flags,omitempty"`
+	Syscalls      []SeccompRule `json:"syscalls,omitempty"`
+}
+
+// SeccompRule gives the calls it names an action when all of its argument
+// tests hold.
+type SeccompRule struct {
+	Names  []string `json:"names"`
+	Action string   `json:"action"`
+	// Errno is what SCMP_ACT_ERRNO or SCMP_ACT_TRACE returns; nil means
+	// EPERM.
+	Errno *uint32      `json:"errno,omitempty"`
+	Args  []SeccompArg `json:"args,omitempty"`
+}
+
+// SeccompArg compares argument Index (from 0) with Value by Op; for
+// SCMP_CMP_MASKED_EQ, Value is the mask and ValueTwo what the masked
+// argument must equal.
+type SeccompArg struct {
+	Index    uint   `json:"index"`
+	Value    uint64 `json:"value"`
+	ValueTwo uint64 `json:"valueTwo,omitempty"`
+	Op       string `json:"op"`
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/ursb/ursb/spec"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -226,15 +227,35 @@ func lifted(d denial, keep map[string]bool) bool {
 	return false
 }
 
-// loadSeccomp installs the filter on the calling thread; the processes it
-// forks inherit it. It must run while the thread still holds CAP_SYS_ADMIN
-// in the sandbox's user namespace, which lets it install a filter without
-// no_new_privs: set-uid programs inside keep working, as with podman.
-func loadSeccomp(keep map[string]bool) error {
+// loadSeccomp installs the sandbox's filter on the calling thread; the
+// processes it forks inherit it. It must run while the thread still holds
+// CAP_SYS_ADMIN in the sandbox's user namespace, which lets it install a
+// filter without no_new_privs: set-uid programs inside keep working, as
+// with podman.
+func loadSeccomp(sec spec.Security, keep map[string]bool) error {
+	if sec.Seccomp == spec.SeccompGiven {
+		insns, flags, err := profileFilter(sec.SeccompProfile)
+		if err != nil {
+			return err
+		}
+		return loadFilter(insns, flags)
+	}
 	insns, err := seccompFilter(keep)
 	if err != nil {
 		return err
 	}
+	// Kernels before 5.16 also turn on the speculative store bypass
+	// mitigation for every filtered process unless told otherwise, which
+	// slows a whole build down. It guards code sandboxed within one
+	// process, which a build is not; later kernels no longer tie it to
+	// seccomp. A given profile sets the flag itself, or not.
+	return loadFilter(insns, unix.SECCOMP_FILTER_FLAG_TSYNC|unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+}
+
+// loadFilter installs a filter with flags, which always include TSYNC: it
+// puts the filter on every thread of init, not only this one, as a command
+// that may ptrace could otherwise act through another.
+func loadFilter(insns []bpf.Instruction, flags uintptr) error {
 	raw, err := bpf.Assemble(insns)
 	if err != nil {
 		return err
@@ -244,14 +265,6 @@ func loadSeccomp(keep map[string]bool) error {
 		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	// Kernels before 5.16 also turn on the speculative store bypass
-	// mitigation for every filtered process unless told otherwise, which
-	// slows a whole build down. It guards code sandboxed within one
-	// process, which a build is not; later kernels no longer tie it to
-	// seccomp.
-	// TSYNC puts the filter on every thread of init, not only this one:
-	// a command that may ptrace could otherwise act through another.
-	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW)
 	for {
 		r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
 		switch {

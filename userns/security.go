@@ -111,7 +111,7 @@ func confine(s *spec.Spec) error {
 	// The filter goes on while this thread still holds CAP_SYS_ADMIN in
 	// the sandbox's user namespace (see loadSeccomp).
 	if s.Security.Seccomp != spec.SeccompUnconfined {
-		if err := loadSeccomp(keep); err != nil {
+		if err := loadSeccomp(s.Security, keep); err != nil {
 			return fmt.Errorf("installing the seccomp filter: %w", err)
 		}
 	}
