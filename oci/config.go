@@ -403,6 +403,7 @@ func Features() features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		MountOptions:  []string{"bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec"},
+		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
 		Linux: &features.Linux{
 			Namespaces: []string{"cgroup", "ipc", "mount", "network", "pid", "user", "uts"},
 			Capabilities: func() []string {

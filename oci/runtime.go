@@ -48,15 +48,15 @@ func Run(root, id, bundle string, o CreateOptions, detach bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := Start(root, id); err != nil {
-		_ = Delete(root, id, true)
+	if err := Start(root, id, o.Warn); err != nil {
+		_ = Delete(root, id, true, o.Warn)
 		return 0, err
 	}
 	if detach {
 		return 0, nil
 	}
 	exit, err := sb.Wait()
-	if derr := Delete(root, id, true); err == nil {
+	if derr := Delete(root, id, true, o.Warn); err == nil {
 		err = derr
 	}
 	return exit.Code, err
@@ -78,6 +78,9 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	}
 	if s.TTY && o.ConsoleSocket == "" {
 		return nil, fmt.Errorf("config.json asks for a terminal (process.terminal): give --console-socket, or set it to false")
+	}
+	if err := checkHooks(c.Hooks); err != nil {
+		return nil, err
 	}
 	dir, err := containerDir(root, id)
 	if err != nil {
@@ -213,10 +216,26 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 	r := &record{State: State{
 		Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: pid, Bundle: bundle,
 		Rootfs: s.Rootfs, Created: time.Now().UTC(), Owner: owner(), Annotations: c.Annotations,
-	}, PidStart: start, Spec: s, Cgroup: leaf.Path()}
+	}, PidStart: start, Spec: s, Cgroup: leaf.Path(), Hooks: c.Hooks}
 	if err := save(dir, r); err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return nil, fmt.Errorf("saving the state of %s: %w", id, err)
+	}
+	if h := c.Hooks; h != nil {
+		// After the container exists and before create returns, as the
+		// runtime spec orders them; one that fails ends the container.
+		err := runHooks(hookPrestart, h.Prestart, r)
+		if err == nil {
+			err = runHooks(hookCreateRuntime, h.CreateRuntime, r)
+		}
+		if err == nil {
+			err = runHooks(hookCreateContainer, h.CreateContainer, r)
+		}
+		if err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			awaitEnd(r)
+			return nil, err
+		}
 	}
 	if o.PidFile != "" {
 		if err := WritePidFile(o.PidFile, pid); err != nil {
@@ -225,6 +244,18 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		}
 	}
 	return sb, nil
+}
+
+// awaitEnd waits for the init of r to end after SIGKILL, which is
+// quick, and reports whether it did.
+func awaitEnd(r *record) bool {
+	for deadline := time.Now().Add(10 * time.Second); alive(r.Pid, r.PidStart); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // WritePidFile writes pid the way engines read it: renamed into place, so
@@ -238,14 +269,22 @@ func WritePidFile(path string, pid int) error {
 }
 
 // Start runs the command of the created container id: it opens the start
-// gate, on which init waits, and returns once init went through.
-func Start(root, id string) error {
+// gate, on which init waits, and returns once init went through. warn, if
+// set, gets the failures of poststart hooks.
+func Start(root, id string, warn func(string)) error {
 	r, dir, err := load(root, id)
 	if err != nil {
 		return err
 	}
 	if r.Status != specs.StateCreated {
 		return fmt.Errorf("container %s is %s, not created: only a created container can be started", id, r.Status)
+	}
+	if r.Hooks != nil {
+		if err := runHooks(hookStartContainer, r.Hooks.StartContainer, r); err != nil {
+			_ = unix.Kill(r.Pid, unix.SIGKILL)
+			awaitEnd(r)
+			return err
+		}
 	}
 	gatePath := filepath.Join(dir, gateFile)
 	// Opened without blocking, so a dead init cannot hang start; init's
@@ -272,7 +311,18 @@ func Start(root, id string) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return os.Remove(gatePath)
+	if err := os.Remove(gatePath); err != nil {
+		return err
+	}
+	if r.Hooks != nil {
+		// The command runs by now; a poststart hook that fails is
+		// only logged, as the runtime spec has it.
+		r.Status = specs.StateRunning
+		if err := runHooks(hookPoststart, r.Hooks.Poststart, r); err != nil && warn != nil {
+			warn(err.Error())
+		}
+	}
+	return nil
 }
 
 // Kill sends sig to container id's init, which passes it on to the
@@ -309,8 +359,9 @@ func Kill(root, id string, sig unix.Signal, all bool) error {
 }
 
 // Delete removes container id's state. A container that has not stopped
-// is refused unless force, which kills it first.
-func Delete(root, id string, force bool) error {
+// is refused unless force, which kills it first. warn, if set, gets the
+// failures of poststop hooks.
+func Delete(root, id string, force bool, warn func(string)) error {
 	r, dir, err := load(root, id)
 	if err != nil {
 		return err
@@ -325,16 +376,21 @@ func Delete(root, id string, force bool) error {
 			_ = leaf.Close()
 		}
 		_ = unix.Kill(r.Pid, unix.SIGKILL)
-		for deadline := time.Now().Add(10 * time.Second); alive(r.Pid, r.PidStart); {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("container %s did not end after SIGKILL", id)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !awaitEnd(r) {
+			return fmt.Errorf("container %s did not end after SIGKILL", id)
 		}
 	}
 	if leaf := r.cgroup(); leaf != nil {
 		if err := leaf.Remove(); err != nil {
 			return fmt.Errorf("deleting container %s: %w", id, err)
+		}
+	}
+	if r.Hooks != nil {
+		// A poststop hook that fails is only logged: the container is
+		// gone either way.
+		r.Status = specs.StateStopped
+		if err := runHooks(hookPoststop, r.Hooks.Poststop, r); err != nil && warn != nil {
+			warn(err.Error())
 		}
 	}
 	return os.RemoveAll(dir)

@@ -56,6 +56,8 @@ type record struct {
 	// Cgroup is the directory of the container's cgroup; "" when it
 	// runs without one.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Hooks are config.json's, which start and delete run too.
+	Hooks *specs.Hooks `json:"hooks,omitempty"`
 }
 
 // cgroup opens the container's cgroup; nil when it has none, or none

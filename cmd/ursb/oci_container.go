@@ -48,7 +48,7 @@ type ociStartCmd struct {
 }
 
 // Run starts the created container's command.
-func (c *ociStartCmd) Run(g *ociCmd) error { return g.done(oci.Start(g.Root, c.ID)) }
+func (c *ociStartCmd) Run(g *ociCmd) error { return g.done(oci.Start(g.Root, c.ID, g.warn)) }
 
 type ociStateCmd struct {
 	ID string `arg:"" name:"ID" help:"The container."`
@@ -89,7 +89,7 @@ type ociDeleteCmd struct {
 }
 
 // Run removes the container's state.
-func (c *ociDeleteCmd) Run(g *ociCmd) error { return g.done(oci.Delete(g.Root, c.ID, c.Force)) }
+func (c *ociDeleteCmd) Run(g *ociCmd) error { return g.done(oci.Delete(g.Root, c.ID, c.Force, g.warn)) }
 
 type ociListCmd struct {
 	Format string `short:"f" default:"table" enum:"table,json" help:"table or json."`
