@@ -163,12 +163,18 @@ func TestOCICgroupLimits(t *testing.T) {
 		t.Errorf("events --stats: %+v, %v; want the cgroup's usage", ev, err)
 	}
 
+	before := atoi(readCgroupFile(t, dir, "pids.current"))
 	l.oci("exec", "c1", "sh", "-c", "for i in $(seq 80); do sleep 1 >/dev/null & done 2>/dev/null; wait")
 	if cur := atoi(readCgroupFile(t, dir, "pids.current")); cur > 64 {
 		t.Errorf("pids.current %d exceeds the pids limit of 64", cur)
 	}
 	if ev := readCgroupFile(t, dir, "pids.events"); !strings.Contains(ev, "max ") || strings.Contains(ev, "max 0") {
 		t.Errorf("no fork was refused by pids.max: pids.events %q", ev)
+	}
+	// The kernel releases an ended task's pid a little after its parent
+	// reaps it; the next exec needs those back.
+	for deadline := time.Now().Add(10 * time.Second); atoi(readCgroupFile(t, dir, "pids.current")) > before && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// The memory limit holds: dd's 100 MiB buffer does not fit in 64 MiB.
