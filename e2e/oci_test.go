@@ -191,6 +191,13 @@ func TestOCILifecycle(t *testing.T) {
 	if res := l.oci("state", "c1"); res.Code != 125 || !strings.Contains(res.Stderr, "does not exist") {
 		t.Errorf("state after delete: %s", res)
 	}
+	// An engine's cleanup deletes by force what may be gone already.
+	if res := l.oci("delete", "c1"); res.Code != 125 || !strings.Contains(res.Stderr, "does not exist") {
+		t.Errorf("delete of a deleted container: %s", res)
+	}
+	if res := l.oci("delete", "--force", "c1"); res.Code != 0 {
+		t.Errorf("delete --force of a deleted container: %s, want success as with runc", res)
+	}
 
 	// A created container that is killed never runs its command, and
 	// delete --force ends one that waits for start.

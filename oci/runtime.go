@@ -359,10 +359,17 @@ func Kill(root, id string, sig unix.Signal, all bool) error {
 }
 
 // Delete removes container id's state. A container that has not stopped
-// is refused unless force, which kills it first. warn, if set, gets the
+// is refused unless force, which kills it first; with force, one that does
+// not exist is no error. warn, if set, gets the
 // failures of poststop hooks.
 func Delete(root, id string, force bool, warn func(string)) error {
 	r, dir, err := load(root, id)
+	if force && errors.Is(err, os.ErrNotExist) {
+		// As with runc: an engine's cleanup deletes by force whatever
+		// may be left, a create that failed before its state was
+		// written included.
+		return os.RemoveAll(dir)
+	}
 	if err != nil {
 		return err
 	}

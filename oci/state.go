@@ -111,7 +111,7 @@ func load(root, id string) (*record, string, error) {
 	}
 	data, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Errorf("container %s does not exist", id)
+		return nil, dir, notExist(id)
 	}
 	if err != nil {
 		return nil, "", err
@@ -126,6 +126,13 @@ func load(root, id string) (*record, string, error) {
 	}
 	return &r, dir, nil
 }
+
+// notExist is the error for a container id that has no state; it is an
+// os.ErrNotExist.
+type notExist string
+
+func (id notExist) Error() string        { return fmt.Sprintf("container %s does not exist", string(id)) }
+func (id notExist) Is(target error) bool { return target == os.ErrNotExist }
 
 // save writes r atomically, so a reader never sees half of it.
 func save(dir string, r *record) error {
