@@ -26,6 +26,9 @@ type CreateOptions struct {
 	// SystemdCgroup reads linux.cgroupsPath in systemd's notation, as
 	// runc's --systemd-cgroup.
 	SystemdCgroup bool
+	// PreserveFDs is how many of the caller's descriptors from 3 on the
+	// container's process gets, at the same numbers.
+	PreserveFDs int
 	// Warn, if set, gets what config.json asks that ursb could not do
 	// but that the container runs well enough without.
 	Warn func(msg string)
@@ -167,6 +170,13 @@ func create(root, id, bundle string, o CreateOptions) (sb *userns.Sandbox, err e
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StartGate: gate, Orphan: true, LongLived: true,
 	}
+	for fd := 3; fd < 3+o.PreserveFDs; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return nil, fmt.Errorf("--preserve-fds %d: descriptor %d is not open", o.PreserveFDs, fd)
+		}
+		opts.Preserved = append(opts.Preserved, os.NewFile(uintptr(fd), fmt.Sprintf("preserved %d", fd)))
+	}
+	s.PreserveFDs = o.PreserveFDs
 	var consoleErr error
 	if s.TTY {
 		// The command's stdio is the terminal: init keeps none of the

@@ -85,6 +85,10 @@ type Spec struct {
 	// OCI start command opens the gate it was handed, as runc's create
 	// does; then it starts the command.
 	StartGate bool `json:"startGate,omitempty"`
+	// PreserveFDs is how many descriptors of the caller, from 3 on, the
+	// command gets at the same numbers (runc's --preserve-fds, which
+	// socket activation uses); only with StartGate.
+	PreserveFDs int `json:"preserveFDs,omitempty"`
 }
 
 // Rlimit is one resource limit, as setrlimit(2) takes it.

@@ -125,7 +125,7 @@ func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 		_ = ch.send(syncMsg{Kind: msgCreated})
 		awaitStart(sigs)
 	}
-	cmd, err := spawn(s, p, nil, sendTTY)
+	cmd, err := spawn(s, p, preservedStdio(s), sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
@@ -149,6 +149,26 @@ func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 
 // gateFD is where init finds the start gate (Options.StartGate).
 const gateFD = 5
+
+// preservedFD is where init holds the first of the descriptors it passes on
+// to the command at 3 (spec.PreserveFDs).
+const preservedFD = 6
+
+// preservedStdio is the command's descriptors: stdio, then the preserved
+// ones, which the command alone keeps.
+func preservedStdio(s *spec.Spec) []int {
+	if s.PreserveFDs == 0 {
+		return nil
+	}
+	stdio := []int{0, 1, 2}
+	for fd := preservedFD; fd < preservedFD+s.PreserveFDs; fd++ {
+		// Without this the command would hold each twice: at its
+		// place from 3 and where init has it.
+		unix.CloseOnExec(fd)
+		stdio = append(stdio, fd)
+	}
+	return stdio
+}
 
 // awaitStart blocks until the OCI start command opens the start gate. A
 // signal that arrives first ends init as it would have ended the command,
@@ -374,7 +394,7 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 				return 0, err
 			}
 		}
-		attr.Files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
+		attr.Files = append([]uintptr{slave.Fd(), slave.Fd(), slave.Fd()}, attr.Files[3:]...)
 		attr.Sys.Setctty = true
 		attr.Sys.Ctty = 0
 	} else if !p.interactive {

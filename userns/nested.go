@@ -107,14 +107,17 @@ func superviseNested(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		failStart(ch, 125, fmt.Errorf("making init non-dumpable: %w", err))
 	}
-	pid, inner, err := startNested(s.StartGate)
+	pid, inner, err := startNested(s.StartGate, s.PreserveFDs)
 	if err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
 	}
 	if s.StartGate {
-		// The nested init waits at the gate; this one keeps nothing of
-		// the host's state directory.
+		// The nested init waits at the gate and holds the preserved
+		// descriptors; this one keeps nothing of the host's.
 		unix.Close(gateFD)
+		for fd := preservedFD; fd < preservedFD+s.PreserveFDs; fd++ {
+			unix.Close(fd)
+		}
 	}
 	if err := inner.send(syncMsg{Kind: msgStart, Spec: s}); err != nil {
 		failStart(ch, 125, fmt.Errorf("setting up the sandbox: starting the command's user namespace: %w", err))
@@ -145,7 +148,7 @@ func superviseNested(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 // startNested starts the nested init from the executable at exeFD, with a
 // socket to it, and with the start gate when gate is set: the nested init
 // is the one that starts the command.
-func startNested(gate bool) (int, syncChannel, error) {
+func startNested(gate bool, preserved int) (int, syncChannel, error) {
 	uids, err := identityMap("/proc/self/uid_map")
 	if err != nil {
 		return 0, syncChannel{}, err
@@ -182,6 +185,9 @@ func startNested(gate bool) (int, syncChannel, error) {
 	}
 	if gate {
 		attr.Files = append(attr.Files, gateFD)
+		for fd := preservedFD; fd < preservedFD+preserved; fd++ {
+			attr.Files = append(attr.Files, uintptr(fd))
+		}
 	}
 	// Resolved by the child once its descriptors are in place, through
 	// the sandbox's /proc, which nothing in the sandbox has touched yet.

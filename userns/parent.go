@@ -51,6 +51,9 @@ type Options struct {
 	// once set up, opens it for writing, which blocks until the OCI start
 	// command opens it for reading. Start returns while init waits there.
 	StartGate *os.File
+	// Preserved are the descriptors the command gets from 3 on
+	// (spec.PreserveFDs of them).
+	Preserved []*os.File
 	// Orphan lets the sandbox outlive the ursb that starts it (OCI
 	// create): init gets no parent death signal and is reparented to the
 	// caller's subreaper when ursb exits.
@@ -192,7 +195,10 @@ func Start(s *spec.Spec, o Options) (*Sandbox, error) {
 		cmd.SysProcAttr.AmbientCaps = nil
 	}
 	if o.StartGate != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, o.StartGate) // fd 5: gateFD
+		cmd.ExtraFiles = append(cmd.ExtraFiles, o.StartGate)    // fd 5: gateFD
+		cmd.ExtraFiles = append(cmd.ExtraFiles, o.Preserved...) // from preservedFD
+	} else if len(o.Preserved) > 0 {
+		return nil, errors.New("descriptors are preserved only for a sandbox with a start gate")
 	}
 	if o.Orphan {
 		cmd.SysProcAttr.Pdeathsig = 0

@@ -18,16 +18,16 @@ type ociCreateFlags struct {
 	ConsoleSocket string `name:"console-socket" help:"Unix socket that gets the master of the container's terminal (process.terminal), as with runc." placeholder:"PATH"`
 	NoPivot       bool   `name:"no-pivot" help:"Accepted for runc's sake; ursb always uses pivot_root."`
 	NoNewKeyring  bool   `name:"no-new-keyring" help:"Accepted for runc's sake."`
-	PreserveFDs   int    `name:"preserve-fds" help:"Not supported yet: must be 0." placeholder:"N"`
+	PreserveFDs   int    `name:"preserve-fds" help:"Pass this many more descriptors, from 3 on, to the container's process, as with runc." placeholder:"N"`
 	ID            string `arg:"" name:"ID" help:"The new container's id."`
 }
 
 // options checks the flags and gives the library's create options.
 func (f *ociCreateFlags) options(g *ociCmd) (oci.CreateOptions, error) {
-	if f.PreserveFDs != 0 {
-		return oci.CreateOptions{}, fmt.Errorf("--preserve-fds is not supported yet")
+	if f.PreserveFDs < 0 {
+		return oci.CreateOptions{}, fmt.Errorf("--preserve-fds %d: give a count of 0 or more", f.PreserveFDs)
 	}
-	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket, SystemdCgroup: g.SystemdCgroup, Warn: g.warn}, nil
+	return oci.CreateOptions{PidFile: f.PidFile, ConsoleSocket: f.ConsoleSocket, SystemdCgroup: g.SystemdCgroup, PreserveFDs: f.PreserveFDs, Warn: g.warn}, nil
 }
 
 type ociCreateCmd struct {
