@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"github.com/ursb/ursb/spec"
 	"golang.org/x/net/bpf"
@@ -30,11 +29,23 @@ var seccompArches = map[string]bool{
 	"SCMP_ARCH_M68K": true, "SCMP_ARCH_SH": true, "SCMP_ARCH_SHEB": true,
 }
 
-// profileTables gives the system call numbers of each convention in abis.
-var profileTables = map[uint32]*arch.Info{
-	unix.AUDIT_ARCH_X86_64:  arch.X86_64,
-	unix.AUDIT_ARCH_I386:    arch.I386,
-	unix.AUDIT_ARCH_AARCH64: arch.AARCH64,
+//go:generate go run ../internal/syscalltable zsyscalls.go
+
+// profileTables gives the system call numbers of each convention in abis,
+// sorted by name.
+var profileTables = map[uint32][]sysno{
+	unix.AUDIT_ARCH_X86_64:  syscallsX86_64[:],
+	unix.AUDIT_ARCH_I386:    syscallsI386[:],
+	unix.AUDIT_ARCH_AARCH64: syscallsAArch64[:],
+}
+
+// lookupSyscall is name's number in table.
+func lookupSyscall(table []sysno, name string) (uint32, bool) {
+	i, ok := slices.BinarySearchFunc(table, name, func(s sysno, name string) int { return strings.Compare(s.name, name) })
+	if !ok {
+		return 0, false
+	}
+	return table[i].nr, true
 }
 
 // scmpArch is the SCMP_ARCH_* name of an audit architecture in abis.
@@ -146,13 +157,13 @@ func profileFilter(p *spec.SeccompProfile) ([]bpf.Instruction, uintptr, error) {
 		wide := a.arch != unix.AUDIT_ARCH_I386
 		for _, r := range rules {
 			for _, name := range r.names {
-				nr, ok := table.SyscallNames[name]
+				nr, ok := lookupSyscall(table, name)
 				if !ok {
 					// Profiles name calls of every architecture and
 					// kernel; one this table lacks cannot be made here.
 					continue
 				}
-				prog.addBlock(callBlock(uint32(nr), r, wide))
+				prog.addBlock(callBlock(nr, r, wide))
 			}
 		}
 		prog.add(bpf.RetConstant{Val: def})
