@@ -133,12 +133,22 @@ type runOnly struct {
 	Run runCmd `cmd:"" help:"Run a command in a new sandbox."`
 }
 
+// ociOnly is the command line when its first word is "oci", for the same
+// reason.
+type ociOnly struct {
+	Oci ociCmd `cmd:"" name:"oci" help:"The OCI runtime command line (runc's), for podman, buildah and containerd; also ursb started as *runc."`
+}
+
 func run(args []string) int {
 	var c any = &cli{}
 	version := ""
-	if len(args) > 0 && args[0] == "run" {
+	switch {
+	case len(args) > 0 && args[0] == "run":
 		c = &runOnly{}
-	} else {
+	case len(args) > 0 && args[0] == "oci":
+		// An engine runs ursb several times per container.
+		c = &ociOnly{}
+	default:
 		version = strings.TrimSuffix(versionText(), "\n")
 	}
 	parser, err := kong.New(c,
