@@ -58,6 +58,10 @@ type pod struct {
 	dir    string
 	rootfs string
 	env    []string
+	// runroot is podman's --runroot, which it refuses past 50
+	// characters (its sockets' paths must fit): below /tmp, not below
+	// a TMPDIR that may be long.
+	runroot string
 }
 
 func newPod(t *testing.T) *pod {
@@ -80,7 +84,12 @@ func newPod(t *testing.T) *pod {
 	if err := os.Mkdir(run, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{t: t, dir: dir, rootfs: rootfs, env: []string{
+	runroot, err := os.MkdirTemp("/tmp", "ursb-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runroot) })
+	p := &pod{t: t, dir: dir, rootfs: rootfs, runroot: runroot, env: []string{
 		"XDG_RUNTIME_DIR=" + run, "HOME=" + dir,
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data"),
 	}}
@@ -100,7 +109,7 @@ func newPod(t *testing.T) *pod {
 func (p *pod) run(opts []string, argv ...string) result {
 	p.t.Helper()
 	args := []string{"--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-		"--storage-driver", "vfs", "--root", filepath.Join(p.dir, "storage"), "--runroot", filepath.Join(p.dir, "runroot"),
+		"--storage-driver", "vfs", "--root", filepath.Join(p.dir, "storage"), "--runroot", p.runroot,
 		"run", "--rm", "--network", "none"}
 	args = append(append(args, opts...), "--rootfs", p.rootfs)
 	res := command(p.t, 2*time.Minute, p.env, "podman", append(args, argv...)...)

@@ -47,7 +47,7 @@ func newPodmanLab(t *testing.T) podmanLab {
 func (l podmanLab) podman(runtime string, args ...string) result {
 	l.t.Helper()
 	base := []string{"--runtime", runtime, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-		"--storage-driver", "vfs", "--root", filepath.Join(l.dir, "storage"), "--runroot", filepath.Join(l.dir, "runroot")}
+		"--storage-driver", "vfs", "--root", filepath.Join(l.dir, "storage"), "--runroot", l.runroot}
 	return command(l.t, 2*time.Minute, l.env, "podman", append(base, args...)...)
 }
 
@@ -63,7 +63,8 @@ func (l podmanLab) run(runtime string, opts []string, argv ...string) result {
 // containers.conf, and sees what it sees with runc in the same run: exit
 // codes, a detached container with exec (with and without a terminal),
 // another in its IPC and UTS namespaces, stop and rm, a terminal, a
-// read-only volume, a read-only root, and seccomp profiles.
+// read-only volume, a read-only root, seccomp profiles, and where the
+// QEMU lane's cgroup v2 tree allows, --memory.
 func TestOCIPodman(t *testing.T) {
 	l := newPodmanLab(t)
 	profile := filepath.Join(t.TempDir(), "seccomp.json")
@@ -116,6 +117,18 @@ func TestOCIPodman(t *testing.T) {
 			res = l.run(rt, []string{"--security-opt", "seccomp=" + profile}, "sh", "-c", "rmdir /tmp/d 2>/dev/null; mkdir /tmp/d && echo made")
 			if res.Code == 0 || strings.Contains(res.Stdout, "made") || !strings.Contains(res.Stderr, "Permission denied") {
 				t.Errorf("a profile denying mkdir with EACCES: %s", res)
+			}
+
+			if os.Getenv("URSB_CGROUP_LANE") == "1" {
+				// Rootless podman with cgroupfs gives a container a
+				// cgroup only below a --cgroup-parent the user names.
+				parent := strings.TrimPrefix(delegatedDir(t), "/sys/fs/cgroup") + "/e2e-podman-" + rt
+				t.Cleanup(func() { _ = os.Remove(filepath.Join("/sys/fs/cgroup", parent)) })
+				res = l.run(rt, []string{"--cgroup-parent", parent, "--memory", "64m"}, "sh", "-c",
+					"cat /sys/fs/cgroup/memory.max; dd if=/dev/zero of=/dev/null bs=100M count=1")
+				if res.Code != 137 || !strings.HasPrefix(res.Stdout, "67108864\n") {
+					t.Errorf("--memory 64m: %s, want memory.max 67108864 and dd's 100 MiB buffer OOM-killed (137)", res)
+				}
 			}
 
 			name := "detached-" + rt

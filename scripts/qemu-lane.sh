@@ -151,6 +151,12 @@ copy_bin "$(command -v newgidmap)" /usr/bin/newgidmap
 # util-linux's nsenter, which `ursb oci exec` runs: busybox's cannot enter
 # a cgroup namespace.
 copy_bin "$(command -v nsenter)" /usr/bin/nsenter
+# podman, with conmon and runc as its baseline runtime, drives ursb in the
+# guest's cgroup v2 tree, where limits such as --memory hold; the tests
+# that need them skip where the host lacks them.
+for tool in podman conmon runc; do
+	if path=$(command -v "$tool"); then copy_bin "$path" "$path"; fi
+done
 # The bus a stand-in for the systemd user manager talks on.
 if command -v dbus-daemon >/dev/null; then
 	copy_bin "$(command -v dbus-daemon)" /usr/bin/dbus-daemon
