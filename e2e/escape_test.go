@@ -132,10 +132,19 @@ func TestCpCannotBeStopped(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	rootfs := busyboxRootfs(t)
-	stopper := "dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null; touch /ready; while :; do kill -STOP -1 2>/dev/null; done"
+	// The loop waits for /go, which the test copies in once run -d has
+	// returned: with CAP_SYS_ADMIN the command's own init is not PID 1,
+	// and a loop that stopped it before it reported the start would hold
+	// up run -d, not the copies this test is about.
+	stopper := "while [ ! -e /go ]; do sleep 0.05; done; dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null; touch /ready; while :; do kill -STOP -1 2>/dev/null; done"
+	gate := filepath.Join(t.TempDir(), "go")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for i, mode := range append([][]string{nil}, powerModes...) {
 		name := "stopper" + string(rune('a'+i))
 		l.detach(name, lifeBase(rootfs, mode...), "sh", "-c", stopper)
+		l.must("cp", gate, name+":/go")
 		// Not ursb exec: the loop would stop it.
 		host := t.TempDir()
 		deadline := time.Now().Add(30 * time.Second)
