@@ -11,7 +11,8 @@ import (
 
 // TestOCIPreserveFDs: create --preserve-fds N hands the caller's
 // descriptors 3 to 3+N-1 to the container's process at the same numbers,
-// as systemd socket activation through podman needs, and no others.
+// as systemd socket activation through podman needs, and no others; exec
+// --preserve-fds to the process it starts.
 func TestOCIPreserveFDs(t *testing.T) {
 	requireUnprivileged(t)
 	l := ociLab{t: t, root: filepath.Join(t.TempDir(), "state")}
@@ -69,5 +70,29 @@ func TestOCIPreserveFDs(t *testing.T) {
 	}
 	if res := l.oci("run", "--preserve-fds", "9", "--bundle", bundle, "closed"); res.Code != 125 || !strings.Contains(res.Stderr, "is not open") {
 		t.Errorf("--preserve-fds past the open descriptors: %s", res)
+	}
+
+	// exec --preserve-fds does the same for a process of a running
+	// container.
+	proc["args"] = []string{"sleep", "100"}
+	data, err = json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.create(bundle, "long", filepath.Join(t.TempDir(), "pid"))
+	l.must("start", "long")
+	if _, err := f3.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	cmd = ursbCommand(t, nil, "oci", "--root", l.root, "exec", "--preserve-fds", "1", "long", "sh", "-c", "cat <&3; exec 3<&-; ls /proc/self/fd | tr '\\n' ' '")
+	out.Reset()
+	errOut.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.ExtraFiles = []*os.File{f3}
+	if err := cmd.Run(); err != nil || out.String() != "three\n0 1 2 3 " {
+		t.Errorf("exec --preserve-fds 1: %v: stdout %q, stderr %q; want %q", err, out.String(), errOut.String(), "three\n0 1 2 3 ")
 	}
 }

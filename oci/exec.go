@@ -22,6 +22,9 @@ type ExecOptions struct {
 	// it has a terminal, whose master then goes to ConsoleSocket.
 	Stdio         [3]*os.File
 	ConsoleSocket string
+	// PreserveFDs is how many of the caller's descriptors from 3 on the
+	// process gets, at the same numbers.
+	PreserveFDs int
 }
 
 // Exec starts p in the running container id and returns once it runs.
@@ -57,7 +60,14 @@ func Exec(root, id string, p *specs.Process, o ExecOptions) (*userns.Entered, er
 	console := func(master *os.File) error { return SendConsole(o.ConsoleSocket, master) }
 	leaf := r.cgroup()
 	defer leaf.Close()
-	return userns.Enter(r.Pid, leaf.FD(), s, e, o.Stdio, console)
+	var preserved []*os.File
+	for fd := 3; fd < 3+o.PreserveFDs; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return nil, fmt.Errorf("--preserve-fds %d: descriptor %d is not open", o.PreserveFDs, fd)
+		}
+		preserved = append(preserved, os.NewFile(uintptr(fd), fmt.Sprintf("preserved %d", fd)))
+	}
+	return userns.Enter(r.Pid, leaf.FD(), s, e, o.Stdio, preserved, console)
 }
 
 // execSpec is the container's spec c narrowed for p, and p as ursb's exec.

@@ -130,7 +130,7 @@ func containerHook(h specs.Hook, state []byte, r *record) (string, error) {
 	defer outR.Close()
 	leaf := r.cgroup()
 	defer leaf.Close()
-	x, err := userns.Enter(r.Pid, leaf.FD(), &s, e, [3]*os.File{stdin, outW, outW}, nil)
+	x, err := userns.Enter(r.Pid, leaf.FD(), &s, e, [3]*os.File{stdin, outW, outW}, nil, nil)
 	outW.Close()
 	if err != nil {
 		feed.Close()

@@ -181,6 +181,9 @@ type Exec struct {
 	// Detach leaves the process running on its own once started, its
 	// output discarded, like podman exec -d.
 	Detach bool `json:"detach,omitempty"`
+	// PreserveFDs is how many descriptors of the caller, from 3 on, the
+	// process gets at the same numbers (runc exec --preserve-fds).
+	PreserveFDs int `json:"preserveFDs,omitempty"`
 }
 
 // User is a numeric identity inside the sandbox.

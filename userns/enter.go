@@ -34,7 +34,7 @@ type Entered struct {
 // unless e.TTY is set; then console gets the terminal's master. The
 // process is born in the cgroup cgroupFD when it is not -1. Enter
 // returns once e runs.
-func Enter(initPID, cgroupFD int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, console func(master *os.File) error) (*Entered, error) {
+func Enter(initPID, cgroupFD int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, preserved []*os.File, console func(master *os.File) error) (*Entered, error) {
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, fmt.Errorf("exec in a container needs nsenter: %v; sudo apt-get install util-linux", err)
@@ -74,7 +74,7 @@ func Enter(initPID, cgroupFD int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, 
 		Stdin:       stdio[0],
 		Stdout:      stdio[1],
 		Stderr:      stdio[2],
-		ExtraFiles:  []*os.File{theirs, exe, mnt, pidns}, // fds 3, 4, 5, 6
+		ExtraFiles:  append([]*os.File{theirs, exe, mnt, pidns}, preserved...), // fds 3, 4, 5, 6, then enterPreservedFD
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if cgroupFD >= 0 {
@@ -90,6 +90,7 @@ func Enter(initPID, cgroupFD int, s *spec.Spec, e spec.Exec, stdio [3]*os.File, 
 	p := &Entered{cmd: cmd}
 	ch := syncChannel{ours}
 	e.Interactive = true // stdin is what the caller gave, as runc's exec
+	e.PreserveFDs = len(preserved)
 	if err := ch.send(syncMsg{Kind: msgExec, Spec: s, Exec: &e}); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()

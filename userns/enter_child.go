@@ -14,7 +14,10 @@ import (
 // (see Enter).
 const (
 	enterMntFD = 5
-	enterPidFD = 6
+	// enterPreservedFD is where the stage holds the first descriptor it
+	// passes on (spec.Exec.PreserveFDs).
+	enterPreservedFD = 7
+	enterPidFD       = 6
 )
 
 // EnterChild is the enter stage, started by nsenter inside a container's
@@ -63,7 +66,7 @@ func EnterChild() {
 		fail(125, fmt.Errorf("applying the security settings: %w", err))
 	}
 	sendTTY := func(master *os.File) error { return ch.send(syncMsg{Kind: msgExecTTY}, int(master.Fd())) }
-	pid, err := spawn(s, execProcess(e), nil, sendTTY)
+	pid, err := spawn(s, execProcess(e), preservedStdio(enterPreservedFD, e.PreserveFDs), sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {

@@ -125,7 +125,7 @@ func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 		_ = ch.send(syncMsg{Kind: msgCreated})
 		awaitStart(sigs)
 	}
-	cmd, err := spawn(s, p, preservedStdio(s), sendTTY)
+	cmd, err := spawn(s, p, preservedStdio(preservedFD, s.PreserveFDs), sendTTY)
 	if err != nil {
 		var f *Failure
 		if errors.As(err, &f) {
@@ -154,14 +154,15 @@ const gateFD = 5
 // to the command at 3 (spec.PreserveFDs).
 const preservedFD = 6
 
-// preservedStdio is the command's descriptors: stdio, then the preserved
-// ones, which the command alone keeps.
-func preservedStdio(s *spec.Spec) []int {
-	if s.PreserveFDs == 0 {
+// preservedStdio is the descriptors of a command that gets n preserved
+// ones, held from first on: stdio, then those, which the command alone
+// keeps.
+func preservedStdio(first, n int) []int {
+	if n == 0 {
 		return nil
 	}
 	stdio := []int{0, 1, 2}
-	for fd := preservedFD; fd < preservedFD+s.PreserveFDs; fd++ {
+	for fd := first; fd < first+n; fd++ {
 		// Without this the command would hold each twice: at its
 		// place from 3 and where init has it.
 		unix.CloseOnExec(fd)

@@ -28,7 +28,7 @@ type ociExecCmd struct {
 	Cap           []string `short:"c" sep:"none" help:"Accepted for runc's sake: the process keeps the container's capabilities, never more." placeholder:"CAP"`
 	NoNewPrivs    bool     `name:"no-new-privs" help:"Set no_new_privs for the process."`
 	AdditionalGID []uint32 `short:"g" name:"additional-gids" sep:"none" help:"Supplementary groups of the process." placeholder:"GID"`
-	PreserveFDs   int      `name:"preserve-fds" help:"Not supported: must be 0." placeholder:"N"`
+	PreserveFDs   int      `name:"preserve-fds" help:"Pass this many more descriptors, from 3 on, to the process, as with runc." placeholder:"N"`
 	ProcessLabel  string   `name:"process-label" help:"Accepted for runc's sake; ursb has no SELinux support." placeholder:"LABEL"`
 	Apparmor      string   `help:"Accepted for runc's sake; ursb has no AppArmor support." placeholder:"PROFILE"`
 	IgnorePaused  bool     `name:"ignore-paused" help:"Accepted for runc's sake."`
@@ -44,10 +44,10 @@ func (c *ociExecCmd) Run(g *ociCmd) error {
 	if err != nil {
 		return g.done(err)
 	}
-	if c.PreserveFDs != 0 {
-		return g.done(fmt.Errorf("--preserve-fds is not supported"))
+	if c.PreserveFDs < 0 {
+		return g.done(fmt.Errorf("--preserve-fds %d: give a count of 0 or more", c.PreserveFDs))
 	}
-	x, err := oci.Exec(g.Root, c.ID, p, oci.ExecOptions{Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, ConsoleSocket: c.ConsoleSocket})
+	x, err := oci.Exec(g.Root, c.ID, p, oci.ExecOptions{Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, ConsoleSocket: c.ConsoleSocket, PreserveFDs: c.PreserveFDs})
 	if err != nil {
 		var f *userns.Failure
 		if errors.As(err, &f) && f.Code != 125 {
