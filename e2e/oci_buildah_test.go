@@ -89,7 +89,8 @@ func TestOCIBuildah(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ctx, "Containerfile"), []byte(strings.Replace(buildahFile, "%s", archive, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bins := map[string]string{"runc": requireTool(t, "runc"), "ursb": runcLink(t)}
+	ursbRunc, calls := runcLink(t)
+	bins := map[string]string{"runc": requireTool(t, "runc"), "ursb": ursbRunc}
 	for _, rt := range []string{"runc", "ursb"} {
 		t.Run(rt, func(t *testing.T) {
 			l := buildahLab{t: t, dir: l.dir, env: l.env}
@@ -102,11 +103,14 @@ func TestOCIBuildah(t *testing.T) {
 			// The image, read back in a container of Debian's runc.
 			c := strings.TrimSpace(l.must("from", "--pull=never", image))
 			t.Cleanup(func() { l.buildah("rm", c) })
-			wantInit := map[string]string{"runc": "sh", "ursb": "ursb-init"}[rt]
 			got := l.must("run", "--runtime", bins["runc"], "--isolation", "oci", "--network", "none", c, "--",
 				"sh", "-c", "cat /built /opt/app/a /opt/app/uid /opt/app/net; ls /opt/app")
-			if want := "built by " + wantInit + "\nstep1\nstep2\n0\nlo\na\nnet\nuid\n"; got != want {
+			if want := "built by sh\nstep1\nstep2\n0\nlo\na\nnet\nuid\n"; got != want {
 				t.Errorf("the image built with %s holds %q, want %q", rt, got, want)
+			}
+			// One container for each RUN step, ursb's only under ursb.
+			if n, want := strings.Count(calls(), "--bundle"), map[string]int{"runc": 0, "ursb": 3}[rt]; n != want {
+				t.Errorf("after the build with %s, ursb had made %d containers, want %d; its calls: %q", rt, n, want, calls())
 			}
 		})
 	}

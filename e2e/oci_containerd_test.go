@@ -90,14 +90,30 @@ func (l containerdLab) importImages(ns string) {
 }
 
 // runcLink is ursb under a name ending in runc, which containerd's runc
-// shim runs as its runc binary.
-func runcLink(t *testing.T) string {
+// shim and buildah take for runc, behind a script of that name that
+// records every command line it is given: a container's PID 1 is its
+// command under either runtime, so the record is what shows that the
+// engine ran ursb.
+func runcLink(t *testing.T) (bin string, calls func() string) {
 	t.Helper()
-	link := filepath.Join(t.TempDir(), "ursb-runc")
+	dir := t.TempDir()
+	link := filepath.Join(dir, "bin", "ursb-runc")
+	if err := os.Mkdir(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(ursbBin(t), link); err != nil {
 		t.Fatal(err)
 	}
-	return link
+	log := filepath.Join(dir, "calls")
+	bin = filepath.Join(dir, "ursb-runc")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>'%s'\nexec '%s' \"$@\"\n", log, link)
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin, func() string {
+		data, _ := os.ReadFile(log)
+		return string(data)
+	}
 }
 
 // TestOCIContainerd: containerd's runc shim runs ursb as its runc
@@ -109,7 +125,8 @@ func TestOCIContainerd(t *testing.T) {
 	ns := fmt.Sprintf("ursb-e2e-%d", os.Getpid())
 	l.importImages(ns)
 	fifos := t.TempDir()
-	bins := map[string]string{"runc": requireTool(t, "runc"), "ursb": runcLink(t)}
+	ursbRunc, calls := runcLink(t)
+	bins := map[string]string{"runc": requireTool(t, "runc"), "ursb": ursbRunc}
 	for _, rt := range []string{"runc", "ursb"} {
 		t.Run(rt, func(t *testing.T) {
 			l := containerdLab{t: t, sock: l.sock}
@@ -120,11 +137,13 @@ func TestOCIContainerd(t *testing.T) {
 				// (this host's); ursb is asked them as a user would.
 				run = append(run, "--cpu-shares", "0")
 			}
-			wantInit := map[string]string{"runc": "sh", "ursb": "ursb-init"}[rt]
 			id := "ctr-run-" + rt
 			res := l.ctr(ns, append(run, "--rm", ctrBusybox, id, "sh", "-c", "echo out; cat /proc/1/comm; id -u; exit 3")...)
-			if res.Code != 3 || res.Stdout != "out\n"+wantInit+"\n0\n" {
-				t.Fatalf("ctr run: %s, want exit 3, out, PID 1 %s and uid 0", res, wantInit)
+			if res.Code != 3 || res.Stdout != "out\nsh\n0\n" {
+				t.Fatalf("ctr run: %s, want exit 3, out, PID 1 sh and uid 0", res)
+			}
+			if ran := strings.Contains(calls(), "create --bundle"); ran != (rt == "ursb") {
+				t.Errorf("ursb was asked to create a container: %v, want %v; its calls: %q", ran, rt == "ursb", calls())
 			}
 			if res := l.ctr(ns, "containers", "ls", "-q"); strings.Contains(res.Stdout, id) {
 				t.Errorf("after run --rm: %s", res)
@@ -273,11 +292,10 @@ func TestOCICRI(t *testing.T) {
 				t.Errorf("logs --timestamps: %s", res)
 			}
 
-			wantInit := map[string]string{"runc": "sh", "ursb": "ursb-init"}[rt]
 			// crictl exits 1 for a command that fails, and says
 			// with what.
-			if res := l.crictl("exec", id, "cat", "/proc/1/comm", "/tmp/started"); res.Code != 0 || res.Stdout != wantInit+"\nstarted as 0\n" {
-				t.Errorf("exec: %s, want PID 1 %s and the container's file", res, wantInit)
+			if res := l.crictl("exec", id, "cat", "/proc/1/comm", "/tmp/started"); res.Code != 0 || res.Stdout != "sh\nstarted as 0\n" {
+				t.Errorf("exec: %s, want PID 1 sh and the container's file", res)
 			}
 			// The pod's containers share its sandbox's IPC and UTS
 			// namespaces, which the CRI has them join by path.

@@ -132,6 +132,9 @@ func ToSpec(id, bundle string, c *specs.Spec, host idmap.Host) (*spec.Spec, idma
 		Root:      spec.Root{Overlay: spec.RootBind, Layers: []spec.Layer{{Target: "/", Lower: root}}},
 		StartGate: true,
 		TTY:       p.Terminal,
+		// The process's stdio is the caller's, stdin included, as runc
+		// gives it: podman run -i and containerd's stdin pipes rely on it.
+		Interactive: true,
 	}
 	if p.ConsoleSize != nil {
 		s.WinSize = &spec.WinSize{Rows: uint16(p.ConsoleSize.Height), Cols: uint16(p.ConsoleSize.Width)}

@@ -3,9 +3,11 @@
 // under the runtime's root (--root), and gives create, start, state, kill
 // and delete the semantics engines rely on. create returns while the
 // container's init waits at a start gate, a FIFO in the container's state
-// directory; start opens it. No ursb process stays with the container:
-// its init is reparented to the caller's subreaper when create exits, and
-// its state is read from /proc, the pid checked against its start time so
+// directory; start opens it, and init execs the container's process in
+// its own place. No ursb process stays with the container: its init is
+// reparented to the caller's subreaper when create exits, then becomes the
+// process config.json describes, PID 1 as under runc, and its state is
+// read from /proc, the pid checked against its start time so
 // that a reused pid is not taken for the container. Each container has a
 // cgroup v2 of its own, named by linux.cgroupsPath, which carries
 // linux.resources and which pause, resume, update, ps and delete act on

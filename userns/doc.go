@@ -22,8 +22,11 @@
 //
 // For an OCI create (Options.StartGate, Options.Orphan), init sets up
 // everything, then waits at a FIFO until start opens it (the nested init,
-// where there is one), and outlives the ursb that started it; a terminal is made and its master handed out
-// (Options.Console) before it waits. An OCI exec does not go through init:
+// where there is one), and outlives the ursb that started it; a terminal
+// is made and its master handed out (Options.Console) before it waits.
+// Once start opens the gate, that init execs the container's process in
+// its own place (inplace.go), as runc's does: the process is PID 1 and
+// the engine's child, and no ursb process stays for the container's life. An OCI exec does not go through init:
 // Enter (enter.go, in ursb) has nsenter enter the container's user
 // namespace, and the enter stage (enter_child.go) joins the mount and pid
 // namespaces, confines itself as init confines the command and starts the

@@ -1,0 +1,168 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+
+	"github.com/ursb/ursb/spec"
+)
+
+// becomeCommand makes the init that waited at an OCI start gate the
+// container's process, as runc's init does: exec'd in place, it keeps
+// init's pid, so the process config.json describes is PID 1 of its pid
+// namespace and the direct child of the engine's subreaper, signals from
+// kill reach it unrelayed, and no ursb process stays for the container's
+// life. It never returns: when the command cannot be started it says why
+// on its stderr, which is the container's, and exits as a shell would.
+func becomeCommand(s *spec.Spec, ch syncChannel, p process) {
+	err := execInPlace(s, ch, p)
+	code := 125
+	var f *Failure
+	if errors.As(err, &f) {
+		code = f.Code
+	}
+	fmt.Fprintf(os.Stderr, "ursb: %v\n", err)
+	os.Exit(code)
+}
+
+// execInPlace does in this process what spawnWith has a child do before
+// it execs p: stdio, session and terminal, preserved descriptors, groups
+// and ids, capabilities, working directory. The ids are changed with raw
+// calls, for this thread alone: the thread that execs gives the new
+// program its credentials, and the runtime's other threads end with the
+// exec (syscall.Setuid would change them all, a stop-the-world round for
+// nothing).
+func execInPlace(s *spec.Spec, ch syncChannel, p process) error {
+	// Nothing of ursb's may reach the command: the sync socket is fd 3,
+	// where the first preserved descriptor goes.
+	ch.f.Close()
+	if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
+		// EPERM: init already leads the session it was cloned into.
+		return fmt.Errorf("starting a session: %w", err)
+	}
+	if p.tty {
+		slave := p.slave
+		if err := unix.IoctlSetInt(int(slave.Fd()), unix.TIOCSCTTY, 0); err != nil {
+			return fmt.Errorf("making the terminal the command's: %w", err)
+		}
+		if err := dupStdio(int(slave.Fd())); err != nil {
+			return err
+		}
+		slave.Close()
+	} else if !p.interactive {
+		null, err := os.Open("/dev/null")
+		if err != nil {
+			return err
+		}
+		err = unix.Dup3(int(null.Fd()), 0, 0)
+		null.Close()
+		if err != nil {
+			return err
+		}
+	}
+	// The preserved descriptors move down from preservedFD to 3 on, each
+	// to a lower number than any not yet moved. The runtime's own
+	// descriptors were opened while all of these were held, so they lie
+	// above and are not overwritten.
+	for i := range s.PreserveFDs {
+		if err := unix.Dup3(preservedFD+i, 3+i, 0); err != nil {
+			return fmt.Errorf("passing on preserved descriptor %d: %w", 3+i, err)
+		}
+	}
+	if err := unix.CloseRange(uint(3+s.PreserveFDs), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return err
+	}
+	path, err := lookPath(p.argv[0], p.env)
+	if err != nil {
+		return err
+	}
+	if err := setIDs(s, p); err != nil {
+		return err
+	}
+	if err := os.Chdir(p.cwd); err != nil {
+		return &Failure{Code: 125, Msg: fmt.Sprintf("entering the working directory %s: %v", p.cwd, err)}
+	}
+	err = syscall.Exec(path, p.argv, p.env)
+	if errors.Is(err, unix.EAGAIN) && hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
+		return &Failure{Code: 125, Msg: fmt.Sprintf("starting %s: the process limit (--ulimit nproc) is reached; raise the limit", p.argv[0])}
+	}
+	return execFailure(p.argv[0], path, err)
+}
+
+// dupStdio makes fd the process's stdin, stdout and stderr.
+func dupStdio(fd int) error {
+	for target := range 3 {
+		if err := unix.Dup3(fd, target, 0); err != nil {
+			return fmt.Errorf("giving the command its terminal: %w", err)
+		}
+	}
+	return nil
+}
+
+// setIDs gives this thread p's user and groups, keeping the spec's
+// ambient capabilities across the change away from root as spawnWith's
+// child does (its Credential and AmbientCaps, for one thread).
+func setIDs(s *spec.Spec, p process) error {
+	var ambient []uintptr
+	if p.user.UID != 0 && len(s.Security.Ambient) > 0 {
+		last, err := capability.LastCap()
+		if err != nil {
+			return err
+		}
+		ambient = capNumbers(s.Security.Ambient, last)
+	}
+	if len(ambient) > 0 {
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("keeping capabilities: %w", err)
+		}
+	}
+	// setgroups is denied in a single-id map, so the caller's groups stay
+	// there whatever is asked; elsewhere the groups are exactly those
+	// given, none by default.
+	if !single(s) && !s.KeepGroups {
+		groups := append([]uint32{}, s.Groups...)
+		var ptr unsafe.Pointer
+		if len(groups) > 0 {
+			ptr = unsafe.Pointer(&groups[0])
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(ptr), 0); e != 0 {
+			return fmt.Errorf("setting the groups: %w", e)
+		}
+	}
+	gid, uid := uintptr(p.user.GID), uintptr(p.user.UID)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, gid, gid, gid); e != 0 {
+		return fmt.Errorf("setting gid %d: %w", p.user.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uid, uid, uid); e != 0 {
+		return fmt.Errorf("setting uid %d: %w", p.user.UID, e)
+	}
+	if len(ambient) == 0 {
+		return nil
+	}
+	// A capability must be permitted and inheritable to be raised in the
+	// ambient set, which execve then makes effective.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	for _, c := range ambient {
+		data[c/32].Permitted |= 1 << (c % 32)
+		data[c/32].Inheritable |= 1 << (c % 32)
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("keeping capabilities: %w", err)
+	}
+	for _, c := range ambient {
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, c, 0, 0); err != nil {
+			return fmt.Errorf("raising ambient capability %d: %w", c, err)
+		}
+	}
+	return nil
+}
