@@ -187,3 +187,45 @@ func TestOCIPodman(t *testing.T) {
 		})
 	}
 }
+
+// TestOCIPodmanInitBinary: rootless podman runs ursb as root of a user
+// namespace of its own, where an ursb installed root-owned shows as owned
+// by 65534, an id that namespace maps. The container's init, waiting for
+// start, runs from the binary itself all the same, since no id of the
+// container's owns it; an ursb the user owns, which the container's root
+// could write, runs it from a sealed copy (CVE-2019-5736), which shows the
+// probe tells the two apart.
+func TestOCIPodmanInitBinary(t *testing.T) {
+	l := newPodmanLab(t)
+	installed, err := filepath.EvalSymlinks(ursbBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ownedByMe(installed) {
+		t.Skip("ursb's binary is the test user's own; scripts/test.sh installs it root-owned")
+	}
+	own, _ := userOwnedURSB(t)
+	ownRunc := filepath.Join(filepath.Dir(own), "ursb-runc")
+	if err := os.Symlink(own, ownRunc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, runtime, want string }{
+		{"installed", "ursb", installed},
+		{"own", ownRunc, "/memfd:ursb (deleted)"},
+	} {
+		name := "init-binary-" + c.name
+		if res := l.podman(c.runtime, "create", "--name", name, "--network", "none", "--rootfs", l.rootfs, "true"); res.Code != 0 {
+			t.Fatalf("create: %s", res)
+		}
+		t.Cleanup(func() { l.podman(c.runtime, "rm", "-f", name) })
+		// init makes the container and waits for start.
+		if res := l.podman(c.runtime, "init", name); res.Code != 0 {
+			t.Fatalf("init: %s", res)
+		}
+		pid := strings.TrimSpace(l.podman(c.runtime, "inspect", "--format", "{{.State.Pid}}", name).Stdout)
+		res := command(t, time.Minute, l.env, "podman", l.args(c.runtime, "unshare", "readlink", "/proc/"+pid+"/exe")...)
+		if got := strings.TrimSpace(res.Stdout); res.Code != 0 || got != c.want {
+			t.Errorf("%s ursb: the waiting init of pid %s runs from %s, want %s", c.name, pid, res, c.want)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package userns
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -30,7 +32,7 @@ func initExecutable(uids []spec.IDMapping) (*os.File, error) {
 		self.Close()
 		return nil, err
 	}
-	if !needsCopy(&st, uids) {
+	if !needsCopy(self, &st, uids) {
 		return self, nil
 	}
 	defer self.Close()
@@ -64,21 +66,64 @@ func initExecutable(uids []spec.IDMapping) (*os.File, error) {
 	return sealed, nil
 }
 
-// needsCopy tells whether an id mapped by uids could write the binary st
-// describes: its owner is mapped, or it is group- or world-writable.
-func needsCopy(st *unix.Stat_t, uids []spec.IDMapping) bool {
-	return idmap.HostIDMapped(uids, st.Uid) || st.Mode&0o022 != 0
+// needsCopy tells whether an id mapped by uids could write the binary
+// self, whose status is st: its owner is mapped, or it is group- or
+// world-writable.
+//
+// In a user namespace, a file whose owner the namespace does not map shows
+// as owned by the overflow uid, which the namespace may map as well:
+// rootless podman runs its runtime as root of one where 65534 is a
+// subordinate id, so an ursb installed root-owned on the host looked owned
+// by an id of the sandbox's, and each container started from a copy of
+// 27 MB. There the owner is asked of the kernel itself (ownedBy).
+func needsCopy(self *os.File, st *unix.Stat_t, uids []spec.IDMapping) bool {
+	if st.Mode&0o022 != 0 {
+		return true
+	}
+	if !idmap.HostIDMapped(uids, st.Uid) {
+		return false
+	}
+	return int(st.Uid) != overflowID("uid") || ownedBy(self, st.Uid)
+}
+
+// ownedBy tells whether uid, as this user namespace names it, is the owner
+// of the open file f, reporting true when it cannot tell. Only a process
+// whose filesystem uid is the file's owner may take a lease on it
+// (fcntl(2), F_SETLEASE; CAP_LEASE counts only in the initial user
+// namespace), so one thread takes that uid for the call: it is refused
+// exactly when the kernel's owner of the file is another id, such as one
+// this namespace cannot name. The lease, a read lease, is let go at once.
+func ownedBy(f *os.File, uid uint32) bool {
+	runtime.LockOSThread()
+	prev, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, uintptr(uid), 0, 0)
+	_, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_RDLCK)
+	if err == nil {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_UNLCK)
+	}
+	unix.RawSyscall(unix.SYS_SETFSUID, prev, 0, 0)
+	// setfsuid reports the id it replaces: -1 changes nothing and tells
+	// whether the thread is back to its own. A thread that is not stays
+	// locked, and the runtime ends it with this goroutine.
+	if now, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); now == prev {
+		runtime.UnlockOSThread()
+	}
+	return !errors.Is(err, unix.EACCES)
 }
 
 // SealedCopySize is how much memory each sandbox with the uid map uids
 // holds for its whole life in the sealed copy of ursb's binary that its
 // init runs from, or 0 when init runs from the binary itself.
 func SealedCopySize(uids []spec.IDMapping) (int64, error) {
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return 0, fmt.Errorf("opening ursb's own binary: %w", err)
+	}
+	defer self.Close()
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+	if err := unix.Fstat(int(self.Fd()), &st); err != nil {
 		return 0, fmt.Errorf("reading ursb's own binary: %w", err)
 	}
-	if !needsCopy(&st, uids) {
+	if !needsCopy(self, &st, uids) {
 		return 0, nil
 	}
 	return st.Size, nil
