@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -414,4 +415,77 @@ func offered(t *testing.T, dir string) map[string]bool {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// TestOCICgroupResourcesAsRunc: the resources of the runtime-tools
+// validation suite's cgroup tests, which that suite cannot check on a
+// cgroup v2 tree (its v2 reader answers "unimplemented yet" for every
+// resource, whatever the runtime), given to Debian's runc and to ursb in
+// the lane's delegated tree: each runtime's container cgroup holds the
+// same values, runc's being the reference, and holds the container's
+// process.
+func TestOCICgroupResourcesAsRunc(t *testing.T) {
+	requireCgroupLane(t)
+	runc := requireTool(t, "runc")
+	top := delegatedDir(t)
+	l := ociLab{t: t, root: filepath.Join(t.TempDir(), "state")}
+	limit, low, swap, pids := int64(64<<20), int64(32<<20), int64(96<<20), int64(100)
+	shares, quota, period := uint64(1024), int64(50000), uint64(200000)
+	resources := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &limit, Reservation: &low, Swap: &swap},
+		CPU:    &specs.LinuxCPU{Shares: &shares, Quota: &quota, Period: &period, Cpus: "0", Mems: "0"},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+	files := []string{"memory.max", "memory.low", "memory.swap.max", "cpu.weight", "cpu.max", "cpuset.cpus", "cpuset.mems", "pids.max"}
+	got := map[string]map[string]string{}
+	for _, rt := range []string{"runc", "ursb"} {
+		dir := filepath.Join(top, fmt.Sprintf("e2e-as-runc-%d-%s", os.Getpid(), rt))
+		t.Cleanup(func() { _ = os.Remove(dir) })
+		bundle := ociCgroupBundle(t, l, strings.TrimPrefix(dir, cgroup2Mount(t)), resources)
+		id := "as-runc-" + rt
+		var out *os.File
+		if rt == "ursb" {
+			out = l.create(bundle, id, filepath.Join(t.TempDir(), "pid"))
+			l.must("start", id)
+		} else {
+			out = runcCreate(t, runc, filepath.Join(t.TempDir(), "runc"), bundle, id)
+		}
+		waitOutput(t, out, "started")
+		if len(cgroupPids(t, dir)) == 0 {
+			t.Errorf("%s: the container's cgroup %s holds no process", rt, dir)
+		}
+		got[rt] = map[string]string{}
+		for _, f := range files {
+			got[rt][f] = readCgroupFile(t, dir, f)
+		}
+	}
+	for _, f := range files {
+		if got["ursb"][f] != got["runc"][f] {
+			t.Errorf("%s: runc wrote %q, ursb %q", f, got["runc"][f], got["ursb"][f])
+		}
+	}
+	if got["runc"]["memory.max"] != "67108864" || got["runc"]["pids.max"] != "100" {
+		t.Errorf("runc's cgroup %v lacks the limits asked: the comparison shows nothing", got["runc"])
+	}
+}
+
+// runcCreate creates and starts container id of bundle with runc, whose
+// state goes under root, its output in a file (the container holds
+// create's stdio), and deletes it at the end of the test.
+func runcCreate(t *testing.T, runc, root, bundle, id string) *os.File {
+	t.Helper()
+	out, err := os.Create(filepath.Join(t.TempDir(), id+".out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	cmd := exec.Command(runc, "--root", root, "run", "--detach", "--bundle", bundle, id)
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	t.Cleanup(func() { _ = exec.Command(runc, "--root", root, "delete", "--force", id).Run() })
+	if err != nil {
+		data, _ := os.ReadFile(out.Name())
+		t.Fatalf("runc run --detach %s: %v: %s", id, err, data)
+	}
+	return out
 }
