@@ -75,8 +75,11 @@ func execInPlace(s *spec.Spec, ch syncChannel, p process) error {
 			return fmt.Errorf("passing on preserved descriptor %d: %w", 3+i, err)
 		}
 	}
-	if err := unix.CloseRange(uint(3+s.PreserveFDs), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return err
+	// Those moved from where none landed go at the exec. One fcntl each,
+	// not close_range: the seccomp filter is on already, and profiles
+	// older than Linux 5.9 deny close_range (EPERM).
+	for fd := max(3+s.PreserveFDs, preservedFD); fd < preservedFD+s.PreserveFDs; fd++ {
+		unix.CloseOnExec(fd)
 	}
 	path, err := lookPath(p.argv[0], p.env)
 	if err != nil {
