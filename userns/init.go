@@ -124,7 +124,7 @@ func runCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal) {
 		}
 		_ = ch.send(syncMsg{Kind: msgCreated})
 		awaitStart(sigs)
-		becomeCommand(s, ch, p)
+		becomeCommand(s, ch, sigs, p)
 	}
 	cmd, err := spawn(s, p, preservedStdio(preservedFD, s.PreserveFDs), sendTTY)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"syscall"
 	"unsafe"
 
@@ -20,7 +21,21 @@ import (
 // kill reach it unrelayed, and no ursb process stays for the container's
 // life. It never returns: when the command cannot be started it says why
 // on its stderr, which is the container's, and exits as a shell would.
-func becomeCommand(s *spec.Spec, ch syncChannel, p process) {
+func becomeCommand(s *spec.Spec, ch syncChannel, sigs chan os.Signal, p process) {
+	// A signal that init took since the gate opened ends it as awaitStart
+	// would; from here on the kernel's default acts on one until the
+	// command sets its own, so a kill racing start is never lost.
+	signal.Reset()
+	for drained := false; !drained; {
+		select {
+		case sig := <-sigs:
+			if sig != unix.SIGCHLD && sig != unix.SIGWINCH {
+				os.Exit(128 + int(sig.(unix.Signal)))
+			}
+		default:
+			drained = true
+		}
+	}
 	err := execInPlace(s, ch, p)
 	code := 125
 	var f *Failure
