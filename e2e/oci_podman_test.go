@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +51,13 @@ func newPodmanLab(t *testing.T) podmanLab {
 func (l podmanLab) podman(runtime string, args ...string) result {
 	l.t.Helper()
 	return command(l.t, 2*time.Minute, l.env, "podman", l.args(runtime, args...)...)
+}
+
+// in is the lab for subtest t.
+func (l podmanLab) in(t *testing.T) podmanLab {
+	p := *l.pod
+	p.t = t
+	return podmanLab{&p}
 }
 
 // args is podman's command line for args with runtime and the lab's
@@ -143,6 +154,50 @@ func TestOCIPodman(t *testing.T) {
 				}
 			}
 
+			t.Run("keep-id", func(t *testing.T) {
+				l := l.in(t)
+				res := l.run(rt, []string{"--userns", "keep-id"}, "id", "-u")
+				if res.Code != 0 || strings.TrimSpace(res.Stdout) != strconv.Itoa(os.Getuid()) {
+					t.Errorf("--userns keep-id: %s, want uid %d inside", res, os.Getuid())
+				}
+			})
+			t.Run("published-port", func(t *testing.T) { testPublishedPort(t, l.in(t), rt) })
+			t.Run("kill", func(t *testing.T) {
+				l := l.in(t)
+				name := "killed-" + rt
+				if res := l.podman(rt, "run", "-d", "--name", name, "--network", "none", "--rootfs", l.rootfs, "sleep", "1000"); res.Code != 0 {
+					t.Fatalf("run -d: %s", res)
+				}
+				t.Cleanup(func() { l.podman(rt, "rm", "-f", name) })
+				if res := l.podman(rt, "kill", name); res.Code != 0 {
+					t.Errorf("kill: %s", res)
+				}
+				l.podman(rt, "wait", name)
+				if res := l.podman(rt, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name); strings.TrimSpace(res.Stdout) != "exited 137" {
+					t.Errorf("after kill: %s, want exited with 137 (SIGKILL)", res)
+				}
+			})
+			t.Run("pause", func(t *testing.T) {
+				if os.Getenv("URSB_CGROUP_LANE") != "1" {
+					t.Skip("pause needs a freezer in a delegated cgroup v2 tree: the QEMU lane has one")
+				}
+				l := l.in(t)
+				name, parent := "paused-"+rt, strings.TrimPrefix(delegatedDir(t), "/sys/fs/cgroup")+"/e2e-podman-pause-"+rt
+				t.Cleanup(func() { _ = os.Remove(filepath.Join("/sys/fs/cgroup", parent)) })
+				if res := l.podman(rt, "run", "-d", "--name", name, "--cgroup-parent", parent, "--network", "none", "--rootfs", l.rootfs, "sleep", "1000"); res.Code != 0 {
+					t.Fatalf("run -d: %s", res)
+				}
+				t.Cleanup(func() { l.podman(rt, "rm", "-f", name) })
+				for _, step := range []struct{ cmd, want string }{{"pause", "paused"}, {"unpause", "running"}} {
+					if res := l.podman(rt, step.cmd, name); res.Code != 0 {
+						t.Errorf("%s: %s", step.cmd, res)
+					}
+					if res := l.podman(rt, "inspect", "--format", "{{.State.Status}}", name); strings.TrimSpace(res.Stdout) != step.want {
+						t.Errorf("after %s: %s, want %s", step.cmd, res, step.want)
+					}
+				}
+			})
+
 			name := "detached-" + rt
 			if res := l.podman(rt, "run", "-d", "--name", name, "--network", "none", "--rootfs", l.rootfs, "sleep", "1000"); res.Code != 0 {
 				t.Fatalf("run -d: %s", res)
@@ -214,18 +269,94 @@ func TestOCIPodmanInitBinary(t *testing.T) {
 		{"own", ownRunc, "/memfd:ursb (deleted)"},
 	} {
 		name := "init-binary-" + c.name
-		if res := l.podman(c.runtime, "create", "--name", name, "--network", "none", "--rootfs", l.rootfs, "true"); res.Code != 0 {
+		res := l.podman(c.runtime, "create", "--name", name, "--network", "none", "--rootfs", l.rootfs, "true")
+		if res.Code != 0 {
 			t.Fatalf("create: %s", res)
 		}
-		t.Cleanup(func() { l.podman(c.runtime, "rm", "-f", name) })
+		id := strings.TrimSpace(res.Stdout)
+		t.Cleanup(func() {
+			l.podman(c.runtime, "rm", "-f", name)
+			// The conmon of a container removed before it started,
+			// and the podman cleanup it runs, may still write into
+			// the runtime directory after rm returns.
+			waitGone(t, "conmon", id)
+			waitGone(t, "podman", id)
+		})
 		// init makes the container and waits for start.
 		if res := l.podman(c.runtime, "init", name); res.Code != 0 {
 			t.Fatalf("init: %s", res)
 		}
 		pid := strings.TrimSpace(l.podman(c.runtime, "inspect", "--format", "{{.State.Pid}}", name).Stdout)
-		res := command(t, time.Minute, l.env, "podman", l.args(c.runtime, "unshare", "readlink", "/proc/"+pid+"/exe")...)
+		res = command(t, time.Minute, l.env, "podman", l.args(c.runtime, "unshare", "readlink", "/proc/"+pid+"/exe")...)
 		if got := strings.TrimSpace(res.Stdout); res.Code != 0 || got != c.want {
 			t.Errorf("%s ursb: the waiting init of pid %s runs from %s, want %s", c.name, pid, res, c.want)
 		}
 	}
+}
+
+// testPublishedPort runs a container of rt on podman's own rootless
+// network with a port published on 127.0.0.1, and reads what the
+// container serves there. It runs inside the suite's network namespace,
+// so nothing leaves the machine.
+func testPublishedPort(t *testing.T, l podmanLab, rt string) {
+	if _, err := exec.LookPath("slirp4netns"); err != nil {
+		t.Skip("rootless podman's network needs slirp4netns, not installed here")
+	}
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	name := "published-" + rt
+	serve := "while :; do echo served by the container | nc -l -p 8080; done"
+	if res := l.podman(rt, "run", "-d", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "--rootfs", l.rootfs, "sh", "-c", serve); res.Code != 0 {
+		t.Fatalf("run -d -p: %s", res)
+	}
+	t.Cleanup(func() { l.podman(rt, "rm", "-f", "-t", "0", name) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := readFrom(fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil && got == "served by the container\n" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the published port %d gave %q, %v; want what the container serves", port, got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readFrom reads what a TCP server at addr sends until it closes.
+func readFrom(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	data, err := io.ReadAll(c)
+	return string(data), err
+}
+
+// waitGone waits, for up to 30 seconds, until no process named comm of
+// this user's has word in its command line.
+func waitGone(t *testing.T, comm, word string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		entries, _ := os.ReadDir("/proc")
+		found := false
+		for _, e := range entries {
+			name, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if strings.TrimSpace(string(name)) == comm && strings.Contains(string(cmdline), word) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return
+		}
+	}
+	t.Errorf("a %s of %s is still running after 30 s", comm, word)
 }
