@@ -263,6 +263,52 @@ bench() {
 	fi
 }
 
+# bench_pair LABEL1 CMD1 LABEL2 CMD2: bench for two commands measured
+# against each other (CMD: words split as a shell would, no expansion),
+# timed in turns, A B then B A, so that a drift of the machine or of the
+# state the two share (podman's) weighs on both alike. hyperfine times one
+# command's runs after the other's: podman run --rm of one runtime then
+# measured 1.32x the other's in one run of this script and 0.87x in
+# the next.
+bench_pair() {
+	local label cmd json
+	local -a jobs=()
+	while [ $# -gt 0 ]; do
+		label=$1 cmd=$2
+		shift 2
+		n=$((n + 1))
+		json=$work/$n.json
+		# shellcheck disable=SC2086 # the command's words, as hyperfine -N splits them
+		if ! $cmd >/dev/null 2>"$work/$n.err" </dev/null; then
+			echo "failed: $label: $(head -c 300 "$work/$n.err" | tr '\n' ' ')"
+			skipped+=("$label (failed)")
+			return 0
+		fi
+		jobs+=("$label" "$json" "$cmd")
+	done
+	python3 - "$warmup" "$runs" "${jobs[@]}" <<'PY'
+import json, shlex, statistics, subprocess, sys, time
+warm, runs = int(sys.argv[1]), int(sys.argv[2])
+jobs = [sys.argv[i:i + 3] for i in range(3, len(sys.argv), 3)]
+times = {label: [] for label, _, _ in jobs}
+for i in range(warm + runs):
+    for label, _, cmd in (jobs if i % 2 == 0 else jobs[::-1]):
+        t = time.perf_counter()
+        subprocess.run(shlex.split(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        if i >= warm:
+            times[label].append(time.perf_counter() - t)
+for label, path, _ in jobs:
+    ts = times[label]
+    json.dump({"results": [{"command": label, "mean": statistics.mean(ts), "stddev": statistics.stdev(ts),
+                            "min": min(ts), "max": max(ts), "times": ts}]}, open(path, "w"))
+    print("  %-40s %.2f ms (sd %.2f)" % (label, statistics.mean(ts) * 1e3, statistics.stdev(ts) * 1e3))
+PY
+	while [ ${#jobs[@]} -gt 0 ]; do
+		printf '%s\t%s\t%s\n' "${jobs[0]}" "${jobs[1]}" "${jobs[2]}" >>"$results"
+		jobs=("${jobs[@]:3}")
+	done
+}
+
 # have TOOL ANCHOR: is TOOL installed? If not, say the anchor is skipped.
 have() {
 	if command -v "$1" >/dev/null; then return 0; fi
@@ -384,6 +430,7 @@ EOF
 # run --rm of a busybox image imported for the purpose, podman exec into a
 # running container, and each runtime's own create + start + delete of the
 # same bundle (runc spec --rootless, process /bin/true), without podman.
+# Each pair is timed in turns (bench_pair).
 oci_bench() {
 	local runc d=$work/oci rt bin
 	if ! runc=$(command -v runc); then
@@ -392,6 +439,7 @@ oci_bench() {
 		return 0
 	fi
 	say "OCI runtime: ursb against runc, rootless"
+	runtime_bin() { if [ "$1" = ursb ]; then echo "$d/ursb-runc"; else echo "$runc"; fi; }
 	mkdir -p "$d/bundle"
 	# A name ending in runc makes ursb answer runc's command line.
 	ln -s "$main" "$d/ursb-runc"
@@ -403,37 +451,45 @@ c["root"] = {"path": sys.argv[2], "readonly": True}
 c["process"]["args"] = ["/bin/true"]
 c["process"]["terminal"] = False
 json.dump(c, open(sys.argv[1], "w"))' "$d/bundle/config.json" "$rootfs"
+	local -a cycles=()
 	for rt in runc ursb; do
-		bin=$runc
-		if [ "$rt" = ursb ]; then bin=$d/ursb-runc; fi
+		bin=$(runtime_bin "$rt")
 		printf 'set -e\n%s --root %s create --bundle %s bench\n%s --root %s start bench\n%s --root %s delete --force bench\n' \
 			"$bin" "$d/state-$rt" "$d/bundle" "$bin" "$d/state-$rt" "$bin" "$d/state-$rt" >"$d/cycle-$rt.sh"
-		bench "$rt create+start+delete (bundle)" sh "$d/cycle-$rt.sh"
+		cycles+=("$rt create+start+delete (bundle)" "sh $d/cycle-$rt.sh")
 	done
+	bench_pair "${cycles[@]}"
 	if ! command -v podman >/dev/null; then
 		echo "skipped: podman with --runtime (podman not installed)"
 		skipped+=("podman --runtime (not installed)")
 		return 0
 	fi
-	local image=localhost/ursb-bench-busybox podman_cmd=(podman --cgroup-manager=cgroupfs --events-backend=none)
-	if ! tar -C "$rootfs" -c . | "${podman_cmd[@]}" import -q - "$image" >/dev/null 2>"$d/err"; then
+	local image=localhost/ursb-bench-busybox podman="podman --cgroup-manager=cgroupfs --events-backend=none"
+	# shellcheck disable=SC2086 # podman's words
+	if ! tar -C "$rootfs" -c . | $podman import -q - "$image" >/dev/null 2>"$d/err"; then
 		echo "skipped: podman with --runtime (podman import failed: $(head -c 300 "$d/err" | tr '\n' ' '))"
 		skipped+=("podman --runtime (import failed)")
 		return 0
 	fi
+	bench_pair "podman --runtime runc run --rm IMAGE true" "$podman --runtime $runc run --rm --network=none $image /bin/true" \
+		"podman --runtime ursb run --rm IMAGE true" "$podman --runtime $d/ursb-runc run --rm --network=none $image /bin/true"
+	local -a execs=()
 	for rt in runc ursb; do
-		bin=$runc
-		if [ "$rt" = ursb ]; then bin=$d/ursb-runc; fi
-		bench "podman --runtime $rt run --rm IMAGE true" "${podman_cmd[@]}" --runtime "$bin" run --rm --network=none "$image" /bin/true
-		if "${podman_cmd[@]}" --runtime "$bin" run -d --name "ursb-bench-exec-$rt" --network=none "$image" sleep 100000 >/dev/null 2>"$d/err"; then
-			bench "podman --runtime $rt exec NAME true" "${podman_cmd[@]}" exec "ursb-bench-exec-$rt" /bin/true
+		# shellcheck disable=SC2086 # podman's words
+		if $podman --runtime "$(runtime_bin "$rt")" run -d --name "ursb-bench-exec-$rt" --network=none "$image" sleep 100000 >/dev/null 2>"$d/err"; then
+			execs+=("podman --runtime $rt exec NAME true" "$podman exec ursb-bench-exec-$rt /bin/true")
 		else
 			echo "failed: podman --runtime $rt run -d: $(head -c 300 "$d/err" | tr '\n' ' ')"
 			skipped+=("podman --runtime $rt exec (run -d failed)")
 		fi
-		"${podman_cmd[@]}" rm -f -t 0 "ursb-bench-exec-$rt" >/dev/null 2>&1 || true
 	done
-	"${podman_cmd[@]}" rmi -f "$image" >/dev/null 2>&1 || true
+	if [ ${#execs[@]} -eq 4 ]; then bench_pair "${execs[@]}"; fi
+	for rt in runc ursb; do
+		# shellcheck disable=SC2086 # podman's words
+		$podman rm -f -t 0 "ursb-bench-exec-$rt" >/dev/null 2>&1 || true
+	done
+	# shellcheck disable=SC2086 # podman's words
+	$podman rmi -f "$image" >/dev/null 2>&1 || true
 }
 
 # oci_report prints ursb's OCI figures against runc's.
