@@ -365,21 +365,12 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 			attr.Files = append(attr.Files, uintptr(fd))
 		}
 	}
-	// setgroups is denied in a single-id map, so the caller's groups stay
-	// there whatever is asked; elsewhere the groups are exactly those
-	// given, none by default.
-	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: single(s) || s.KeepGroups}
-	if p.user.UID != 0 && len(s.Security.Ambient) > 0 {
-		// setuid away from root empties the permitted and ambient sets;
-		// the child keeps them (PR_SET_KEEPCAPS) and raises the ambient
-		// ones again, which execve then makes its permitted and
-		// effective sets, as an OCI config's process.capabilities asks.
-		last, err := capability.LastCap()
-		if err != nil {
-			return 0, err
-		}
-		attr.Sys.AmbientCaps = capNumbers(s.Security.Ambient, last)
+	attr.Sys.Credential = &syscall.Credential{Uid: p.user.UID, Gid: p.user.GID, Groups: append([]uint32{}, s.Groups...), NoSetGroups: !setsGroups(s)}
+	ambient, err := ambientCaps(s, p)
+	if err != nil {
+		return 0, err
 	}
+	attr.Sys.AmbientCaps = ambient
 	var slave *os.File
 	if p.tty {
 		slave = p.slave
@@ -412,19 +403,46 @@ func spawnWith(s *spec.Spec, p process, path string, stdio []int, sendTTY func(*
 		slave.Close()
 	}
 	if err != nil {
-		if errors.Is(err, unix.EAGAIN) && hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
-			msg := fmt.Sprintf("starting %s: the process limit (--ulimit nproc) is reached", p.argv[0])
-			if p.user.UID == 0 {
-				// The limit counts the processes and threads of a uid,
-				// and init runs as root too.
-				threads, _ := os.ReadDir("/proc/self/task")
-				msg += fmt.Sprintf(": init's own %d threads count against it", len(threads))
-			}
-			return 0, &Failure{Code: 125, Msg: msg + "; raise the limit"}
-		}
-		return 0, execFailure(p.argv[0], path, err)
+		return 0, startFailure(s, p, path, err)
 	}
 	return pid, nil
+}
+
+// setsGroups tells whether p's supplementary groups are set to exactly
+// the spec's (none by default). setgroups is denied in a single-id map, so
+// the caller's groups stay there whatever is asked.
+func setsGroups(s *spec.Spec) bool { return !single(s) && !s.KeepGroups }
+
+// ambientCaps is the ambient capabilities p is started with. setuid away
+// from root empties the permitted and ambient sets; the process keeps them
+// (PR_SET_KEEPCAPS) and raises the ambient ones again, which execve then
+// makes its permitted and effective sets, as an OCI config's
+// process.capabilities asks.
+func ambientCaps(s *spec.Spec, p process) ([]uintptr, error) {
+	if p.user.UID == 0 || len(s.Security.Ambient) == 0 {
+		return nil, nil
+	}
+	last, err := capability.LastCap()
+	if err != nil {
+		return nil, err
+	}
+	return capNumbers(s.Security.Ambient, last), nil
+}
+
+// startFailure turns an error of starting p from path into what ursb
+// reports: the process limit by name, else as execFailure does.
+func startFailure(s *spec.Spec, p process, path string, err error) error {
+	if errors.Is(err, unix.EAGAIN) && hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
+		msg := fmt.Sprintf("starting %s: the process limit (--ulimit nproc) is reached", p.argv[0])
+		if p.user.UID == 0 {
+			// The limit counts the processes and threads of a uid,
+			// and init runs as root too.
+			threads, _ := os.ReadDir("/proc/self/task")
+			msg += fmt.Sprintf(": init's own %d threads count against it", len(threads))
+		}
+		return &Failure{Code: 125, Msg: msg + "; raise the limit"}
+	}
+	return execFailure(p.argv[0], path, err)
 }
 
 // execFailure turns an error of exec'ing name (found at path) into the

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/ursb/ursb/spec"
@@ -66,8 +65,10 @@ func execInPlace(s *spec.Spec, ch syncChannel, p process) error {
 		if err := unix.IoctlSetInt(int(slave.Fd()), unix.TIOCSCTTY, 0); err != nil {
 			return fmt.Errorf("making the terminal the command's: %w", err)
 		}
-		if err := dupStdio(int(slave.Fd())); err != nil {
-			return err
+		for target := range 3 {
+			if err := unix.Dup3(int(slave.Fd()), target, 0); err != nil {
+				return fmt.Errorf("giving the command its terminal: %w", err)
+			}
 		}
 		slave.Close()
 	} else if !p.interactive {
@@ -106,44 +107,23 @@ func execInPlace(s *spec.Spec, ch syncChannel, p process) error {
 	if err := os.Chdir(p.cwd); err != nil {
 		return &Failure{Code: 125, Msg: fmt.Sprintf("entering the working directory %s: %v", p.cwd, err)}
 	}
-	err = syscall.Exec(path, p.argv, p.env)
-	if errors.Is(err, unix.EAGAIN) && hasRlimit(s.Rlimits, "RLIMIT_NPROC") {
-		return &Failure{Code: 125, Msg: fmt.Sprintf("starting %s: the process limit (--ulimit nproc) is reached; raise the limit", p.argv[0])}
-	}
-	return execFailure(p.argv[0], path, err)
-}
-
-// dupStdio makes fd the process's stdin, stdout and stderr.
-func dupStdio(fd int) error {
-	for target := range 3 {
-		if err := unix.Dup3(fd, target, 0); err != nil {
-			return fmt.Errorf("giving the command its terminal: %w", err)
-		}
-	}
-	return nil
+	return startFailure(s, p, path, syscall.Exec(path, p.argv, p.env))
 }
 
 // setIDs gives this thread p's user and groups, keeping the spec's
 // ambient capabilities across the change away from root as spawnWith's
 // child does (its Credential and AmbientCaps, for one thread).
 func setIDs(s *spec.Spec, p process) error {
-	var ambient []uintptr
-	if p.user.UID != 0 && len(s.Security.Ambient) > 0 {
-		last, err := capability.LastCap()
-		if err != nil {
-			return err
-		}
-		ambient = capNumbers(s.Security.Ambient, last)
+	ambient, err := ambientCaps(s, p)
+	if err != nil {
+		return err
 	}
 	if len(ambient) > 0 {
 		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("keeping capabilities: %w", err)
 		}
 	}
-	// setgroups is denied in a single-id map, so the caller's groups stay
-	// there whatever is asked; elsewhere the groups are exactly those
-	// given, none by default.
-	if !single(s) && !s.KeepGroups {
+	if setsGroups(s) {
 		groups := append([]uint32{}, s.Groups...)
 		var ptr unsafe.Pointer
 		if len(groups) > 0 {
