@@ -279,8 +279,9 @@ func TestOCIPodmanInitBinary(t *testing.T) {
 			// The conmon of a container removed before it started,
 			// and the podman cleanup it runs, may still write into
 			// the runtime directory after rm returns.
-			waitGone(t, "conmon", id)
-			waitGone(t, "podman", id)
+			if left := lifeWaitGone(id, 30*time.Second); left != nil {
+				t.Errorf("processes of container %s still run 30 s after rm -f: %v", id, left)
+			}
 		})
 		// init makes the container and waits for start.
 		if res := l.podman(c.runtime, "init", name); res.Code != 0 {
@@ -337,26 +338,4 @@ func readFrom(addr string) (string, error) {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	data, err := io.ReadAll(c)
 	return string(data), err
-}
-
-// waitGone waits, for up to 30 seconds, until no process named comm of
-// this user's has word in its command line.
-func waitGone(t *testing.T, comm, word string) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		entries, _ := os.ReadDir("/proc")
-		found := false
-		for _, e := range entries {
-			name, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if strings.TrimSpace(string(name)) == comm && strings.Contains(string(cmdline), word) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return
-		}
-	}
-	t.Errorf("a %s of %s is still running after 30 s", comm, word)
 }
